@@ -1,0 +1,150 @@
+"""A workload: the DNNs that run at once, with their priorities and minimum rates."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rankmap_ros.core import zoo
+
+DEFAULT_MAX_DNNS = 5
+_INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class WorkloadError(ValueError):
+    """A workload that cannot be run as given; the message names the offending entry."""
+
+
+@dataclass(frozen=True)
+class DnnSpec:
+    """One DNN of a workload: a unique instance name, a zoo model and what it asks for."""
+
+    name: str
+    model: str
+    priority: float = 1.0
+    min_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if not _INSTANCE_NAME.match(self.name):
+            raise WorkloadError(
+                f"DNN name {self.name!r} must start with a letter and hold only letters, digits and '_'"
+            )
+        try:
+            canonical = zoo.canonical_name(self.model)
+        except zoo.ZooError as exc:
+            raise WorkloadError(f"DNN {self.name!r}: {exc}") from exc
+        object.__setattr__(self, "model", canonical)
+        if not isinstance(self.priority, int | float) or not math.isfinite(self.priority) or self.priority < 0:
+            raise WorkloadError(f"DNN {self.name!r}: priority must be a finite number >= 0, got {self.priority!r}")
+        if self.min_rate is not None and (
+            not isinstance(self.min_rate, int | float) or not math.isfinite(self.min_rate) or self.min_rate < 0
+        ):
+            raise WorkloadError(f"DNN {self.name!r}: min_rate must be a finite number >= 0, got {self.min_rate!r}")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """DNNs in a fixed order: the order of the estimator's channels and of priority vectors."""
+
+    dnns: tuple[DnnSpec, ...]
+    max_dnns: int = field(default=DEFAULT_MAX_DNNS, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.dnns:
+            raise WorkloadError("a workload needs at least one DNN")
+        if len(self.dnns) > self.max_dnns:
+            raise WorkloadError(f"a workload holds at most {self.max_dnns} DNNs, got {len(self.dnns)}")
+        seen: set[str] = set()
+        for dnn in self.dnns:
+            if dnn.name in seen:
+                raise WorkloadError(f"duplicate DNN name {dnn.name!r}")
+            seen.add(dnn.name)
+
+    def __len__(self) -> int:
+        return len(self.dnns)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dnns)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(d.model for d in self.dnns)
+
+    def index(self, name: str) -> int:
+        for i, dnn in enumerate(self.dnns):
+            if dnn.name == name:
+                return i
+        raise WorkloadError(f"no DNN named {name!r} in the workload ({', '.join(self.names)})")
+
+    @classmethod
+    def from_models(
+        cls,
+        models: Iterable[str],
+        priorities: Sequence[float] | None = None,
+        min_rates: Sequence[float | None] | None = None,
+        max_dnns: int = DEFAULT_MAX_DNNS,
+    ) -> Workload:
+        """Instances named after their models; a model given twice gets `_2`, `_3` suffixes."""
+        models = list(models)
+        if priorities is not None and len(priorities) != len(models):
+            raise WorkloadError(f"{len(priorities)} priorities given for {len(models)} DNNs")
+        if min_rates is not None and len(min_rates) != len(models):
+            raise WorkloadError(f"{len(min_rates)} minimum rates given for {len(models)} DNNs")
+        counts: dict[str, int] = {}
+        dnns = []
+        for i, model in enumerate(models):
+            try:
+                canonical = zoo.canonical_name(model)
+            except zoo.ZooError as exc:
+                raise WorkloadError(str(exc)) from exc
+            counts[canonical] = counts.get(canonical, 0) + 1
+            name = canonical if counts[canonical] == 1 else f"{canonical}_{counts[canonical]}"
+            dnns.append(
+                DnnSpec(
+                    name=name,
+                    model=canonical,
+                    priority=1.0 if priorities is None else priorities[i],
+                    min_rate=None if min_rates is None else min_rates[i],
+                )
+            )
+        return cls(tuple(dnns), max_dnns=max_dnns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dnns": [
+                {"name": d.name, "model": d.model, "priority": d.priority, "min_rate": d.min_rate} for d in self.dnns
+            ]
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], max_dnns: int = DEFAULT_MAX_DNNS) -> Workload:
+        entries = data.get("dnns") if isinstance(data, Mapping) else None
+        if not isinstance(entries, list):
+            raise WorkloadError("a workload is a mapping with a 'dnns' list")
+        dnns = []
+        for i, entry in enumerate(entries):
+            if isinstance(entry, str):
+                entry = {"model": entry}
+            if not isinstance(entry, Mapping) or "model" not in entry:
+                raise WorkloadError(f"workload entry {i} needs at least a 'model'")
+            unknown = set(entry) - {"name", "model", "priority", "min_rate"}
+            if unknown:
+                raise WorkloadError(f"workload entry {i} has unknown fields: {', '.join(sorted(unknown))}")
+            model = str(entry["model"])
+            try:
+                default_name = zoo.canonical_name(model)
+            except zoo.ZooError as exc:
+                raise WorkloadError(f"workload entry {i}: {exc}") from exc
+            dnns.append(
+                DnnSpec(
+                    name=str(entry.get("name", default_name)),
+                    model=model,
+                    priority=entry.get("priority", 1.0),
+                    min_rate=entry.get("min_rate"),
+                )
+            )
+        return cls(tuple(dnns), max_dnns=max_dnns)

@@ -1,0 +1,108 @@
+"""Name lookup and construction for every zoo model."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from rankmap_ros.core.zoo import (
+    alexnet,
+    densenet,
+    efficientnet,
+    googlenet,
+    inception_resnet,
+    inception_v3,
+    inception_v4,
+    mobilenet,
+    resnet,
+    shufflenet,
+    squeezenet,
+    ssd,
+    vgg,
+    yolo,
+)
+from rankmap_ros.core.zoo.spec import ModelSpec
+from rankmap_ros.core.zoo.units import UnitNet
+
+_MODULES = (
+    alexnet,
+    densenet,
+    efficientnet,
+    googlenet,
+    inception_resnet,
+    inception_v3,
+    inception_v4,
+    mobilenet,
+    resnet,
+    shufflenet,
+    squeezenet,
+    ssd,
+    vgg,
+    yolo,
+)
+
+
+class ZooError(ValueError):
+    """An unknown model name or an unusable weights file."""
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@cache
+def _table() -> tuple[dict[str, ModelSpec], dict[str, str]]:
+    by_name: dict[str, ModelSpec] = {}
+    lookup: dict[str, str] = {}
+    for module in _MODULES:
+        for spec in module.SPECS:
+            if spec.name in by_name:
+                raise RuntimeError(f"zoo model {spec.name!r} is defined twice")
+            by_name[spec.name] = spec
+            for alias in (spec.name, spec.title, *spec.aliases):
+                lookup[_key(alias)] = spec.name
+    return dict(sorted(by_name.items())), lookup
+
+
+def names() -> tuple[str, ...]:
+    """Every model id, sorted."""
+    return tuple(_table()[0])
+
+
+def specs() -> tuple[ModelSpec, ...]:
+    return tuple(_table()[0].values())
+
+
+def canonical_name(name: str) -> str:
+    """The model id for a name, title or alias ('ResNet-50', 'resnet_50' -> 'resnet50')."""
+    found = _table()[1].get(_key(name))
+    if found is None:
+        raise ZooError(f"unknown model {name!r}; known models: {', '.join(names())}")
+    return found
+
+
+def get_spec(name: str) -> ModelSpec:
+    return _table()[0][canonical_name(name)]
+
+
+def build(name: str, weights: str | Path | None = None) -> UnitNet:
+    """Build a zoo model in eval mode: random weights, or a local state_dict file."""
+    model = get_spec(name).build()
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise ZooError(f"weights file {path} does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for corrupt files
+            raise ZooError(f"cannot read weights file {path}: {exc}") from exc
+        if not isinstance(state, dict):
+            raise ZooError(f"weights file {path} does not hold a state_dict")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ZooError(f"weights file {path} does not fit {name}: {exc}") from exc
+    return model.eval()

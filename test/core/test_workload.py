@@ -1,0 +1,55 @@
+"""Workloads reject bad input with a message that names it."""
+
+import math
+
+import pytest
+
+from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
+
+
+def test_from_models_names_instances_and_canonicalises_models() -> None:
+    w = Workload.from_models(["ResNet-50", "alexnet", "resnet50"])
+    assert w.names == ("resnet50", "alexnet", "resnet50_2")
+    assert w.models == ("resnet50", "alexnet", "resnet50")
+    assert w.index("alexnet") == 1
+
+
+def test_unknown_model_is_named() -> None:
+    with pytest.raises(WorkloadError, match="unknown model 'lenet'"):
+        Workload.from_models(["alexnet", "lenet"])
+
+
+def test_duplicate_names_are_rejected() -> None:
+    with pytest.raises(WorkloadError, match="duplicate DNN name 'cam'"):
+        Workload((DnnSpec("cam", "alexnet"), DnnSpec("cam", "vgg16")))
+
+
+@pytest.mark.parametrize("priority", [math.nan, -0.5, math.inf, "high"])
+def test_malformed_priorities_are_rejected(priority: object) -> None:
+    with pytest.raises(WorkloadError, match="priority must be a finite number >= 0"):
+        DnnSpec("cam", "alexnet", priority=priority)  # type: ignore[arg-type]
+
+
+def test_nan_min_rate_is_rejected() -> None:
+    with pytest.raises(WorkloadError, match="min_rate"):
+        DnnSpec("cam", "alexnet", min_rate=math.nan)
+
+
+def test_too_many_dnns() -> None:
+    with pytest.raises(WorkloadError, match="at most 5 DNNs"):
+        Workload.from_models(["alexnet"] * 6)
+    assert len(Workload.from_models(["alexnet"] * 6, max_dnns=6)) == 6
+
+
+def test_priority_count_must_match() -> None:
+    with pytest.raises(WorkloadError, match="2 priorities given for 3 DNNs"):
+        Workload.from_models(["alexnet", "vgg16", "resnet50"], priorities=[0.5, 0.5])
+
+
+def test_dict_round_trip_and_errors() -> None:
+    w = Workload.from_models(["alexnet", "vgg16"], priorities=[0.7, 0.3], min_rates=[5.0, None])
+    assert Workload.from_dict(w.to_dict()) == w
+    with pytest.raises(WorkloadError, match="unknown fields: colour"):
+        Workload.from_dict({"dnns": [{"model": "alexnet", "colour": "red"}]})
+    with pytest.raises(WorkloadError, match="'dnns' list"):
+        Workload.from_dict({"models": ["alexnet"]})
