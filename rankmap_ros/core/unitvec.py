@@ -185,6 +185,7 @@ def _unit_shapes(model: UnitNet, input_shape: tuple[int, ...]) -> list[tuple[Sha
 def describe(model: UnitNet, input_shape: tuple[int, ...]) -> tuple[UnitInfo, ...]:
     """Describe every unit of a built model (any device; tracing happens on `meta`)."""
     meta_model = model if next(model.parameters()).device.type == "meta" else copy.deepcopy(model).to("meta")
+    meta_model.eval()
     leaves = _trace(meta_model, input_shape)
     shapes = _unit_shapes(meta_model, input_shape)
     infos = []
@@ -264,7 +265,7 @@ def profile(name: str) -> tuple[UnitInfo, ...]:
     """Units of a zoo model by name (built on `meta`, cached)."""
     spec = get_spec(name)
     with torch.device("meta"):
-        model = spec.build()
+        model = spec.build().eval()
     return describe(model, spec.input_shape)
 
 
