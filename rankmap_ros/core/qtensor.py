@@ -17,7 +17,7 @@ from rankmap_ros.core.unitvec import VECTOR_DIM, vectors
 from rankmap_ros.core.workload import DEFAULT_MAX_DNNS, Workload
 
 # The deepest zoo model has fewer units than this; checked by the tests.
-DEFAULT_MAX_UNITS = 40
+DEFAULT_MAX_UNITS = 32
 
 UnitVectors = Callable[[str], np.ndarray]
 

@@ -12,6 +12,7 @@ in the unit (batch-norm shifts included) and a is the unit's most frequent activ
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rankmap_ros.core.zoo import UnitKind, UnitNet, get_spec
+from rankmap_ros.core.zoo import UnitKind, UnitNet, get_spec, names
 
 VECTOR_DIM = 22
 BYTES_PER_ELEMENT = 4  # fp32, as the paper's ARM-CL runs
@@ -272,3 +273,15 @@ def profile(name: str) -> tuple[UnitInfo, ...]:
 def vectors(name: str) -> np.ndarray:
     """(units, 22) array of unit vectors for a zoo model."""
     return np.stack([unit.vector() for unit in profile(name)])
+
+
+@cache
+def zoo_fingerprint() -> str:
+    """Short hash of every zoo model's units: datasets and checkpoints are only valid for it."""
+    digest = hashlib.sha256()
+    for name in names():
+        digest.update(name.encode())
+        for unit in profile(name):
+            digest.update(unit.vector().tobytes())
+            digest.update(np.asarray([unit.macs, unit.params], dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
