@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
@@ -88,7 +89,9 @@ class Mapping:
         known = set(components)
         for dnn, spec in zip(self.dnns, workload.dnns, strict=True):
             if dnn.model != spec.model:
-                raise MappingError(f"DNN {dnn.name!r}: mapping is for model {dnn.model!r}, workload runs {spec.model!r}")
+                raise MappingError(
+                    f"DNN {dnn.name!r}: mapping is for model {dnn.model!r}, workload runs {spec.model!r}"
+                )
             expected = unit_count(spec.model)
             if len(dnn.assignment) != expected:
                 raise MappingError(
@@ -139,9 +142,7 @@ class Mapping:
     @classmethod
     def all_on(cls, workload: Workload, component: str) -> Mapping:
         """Every unit of every DNN on one component (the paper's all-on-GPU baseline)."""
-        return cls(
-            tuple(DnnMapping(d.name, d.model, (component,) * unit_count(d.model)) for d in workload.dnns)
-        )
+        return cls(tuple(DnnMapping(d.name, d.model, (component,) * unit_count(d.model)) for d in workload.dnns))
 
     @classmethod
     def random(
@@ -159,7 +160,7 @@ class Mapping:
             cuts = sorted(rng.choice(np.arange(1, n), size=stages - 1, replace=False).tolist()) if stages > 1 else []
             bounds = [0, *cuts, n]
             assignment: list[str] = []
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            for a, b in itertools.pairwise(bounds):
                 assignment.extend([components[int(rng.integers(len(components)))]] * (b - a))
             dnns.append(DnnMapping(d.name, d.model, tuple(assignment)))
         return cls(tuple(dnns))

@@ -191,7 +191,9 @@ def describe(model: UnitNet, input_shape: tuple[int, ...]) -> tuple[UnitInfo, ..
     shapes = _unit_shapes(meta_model, input_shape)
     infos = []
     for index, (unit, unit_leaves, (ifm, ofm)) in enumerate(zip(meta_model.units, leaves, shapes, strict=True)):
-        infos.append(_describe_unit(index, model.unit_names[index], model.unit_kinds[index], unit, unit_leaves, ifm, ofm))
+        infos.append(
+            _describe_unit(index, model.unit_names[index], model.unit_kinds[index], unit, unit_leaves, ifm, ofm)
+        )
     return tuple(infos)
 
 

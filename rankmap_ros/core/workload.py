@@ -126,9 +126,8 @@ class Workload:
         if not isinstance(entries, list):
             raise WorkloadError("a workload is a mapping with a 'dnns' list")
         dnns = []
-        for i, entry in enumerate(entries):
-            if isinstance(entry, str):
-                entry = {"model": entry}
+        for i, item in enumerate(entries):
+            entry = {"model": item} if isinstance(item, str) else item  # a bare model name is shorthand
             if not isinstance(entry, Mapping) or "model" not in entry:
                 raise WorkloadError(f"workload entry {i} needs at least a 'model'")
             unknown = set(entry) - {"name", "model", "priority", "min_rate"}

@@ -75,7 +75,10 @@ def test_wrong_dnns(workload: Workload) -> None:
 @pytest.mark.parametrize(
     ("stages", "message"),
     [
-        ([{"units": [0, 3], "component": "gpu"}, {"units": [4, 8], "component": "big"}], "starts at unit 4, expected 3"),
+        (
+            [{"units": [0, 3], "component": "gpu"}, {"units": [4, 8], "component": "big"}],
+            "starts at unit 4, expected 3",
+        ),
         ([{"units": [0, 0], "component": "gpu"}], r"empty or reversed unit range \[0, 0\)"),
         ([{"units": [0], "component": "gpu"}], r"'units' must be \[start, stop\]"),
         ([{"units": [0, 8], "component": 3}], "'component' must be a string"),

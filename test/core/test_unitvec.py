@@ -1,5 +1,7 @@
 """Unit vectors checked by hand against the published layer shapes."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,6 @@ def test_every_model_has_consistent_vectors(name: str) -> None:
     assert vecs.shape == (len(units), VECTOR_DIM)
     assert np.isfinite(vecs).all()
     assert vecs[:, 0].tolist() == list(range(len(units)))
-    for before, after in zip(units[:-1], units[1:], strict=True):
+    for before, after in itertools.pairwise(units):
         assert before.ofm == after.ifm, f"{name}: unit {before.name} output does not feed {after.name}"
     assert sum(u.macs for u in units) > 0

@@ -119,7 +119,7 @@ def test_names_titles_and_aliases_resolve() -> None:
 
 
 def test_unknown_model_is_a_clear_error() -> None:
-    with pytest.raises(zoo.ZooError, match="unknown model 'resnet5000'.*known models: alexnet"):
+    with pytest.raises(zoo.ZooError, match=r"unknown model 'resnet5000'.*known models: alexnet"):
         zoo.canonical_name("resnet5000")
 
 

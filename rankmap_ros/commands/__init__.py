@@ -1,0 +1,1 @@
+"""Subcommands of `rankmap`, one module per area; each has register(subparsers, experiments)."""
