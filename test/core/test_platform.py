@@ -1,0 +1,119 @@
+"""The platform schema: built-ins load, bad files name the field, round trips are lossless."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rankmap_ros.core.platform import PlatformError, builtin_platforms, load_platform, parse_platform
+
+
+def _data() -> dict[str, Any]:
+    return load_platform("orange_pi_5").to_dict()
+
+
+def test_builtin_orange_pi_5() -> None:
+    assert "orange_pi_5" in builtin_platforms()
+    p = load_platform("orange_pi_5")
+    assert p.component_names == ("gpu", "big", "little")
+    assert [c.kind for c in p.components] == ["gpu", "cpu", "cpu"]
+    assert p.reference_component == "gpu"
+    assert p.calibrated
+    big, little = p.component("big"), p.component("little")
+    assert (big.cores, big.frequency_ghz, little.cores, little.frequency_ghz) == (4, 2.4, 4, 1.8)
+    assert p.index("little") == 2
+
+
+def test_round_trip_dict_and_yaml_file(tmp_path: Path) -> None:
+    p = load_platform("orange_pi_5")
+    assert parse_platform(p.to_dict()) == p
+    path = tmp_path / "copy.yaml"
+    path.write_text(p.to_yaml())
+    assert load_platform(path) == p
+    assert hash(load_platform(path)) == hash(p)
+
+
+def test_transfer_costs_grow_with_size_and_gpu_links_cost_more() -> None:
+    p = load_platform("orange_pi_5")
+    cpu_cpu, cpu_gpu, gpu_cpu = p.transfer("big", "little"), p.transfer("big", "gpu"), p.transfer("gpu", "little")
+    assert cpu_cpu.seconds(1e6) < cpu_cpu.seconds(4e6)
+    for nbytes in (0, 1e5, 1e6, 1e7):
+        assert cpu_cpu.seconds(nbytes) < cpu_gpu.seconds(nbytes)
+        assert cpu_cpu.seconds(nbytes) < gpu_cpu.seconds(nbytes)
+
+
+def _set(data: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    node: Any = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("components", 1, "cores"), -2, "components[1].cores: expected a positive integer, got -2"),
+        (("components", 0, "cores"), 2.5, "components[0].cores: expected a positive integer, got 2.5"),
+        (("components", 0, "kind"), "tpu", "components[0].kind: expected one of cpu, gpu, got 'tpu'"),
+        (("components", 2, "gflops", "conv"), 0, "components[2].gflops.conv: expected a positive number, got 0"),
+        (("components", 0, "gflops", "fc"), float("nan"), "components[0].gflops.fc: expected a positive number"),
+        (("components", 1, "sharing"), "lottery", "components[1].sharing: expected one of fair, round_robin"),
+        (("components", 1, "concurrency_loss"), 1.5, "components[1].concurrency_loss: expected a fraction in [0, 1)"),
+        (("components", 1, "cpus"), [0, -1], "components[1].cpus: expected a list of CPU numbers"),
+        (("components", 2, "name"), "big", "components[2].name: duplicate component name 'big'"),
+        (("components", 0, "name"), "2gpu", "components[0].name: expected letters, digits"),
+        (("transfers", "cpu_to_gpu", "us_per_mb"), -1, "transfers.cpu_to_gpu.us_per_mb: expected a number >= 0"),
+        (("reference_component",), "npu", "reference_component: 'npu' is not one of gpu, big, little"),
+        (("calibrated",), "yes", "calibrated: expected true or false"),
+        (("components",), [], "components: expected a non-empty list"),
+    ],
+)
+def test_bad_values_name_the_field(path: tuple[Any, ...], value: Any, message: str) -> None:
+    with pytest.raises(PlatformError) as info:
+        parse_platform(_set(_data(), path, value))
+    assert message in str(info.value)
+
+
+def test_unknown_and_missing_fields_are_rejected() -> None:
+    data = _data()
+    data["components"][1]["turbo"] = True
+    with pytest.raises(PlatformError, match=r"components\[1\]\.turbo: unknown field"):
+        parse_platform(data)
+    data = _data()
+    data["colour"] = "red"
+    with pytest.raises(PlatformError, match=r"colour: unknown field"):
+        parse_platform(data)
+    data = _data()
+    del data["components"][0]["memory_bandwidth_gbs"]
+    with pytest.raises(PlatformError, match=r"components\[0\]\.memory_bandwidth_gbs: missing required field"):
+        parse_platform(data)
+    data = _data()
+    del data["transfers"]["gpu_to_cpu"]
+    with pytest.raises(PlatformError, match=r"transfers\.gpu_to_cpu: missing required field"):
+        parse_platform(data)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(PlatformError, match="not valid YAML"):
+        load_platform(broken)
+    with pytest.raises(PlatformError, match="does not exist"):
+        load_platform(tmp_path / "missing.yaml")
+    with pytest.raises(PlatformError, match="unknown platform 'jetson_nano'"):
+        load_platform("jetson_nano")
+    bad = tmp_path / "bad.yaml"
+    data = _data()
+    data["components"][1]["cores"] = -2
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(PlatformError, match=r"bad\.yaml: components\[1\]\.cores: expected a positive integer, got -2"):
+        load_platform(bad)
+
+
+def test_unknown_component_is_named() -> None:
+    with pytest.raises(PlatformError, match="no component 'npu'"):
+        load_platform("orange_pi_5").component("npu")

@@ -1,0 +1,111 @@
+"""Discovery on this machine: CPU clusters from cpufreq or a split, OpenCL via PoCL, CUDA via torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rankmap_ros.core.platform import load_platform
+from rankmap_ros.runtime.discover import (
+    DiscoveryError,
+    cpu_clusters,
+    discover,
+    discover_host,
+    host_platform,
+    parse_core_split,
+    write_platform,
+)
+
+CPUS = sorted(os.sched_getaffinity(0))
+
+
+def test_without_cpufreq_all_cpus_are_one_cluster(tmp_path: Path) -> None:
+    clusters, notes = cpu_clusters(sysfs=tmp_path)
+    assert [(c.name, c.cpus, c.max_freq_ghz) for c in clusters] == [("cpu", tuple(CPUS), None)]
+    assert "no cpufreq" in notes[0]
+
+
+@pytest.mark.skipif(len(CPUS) < 2, reason="needs two CPUs")
+def test_cpufreq_groups_fastest_cores_as_big(tmp_path: Path) -> None:
+    for i, cpu in enumerate(CPUS):
+        folder = tmp_path / f"cpu{cpu}/cpufreq"
+        folder.mkdir(parents=True)
+        (folder / "cpuinfo_max_freq").write_text("1800000\n" if i == 0 else "2400000\n")
+    clusters, notes = cpu_clusters(sysfs=tmp_path)
+    assert [(c.name, c.cpus, c.max_freq_ghz) for c in clusters] == [
+        ("big", tuple(CPUS[1:]), 2.4),
+        ("little", (CPUS[0],), 1.8),
+    ]
+    assert "cpufreq" in notes[0]
+
+
+@pytest.mark.skipif(len(CPUS) < 2, reason="needs two CPUs")
+def test_explicit_split_on_this_machine() -> None:
+    split = f"big:{CPUS[0]},little:{'+'.join(str(c) for c in CPUS[1:])}"
+    platform = discover_host(split)
+    assert platform.component_names[:2] == ("big", "little")
+    assert platform.component("big").cpus == (CPUS[0],)
+    assert platform.component("little").cpus == tuple(CPUS[1:])
+    assert not platform.calibrated
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ("big0-3", "expected NAME:CPUS"),
+        ("big:0,big:1", "given twice"),
+        ("big:0,little:0", "CPU 0 is in both 'big' and 'little'"),
+        ("big:1-0", "reversed CPU range"),
+        ("big:x", "bad CPU list"),
+        ("big:0-4095", "is not available here"),
+    ],
+)
+def test_bad_split_is_explained(split: str, message: str) -> None:
+    with pytest.raises(DiscoveryError, match=message):
+        parse_core_split(split, available=[0, 1])
+
+
+def test_opencl_is_found_or_reported_missing() -> None:
+    found = discover()
+    notes = " ".join(found.notes)
+    assert "OpenCL" in notes and "CUDA" in notes
+    if found.opencl:
+        assert all(d.type in {"GPU", "CPU", "ACCELERATOR", "CUSTOM", "DEFAULT"} for d in found.opencl)
+        for device in found.opencl:
+            assert f"{device.type} device" in notes
+    else:
+        assert "OpenCL: " in notes
+
+
+def test_opencl_cpu_devices_join_only_when_asked() -> None:
+    found = discover()
+    cpu_devices = [d for d in found.opencl if d.type == "CPU"]
+    if not cpu_devices:
+        pytest.skip("no CPU-type OpenCL device (PoCL) here")
+    assert not any(c.backend == "opencl" and c.kind == "cpu" for c in host_platform(found).components)
+    with_cl = host_platform(found, include_opencl_cpu=True)
+    ocl = [c for c in with_cl.components if c.backend == "opencl" and c.kind == "cpu"]
+    assert len(ocl) == len(cpu_devices)
+    assert ocl[0].device == f"opencl:{cpu_devices[0].platform_index}:{cpu_devices[0].device_index}"
+
+
+def test_written_platform_loads_back_and_is_marked_uncalibrated(tmp_path: Path) -> None:
+    platform = discover_host()
+    path = tmp_path / "host.yaml"
+    write_platform(platform, path)
+    assert "calibrated: false" in path.read_text()
+    assert load_platform(path) == platform
+    assert platform.name == "host"
+
+
+def test_core_never_imports_discovery() -> None:
+    code = (
+        "import sys, rankmap_ros.core.simulator, rankmap_ros.core.calibration; "
+        "print('rankmap_ros.runtime.discover' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
