@@ -143,7 +143,7 @@ def cmd_experiment_motivation(args: argparse.Namespace) -> None:
     lines = [
         f"motivation experiment on {result.get('platform', '?')} (simulated), {args.samples} random mappings",
         *(
-            f"  {label:<24}{result[key]:.1%} (paper {paper.get(key, '?')})"
+            f"  {label:<24}{result[key]:.1%} (paper {paper[key]:.1%})"
             for label, key in (
                 ("better than all-on-GPU:", "frac_better_than_baseline"),
                 ("starving a DNN:", "frac_starving"),
