@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rankmap_ros.commands import foundation
+from rankmap_ros.commands import foundation, ros
 from rankmap_ros.commands.common import CliError
 
-COMMAND_MODULES = (foundation,)
+COMMAND_MODULES = (foundation, ros)
 
 
 def build_parser() -> argparse.ArgumentParser:

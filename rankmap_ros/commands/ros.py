@@ -1,0 +1,156 @@
+"""Commands that talk to a running manager over ROS 2 (rclpy, or our DDS transport without it)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+from rankmap_ros.commands.common import CliError, add_command, emit, table
+
+
+def _call(args: argparse.Namespace, name: str, type_name: str, fill: dict[str, Any]) -> Any:
+    from rankmap_ros.ros.service_call import ServiceCallError, call_service
+
+    try:
+        return call_service(name, type_name, fill, timeout_sec=args.timeout)
+    except ServiceCallError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _answer(args: argparse.Namespace, response: Any, text: str) -> None:
+    from rankmap_ros.ros.convert import to_data
+
+    emit(args, to_data(response), text)
+    if not response.success:
+        raise CliError(f"refused: {response.message}")
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    from rankmap_ros.ros import endpoints
+
+    if args.priority < 0 or not math.isfinite(args.priority):
+        raise CliError("--priority must be a finite number >= 0")
+    response = _call(
+        args,
+        endpoints.REGISTER_SERVICE,
+        endpoints.REGISTER_TYPE,
+        {
+            "name": args.name,
+            "model": args.model,
+            "input_topic": args.input_topic,
+            "priority": args.priority,
+            "min_rate": args.min_rate,
+            "output_kind": args.output_kind,
+        },
+    )
+    _answer(args, response, f"{response.message}; results on {response.output_topic}".strip("; "))
+
+
+def cmd_unregister(args: argparse.Namespace) -> None:
+    from rankmap_ros.ros import endpoints
+
+    response = _call(args, endpoints.UNREGISTER_SERVICE, endpoints.UNREGISTER_TYPE, {"name": args.name})
+    _answer(args, response, response.message)
+
+
+def _weights(items: list[str]) -> tuple[list[str], list[float]]:
+    names, weights = [], []
+    for item in items:
+        name, sep, text = item.partition("=")
+        try:
+            weight = float(text)
+        except ValueError:
+            weight = math.nan
+        if not sep or not name or not math.isfinite(weight) or weight < 0:
+            raise CliError(f"priority {item!r} must look like NAME=WEIGHT with a finite weight >= 0")
+        names.append(name)
+        weights.append(weight)
+    if len(set(names)) != len(names):
+        raise CliError("each DNN may appear only once")
+    return names, weights
+
+
+def cmd_priority(args: argparse.Namespace) -> None:
+    from rankmap_ros.ros import endpoints
+
+    if args.dynamic == bool(args.weights):
+        raise CliError("give either NAME=WEIGHT pairs (static priorities) or --dynamic")
+    names, weights = _weights(args.weights)
+    fill = {"mode": "dynamic" if args.dynamic else "static", "names": names, "priorities": weights}
+    response = _call(args, endpoints.SET_PRIORITIES_SERVICE, endpoints.SET_PRIORITIES_TYPE, fill)
+    in_force = ", ".join(
+        f"{n}={p:.3f}" for n, p in zip(response.names_in_force, response.priorities_in_force, strict=False)
+    )
+    _answer(args, response, f"{response.message}; in force: {in_force}".strip("; "))
+
+
+def _rate(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from rankmap_ros.ros import endpoints
+    from rankmap_ros.ros.convert import to_data
+
+    state = _call(args, endpoints.STATUS_SERVICE, endpoints.STATUS_TYPE, {}).state
+    rows = [
+        (
+            d.name,
+            d.model,
+            f"{d.priority:.3f}",
+            " ".join(f"{s.unit_start}-{s.unit_stop - 1}:{s.component}" for s in d.stages),
+            _rate(d.predicted_rate),
+            _rate(d.measured_rate),
+            _rate(d.potential_throughput),
+        )
+        for d in state.dnns
+    ]
+    head = f"platform {state.platform or '-'}, planner {state.planner or '-'} ({state.priority_mode or '-'})"
+    body = table(rows, ("dnn", "model", "priority", "stages", "predicted", "measured", "P")) if rows else "no DNNs"
+    emit(args, to_data(state), f"{head}\n{body}")
+
+
+def cmd_bench_transport(args: argparse.Namespace) -> None:
+    from rankmap_ros.ros.bench_transport import report, run
+
+    result = run(calls=args.calls, duration_s=args.duration, rate_hz=args.rate)
+    emit(args, result, report(result))
+
+
+def _group(sub: Any, name: str, help_text: str) -> Any:
+    """The subcommand group `name`, shared with the other command modules that add to it."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        parser.add_subparsers(dest=f"{name}_command", required=True)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the manager (default 5)")
+
+
+def register(sub: Any, experiments: Any) -> None:
+    p = add_command(sub, "register", cmd_register, "register a DNN with the running manager")
+    p.add_argument("name", help="unique instance name")
+    p.add_argument("model", help="zoo model name or model file in an allowed directory")
+    p.add_argument("--input-topic", required=True, help="sensor_msgs/Image topic the DNN consumes")
+    p.add_argument("--priority", type=float, default=1.0, help="static priority weight (default 1)")
+    p.add_argument("--min-rate", type=float, default=0.0, help="minimum inferences/s (0: default threshold)")
+    p.add_argument("--output-kind", default="", choices=["", "classification", "detection", "tensor"])
+    _timeout(p)
+    p = add_command(sub, "unregister", cmd_unregister, "stop a registered DNN")
+    p.add_argument("name")
+    _timeout(p)
+    p = add_command(sub, "priority", cmd_priority, "set static priorities (NAME=WEIGHT ...) or --dynamic")
+    p.add_argument("weights", nargs="*", metavar="NAME=WEIGHT")
+    p.add_argument("--dynamic", action="store_true", help="priorities from each DNN's computational profile")
+    _timeout(p)
+    p = add_command(sub, "status", cmd_status, "the mapping in force with predicted and measured rates")
+    _timeout(p)
+    bench = _group(sub, "bench", "benchmarks")
+    p = add_command(bench, "transport", cmd_bench_transport, "ROS transport: service round trip, 640x480 image stream")
+    p.add_argument("--calls", type=int, default=1000, help="status calls to time (default 1000)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of image stream (default 10)")
+    p.add_argument("--rate", type=float, default=30.0, help="image rate in Hz (default 30)")
