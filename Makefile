@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= results
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo motivation test lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=python3 if that is 3.11+)"; exit 1; }
@@ -19,7 +19,11 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The manager with a three-DNN demo workload on this host, over the rclpy-free ROS 2 transport.
 demo: venv
+	$(VENV)/bin/rankmap demo --duration 60
+
+motivation: venv
 	$(VENV)/bin/rankmap experiment motivation --out $(OUT)/motivation
 
 test: venv

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rankmap_ros.commands import foundation, ros
+from rankmap_ros.commands import demo, estimator, foundation, planner, ros, runtime
 from rankmap_ros.commands.common import CliError
 
-COMMAND_MODULES = (foundation, ros)
+COMMAND_MODULES = (foundation, runtime, ros, estimator, demo, planner)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,15 +23,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rankmap_ros.core.dataset import DatasetError
+    from rankmap_ros.core.estimator.checkpoint import EstimatorError
     from rankmap_ros.core.mapping import MappingError
+    from rankmap_ros.core.planner import PlannerError
     from rankmap_ros.core.platform import PlatformError
     from rankmap_ros.core.workload import WorkloadError
     from rankmap_ros.core.zoo import ZooError
+    from rankmap_ros.runtime.errors import HostRuntimeError
 
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except (CliError, MappingError, PlatformError, WorkloadError, ZooError) as exc:
+    except (
+        CliError,
+        MappingError,
+        PlatformError,
+        WorkloadError,
+        ZooError,
+        HostRuntimeError,
+        DatasetError,
+        EstimatorError,
+        PlannerError,
+    ) as exc:
         print(f"rankmap: error: {exc}", file=sys.stderr)
         return 2
     return 0

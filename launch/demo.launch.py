@@ -1,0 +1,51 @@
+"""The 3-DNN demo: `ros2 launch rankmap_ros demo.launch.py [camera_rate:=30.0] [change_after:=20.0]`.
+
+The manager (rankmap.launch.py), a synthetic 640x480 rgb8 camera on /camera/image_raw, and a
+perception node that registers squeezenet_v2, mobilenet_v2 and shufflenet with priorities 3, 2, 1
+and raises shufflenet's to 6 after `change_after` seconds. Without ROS 2: `rankmap demo`.
+"""
+
+# ruff: noqa: I001  (ruff takes launch/ for a first-party package: this folder is named launch)
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare("rankmap_ros")
+    manager = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "rankmap.launch.py"])),
+        launch_arguments={"params_file": LaunchConfiguration("params_file")}.items(),
+    )
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution([share, "config", "rankmap.yaml"]),
+                description="manager parameters (YAML)",
+            ),
+            DeclareLaunchArgument("camera_rate", default_value="30.0", description="camera frames/s"),
+            DeclareLaunchArgument(
+                "change_after", default_value="20.0", description="seconds until the priority change"
+            ),
+            manager,
+            Node(
+                package="rankmap_ros",
+                executable="rankmap_camera",
+                name="camera",
+                namespace="camera",
+                parameters=[{"rate": LaunchConfiguration("camera_rate")}],
+                output="screen",
+            ),
+            Node(
+                package="rankmap_ros",
+                executable="rankmap_perception_demo",
+                name="perception_demo",
+                parameters=[{"input_topic": "/camera/image_raw", "change_after": LaunchConfiguration("change_after")}],
+                output="screen",
+            ),
+        ]
+    )

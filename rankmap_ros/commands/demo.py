@@ -1,0 +1,118 @@
+"""`rankmap demo`: the ROS 2 demo (manager, 30 Hz camera, three DNNs) without ROS 2 installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from typing import Any
+
+from rankmap_ros.commands.common import CliError, add_command, table
+
+LIVE_EVERY_S = 5.0
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render(report: Any) -> str:
+    rows = [
+        (
+            name,
+            f"{d['priority']:.3f}",
+            " ".join(f"{s['units'][0]}-{s['units'][1] - 1}@{s['component']}" for s in d["stages"]) or "-",
+            _rate(d["measured_rate"]),
+            _rate(d["predicted_rate"]),
+            _rate(d["potential_throughput"]),
+            d["status"],
+        )
+        for name, d in report.dnns.items()
+    ]
+    head = (
+        f"t={report.elapsed_s:5.1f}s  platform {report.platform}  planner {report.planner} "
+        f"({report.priority_mode})  ROS_DOMAIN_ID={report.domain_id}"
+    )
+    body = (
+        table(rows, ("dnn", "priority", "stages", "measured/s", "predicted/s", "P", "status"))
+        if rows
+        else "no DNNs yet"
+    )
+    return f"{head}\n{body}"
+
+
+def summary(report: Any) -> str:
+    lines = [f"summary after {report.elapsed_s:.0f} s: {len(report.dnns)} DNNs"]
+    for change in report.mapping_changes:
+        stages = "; ".join(f"{n}: {' '.join(s)}" for n, s in change["stages"].items())
+        lines.append(f"  mapping at {change['at_s']:5.1f} s: {stages}")
+    for name, d in report.dnns.items():
+        lines.append(
+            f"  {name}: {_rate(d['measured_rate'])}/s measured, P {_rate(d['potential_throughput'])}, "
+            f"priority {d['priority']:.3f}, {d['status']} ({d['status_message']})"
+        )
+    m = report.memory
+    if m:
+        lines.append(
+            f"  memory: {m['processes']} processes, RSS {m['rss_mb_total']:.0f} MB "
+            f"(PSS {m['pss_mb_total']:.0f} MB), largest process {m['rss_mb_max_process']:.0f} MB"
+        )
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from rankmap_ros.ros.demo import DemoOptions, run_demo
+
+    if args.duration <= 0:
+        raise CliError("--duration must be > 0 seconds")
+    live = not args.json
+    tty = sys.stdout.isatty()
+    last = [0.0]
+
+    def on_update(report: Any) -> None:
+        if not live or (not tty and time.monotonic() - last[0] < LIVE_EVERY_S):
+            return
+        last[0] = time.monotonic()
+        print(("\x1b[H\x1b[2J" if tty else "") + render(report) + "\n", flush=True)
+
+    options = DemoOptions(duration_s=args.duration, split=args.split, rate_hz=args.rate, params_file=args.params_file)
+    with tempfile.NamedTemporaryFile("w+", prefix="rankmap-demo-", suffix=".log", delete=False) as log:
+        if live:
+            print(f"starting manager, camera ({args.rate:g} Hz) and perception node; node logs: {log.name}", flush=True)
+        try:
+            report = run_demo(options, on_update, log)
+        except RuntimeError as exc:
+            raise CliError(f"{exc}; log: {log.name}") from exc
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(render(report) + "\n\n" + summary(report))
+
+
+def cmd_bench_face(args: argparse.Namespace) -> None:
+    from rankmap_ros.commands.common import emit
+    from rankmap_ros.ros.bench_face import report, run
+
+    try:
+        result = run(kills=args.kills, split=args.split)
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from exc
+    emit(args, result, report(result))
+
+
+def register(sub: Any, experiments: Any) -> None:
+    from rankmap_ros.commands.ros import _group
+
+    p = add_command(sub, "demo", cmd_demo, "run the 3-DNN ROS demo (manager, camera, perception node) without ROS 2")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    p.add_argument(
+        "--split", default="", help="CPU clusters, e.g. big:0,little:1 (default: halves of this host's CPUs)"
+    )
+    p.add_argument("--rate", type=float, default=30.0, help="camera frames/s (default 30)")
+    p.add_argument("--params-file", default="", help="manager parameters (default config/rankmap.yaml)")
+    bench = _group(sub, "bench", "benchmarks")
+    p = add_command(bench, "ros-face", cmd_bench_face, "ROS face: registration, executor recovery, memory")
+    p.add_argument("--kills", type=int, default=3, help="executors to kill one after another (default 3)")
+    p.add_argument("--split", default="", help="CPU clusters (default: halves of this host's CPUs)")

@@ -1,0 +1,181 @@
+"""Commands over the planner: map a workload, reproduce the paper's Section V, benchmark planning time."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from rankmap_ros.commands.common import CliError, add_command, emit, parse_workload, table
+
+
+def _min_rates(text: str, count: int) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CliError(f"--min-rate: {text!r} is not a number or a comma-separated list of numbers") from None
+    if len(values) == 1:
+        values *= count
+    if len(values) != count:
+        raise CliError(f"--min-rate: {len(values)} values for {count} DNNs (give one, or one per DNN)")
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise CliError(f"--min-rate: rates must be finite and >= 0, got {text!r}")
+    return values
+
+
+def cmd_map(args: argparse.Namespace) -> None:
+    from rankmap_ros.core.mapping import Mapping
+    from rankmap_ros.core.planner import Budget, default_model_name, load_model, make_planner, parse_priorities
+    from rankmap_ros.core.planner.rankmap import Mode
+    from rankmap_ros.core.platform import load_platform
+    from rankmap_ros.core.simulator import ideal_throughput, throughputs
+    from rankmap_ros.core.workload import Workload
+
+    platform = load_platform(args.platform)
+    workload = parse_workload(args.workload)
+    if args.min_rate is not None:
+        rates = _min_rates(args.min_rate, len(workload))
+        workload = Workload(
+            tuple(dataclasses.replace(d, min_rate=r) for d, r in zip(workload.dnns, rates, strict=True)),
+            max_dnns=workload.max_dnns,
+        )
+    priorities = parse_priorities(args.priorities, workload) if args.priorities else None
+    mode: Mode = "dynamic" if args.mode == "dynamic" else "static"
+    if args.planner != "rankmap" and (priorities is not None or args.mode):
+        raise CliError(f"planner {args.planner!r} does not take priorities (only rankmap does)")
+    warm = None
+    if args.warm_start:
+        path = Path(args.warm_start)
+        if not path.is_file():
+            raise CliError(f"warm-start mapping {path} does not exist")
+        warm = Mapping.from_json(path.read_text())
+    model_name = args.model or default_model_name(platform)
+    model = load_model(model_name, platform)
+    budget = Budget(simulations=args.budget, seconds=args.time_limit)
+    planner = make_planner(args.planner, model, mode=mode, budget=budget, seed=args.seed, max_stages=args.max_stages)
+    plan = planner.plan(workload, priorities=priorities, warm_start=warm)
+    simulated = throughputs(platform, workload, [plan.mapping])[0]
+    ideal = [ideal_throughput(platform, d.model) for d in workload.dnns]
+    names = workload.names
+    data: dict[str, Any] = {
+        **plan.to_dict(),
+        "platform": platform.name,
+        "mode": mode if args.planner == "rankmap" else None,
+        "simulated": True,
+        "simulated_throughput": dict(zip(names, map(float, simulated), strict=True)),
+        "potential_throughput": {n: float(s / i) for n, s, i in zip(names, simulated, ideal, strict=True)},
+        "stages": {d.name: len(d.stages) for d in plan.mapping.dnns},
+    }
+    if args.out:
+        Path(args.out).write_text(plan.mapping.to_json() + "\n")
+    rows = [
+        (
+            d.name,
+            f"{p:.2f}",
+            f"{s:.2f}",
+            f"{s / i:.3f}",
+            " ".join(f"{st.component}[{st.start}:{st.stop}]" for st in d.stages),
+        )
+        for d, p, s, i in zip(plan.mapping.dnns, plan.predicted_throughput, simulated, ideal, strict=True)
+    ]
+    status = "" if plan.feasible else "  NO mapping meets every threshold: this one falls short least"
+    text = (
+        table(rows, ("dnn", "predicted", "simulated", "P", "stages"))
+        + f"\n{plan.planner} with {plan.model} on {platform.name} (throughput simulated): "
+        + f"{plan.plan_seconds:.2f} s, {plan.simulations} mappings evaluated{status}"
+    )
+    emit(args, data, text)
+
+
+def cmd_experiment_paper(args: argparse.Namespace) -> None:
+    from rankmap_ros.experiments.paper import run_paper, summary_text
+
+    result = run_paper(
+        Path(args.out) if args.out else None,
+        quick=args.quick,
+        seed=args.seed,
+        model=args.model,
+        platform=args.platform,
+    )
+    emit(args, result, summary_text(result))
+
+
+def cmd_experiment_search(args: argparse.Namespace) -> None:
+    from rankmap_ros.experiments.search import VARIANTS, run_search_comparison
+
+    result = run_search_comparison(mixes_per_size=args.mixes, budget=args.budget, seed=args.seed)
+    rows = [
+        (name, f"{v['mean_ratio']:.3f}", f"{v['worst_ratio']:.3f}", f"{v['within_5_percent']:.0%}")
+        for name, v in ((n, result["variants"][n]) for n in VARIANTS)
+    ]
+    text = (
+        table(rows, ("search", "mean of best", "worst", "within 5%"))
+        + f"\nRankMap_D's objective, {result['budget']} evaluations each, on {result['platform']} (simulated)"
+    )
+    emit(args, result, text)
+
+
+def cmd_bench_planner(args: argparse.Namespace) -> None:
+    from rankmap_ros.experiments.paper import bench_planning
+
+    result = bench_planning(mixes=args.mixes, budget=args.budget, seed=args.seed, model=args.model)
+    rows = [
+        (size, f"{r['median_plan_seconds']:.3f}", f"{r['max_plan_seconds']:.3f}", r["mixes"])
+        for size, r in result["by_size"].items()
+    ]
+    text = (
+        table(rows, ("DNNs", "median s", "max s", "mixes"))
+        + f"\nRankMap_D, {result['budget']} simulations, model {result['model']} on {result['platform']}"
+        + f" (target: median <= {result['target_seconds']} s for 5 DNNs)"
+    )
+    emit(args, result, text)
+
+
+def _group(sub: Any, name: str, help_text: str) -> Any:
+    """The subcommand group `name`, created once and shared by every module that adds to it."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        parser.add_subparsers(dest=f"{name}_command", required=True)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def register(sub: Any, experiments: Any) -> None:
+    from rankmap_ros.core.planner import MODELS, PLANNERS
+
+    p = add_command(sub, "map", cmd_map, "plan a mapping for a workload (RankMap or a baseline)")
+    p.add_argument("--platform", default="orange_pi_5", help="built-in platform name or YAML file")
+    p.add_argument("--workload", required=True, help="comma-separated zoo names, or a workload YAML/JSON file")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--priorities", help="static priorities: 0.7,0.2,0.1 in workload order, or name=value,...")
+    how.add_argument("--mode", choices=("static", "dynamic"), help="dynamic: priorities from the DNNs' profiles")
+    p.add_argument("--min-rate", help="minimum inferences/s: one value for every DNN, or one per DNN")
+    p.add_argument("--planner", choices=PLANNERS, default="rankmap")
+    p.add_argument("--model", choices=MODELS, help="throughput model to plan with (default: estimator if shipped)")
+    p.add_argument("--budget", type=int, default=3000, help="mappings the search may evaluate (default 3000)")
+    p.add_argument("--time-limit", type=float, help="wall seconds the search may take")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-stages", type=int, default=3, help="most pipeline stages per DNN (default 3)")
+    p.add_argument("--warm-start", help="the current mapping (JSON): re-plan starting from it")
+    p.add_argument("--out", help="also write the mapping's canonical JSON here")
+
+    p = add_command(experiments, "paper", cmd_experiment_paper, "the paper's Section V (Figures 5-10) on the simulator")
+    p.add_argument("--out", help="directory for paper.json, paper.md and the PNG figures (also the resume cache)")
+    p.add_argument("--quick", action="store_true", help="a reduced run (under 3 minutes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=MODELS, help="throughput model the planners use (default: estimator if shipped)")
+    p.add_argument("--platform", default="orange_pi_5")
+
+    p = add_command(experiments, "search", cmd_experiment_search, "compare search designs at one budget (simulated)")
+    p.add_argument("--mixes", type=int, default=4, help="mixes per size (default 4)")
+    p.add_argument("--budget", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+
+    bench = _group(sub, "bench", "benchmarks")
+    p = add_command(bench, "planner", cmd_bench_planner, "planning time of RankMap_D on random 3/4/5-DNN mixes")
+    p.add_argument("--mixes", type=int, default=12, help="mixes per size (default 12)")
+    p.add_argument("--budget", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=MODELS, help="throughput model (default: estimator if shipped)")

@@ -1,0 +1,233 @@
+"""Commands that run DNNs for real on this host: run, calibrate, dataset collect, bench runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rankmap_ros.commands.common import CliError, add_command, emit, parse_workload, table
+
+DEFAULT_SPLIT_HELP = "explicit CPU clusters for a discovered host, e.g. big:0,little:1 (default: discovered)"
+
+
+def _group(sub: Any, name: str, help_text: str) -> Any:
+    """The subcommand group `name`, reusing it when another command module registered it first."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        parser = sub.add_parser(name, help=help_text)
+        return parser.add_subparsers(dest=f"{name}_command", required=True)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise CliError(f"command {name!r} exists but has no subcommands")
+
+
+def _platform(args: argparse.Namespace) -> Any:
+    from rankmap_ros.runtime.host import resolve_platform
+
+    return resolve_platform(args.platform, args.split, opencl_cpu_as_gpu=not args.no_opencl_cpu)
+
+
+def _platform_args(p: argparse.ArgumentParser, default: str = "host") -> None:
+    p.add_argument("--platform", default=default, help="'host' (discovered now) or a host platform YAML file")
+    p.add_argument("--split", help=DEFAULT_SPLIT_HELP)
+    p.add_argument(
+        "--no-opencl-cpu",
+        action="store_true",
+        help="do not present an OpenCL CPU device (PoCL) as the 'gpu' component of a discovered host",
+    )
+
+
+def _mapping(text: str, workload: Any) -> Any:
+    from rankmap_ros.core.mapping import Mapping
+
+    if text.startswith("all-"):
+        return Mapping.all_on(workload, text.removeprefix("all-"))
+    path = Path(text)
+    if not path.is_file():
+        raise CliError(f"mapping file {path} does not exist (or use all-<component>, e.g. all-big)")
+    return Mapping.from_json(path.read_text())
+
+
+def _say(args: argparse.Namespace) -> Any:
+    def say(message: str) -> None:
+        print(f"[rankmap] {message}", file=sys.stderr, flush=True)
+
+    return None if getattr(args, "quiet", False) else say
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from rankmap_ros.runtime.pipeline import Pipeline, stop_on_signals
+
+    platform = _platform(args)
+    workload = parse_workload(args.workload)
+    mapping = _mapping(args.mapping, workload)
+    if args.seconds <= 0:
+        raise CliError(f"--seconds must be positive, got {args.seconds}")
+    pipeline = Pipeline(platform, workload)
+    with stop_on_signals(pipeline), pipeline:
+        pipeline.start(mapping)
+        report = pipeline.measure(args.seconds, args.warmup)
+    data = {"platform": platform.name, "mapping": mapping.to_dict(), **report.to_dict()}
+    rows = [
+        (
+            d.name,
+            f"{d.throughput:.2f}",
+            f"{d.latency_p50_s * 1e3:.1f}",
+            " ".join(f"{s.component}[{s.units[0]}:{s.units[1]}] {s.service_time_s * 1e3:.1f}ms" for s in d.stages),
+        )
+        for d in report.dnns
+    ]
+    util = ", ".join(f"{c} {u:.0%}" for c, u in report.utilisation.items())
+    text = table(rows, ("dnn", "inf/s", "p50 ms", "stages (service time)"))
+    text += f"\nutilisation: {util}  (measured on this host over {report.seconds:.1f} s)"
+    for f in report.failures:
+        text += f"\nFAILED: {f.dnn} stage {f.stage} on {f.component} (pid {f.pid}): {f.reason}"
+    emit(args, data, text)
+    if report.failures:
+        raise CliError(f"{len(report.failures)} stage process(es) died during the run")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from rankmap_ros.runtime.calibrate import DEFAULT_MODELS, calibrate
+    from rankmap_ros.runtime.discover import write_platform
+
+    base = _platform(args)
+    workload = parse_workload(args.models) if args.models else None
+    models = workload.models if workload else DEFAULT_MODELS
+    result = calibrate(base, models, contention_seconds=args.contention_seconds, progress=_say(args))
+    out = Path(args.out)
+    write_platform(result.platform, out)
+    details = out.with_suffix(".measurements.json")
+    details.write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True))
+    rows = [
+        (c, f"{q.unit_median:.1%}", f"{q.unit_worst:.1%}", f"{q.model_median:.1%}", f"{q.model_worst:.1%}")
+        for c, q in result.quality.items()
+    ]
+    text = table(rows, ("component", "unit median", "unit worst", "model median", "model worst"))
+    text += f"\nwrote {out} (calibrated host platform) and {details} (measurements)"
+    emit(args, {"out": str(out), "details": str(details), **result.to_dict()}, text)
+
+
+def cmd_dataset_collect(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from rankmap_ros.core.dataset import generate
+    from rankmap_ros.runtime.collect import MeasuredLabels
+    from rankmap_ros.runtime.host import independent_platform
+
+    platform = independent_platform(_platform(args))
+    if args.samples <= 0:
+        raise CliError(f"--samples must be positive, got {args.samples}")
+    source = MeasuredLabels(platform, seconds=args.seconds)
+
+    def progress(indices: Any, total: int, done: int) -> Any:
+        return tqdm(indices, total=total, initial=done, desc="measuring", file=sys.stderr, disable=args.json)
+
+    say = _say(args)
+    if say:
+        say("measuring every zoo model alone on the reference component (ideal rates), then the samples")
+    dataset = generate(source, args.samples, Path(args.out), seed=args.seed, max_dnns=args.max_dnns, progress=progress)
+    data = {"out": args.out, "samples": len(dataset), "label_source": source.name, "platform": platform.name}
+    emit(args, data, f"wrote {len(dataset)} measured samples to {args.out}")
+
+
+def cmd_bench_runtime(args: argparse.Namespace) -> None:
+    from rankmap_ros.runtime.bench import BenchConfig, bench_runtime
+    from rankmap_ros.runtime.calibrate import calibrate
+
+    platform = _platform(args)
+    workload = parse_workload(args.workload)
+    say = _say(args)
+    if not platform.calibrated:
+        if say:
+            say("platform is not calibrated: calibrating on the workload's models first")
+        platform = calibrate(platform, workload.models, progress=say).platform
+    cfg = BenchConfig(
+        seconds=args.seconds,
+        rounds=args.rounds,
+        replacements=args.replacements,
+        random_mappings=args.random_mappings,
+        seed=args.seed,
+    )
+    result = bench_runtime(platform, workload, cfg, progress=say)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True))
+    acc = result["random_mappings"]
+    lines = [
+        "runtime benchmark, measured on this host",
+        *(
+            f"  {n:<22}mean {result['mean_throughput'][n]:7.2f} inf/s  ({_rates(result['throughput'][n])})"
+            for n in result["throughput"]
+        ),
+        f"  speedup planner vs {result['all_on_one']}: {result['speedup_vs_all_on_one']:.2f}x median of rounds "
+        f"{_errors(dict(enumerate(result['speedup_by_round'])), '.2f')} (target >= 1.3), "
+        f"starved: {result['starved'] or 'none'} (load-corrected threshold; raw: {result['starved_raw'] or 'none'})",
+        f"  planner prediction error: {_errors(result['prediction_error'])}; "
+        f"load-corrected {_errors(result['prediction_error_load_corrected'])}",
+        *(
+            f"  random mappings over {', '.join(a['components'])}: |error| median {a['median_abs_error']:.1%}, "
+            f"worst {a['worst_abs_error']:.1%}; load-corrected median {a['median_abs_error_load_corrected']:.1%}, "
+            f"worst {a['worst_abs_error_load_corrected']:.1%} (target 25%)"
+            for a in acc.values()
+        ),
+        f"  shared-memory hop 1x64x56x56 float32: {result['hop_ms_1x64x56x56']:.3f} ms (target < 0.5)",
+        f"  runtime overhead per frame: max {result['overhead_fraction_max']:.2%} of stage compute (target < 5%)",
+        f"  after {result['leaks']['replacements']} replacements: {result['leaks']['leaked_processes']} processes, "
+        f"{result['leaks']['leaked_shm_entries']} /dev/shm entries left (target 0)",
+    ]
+    emit(args, result, "\n".join(lines))
+
+
+def _errors(values: dict[Any, float], fmt: str = "+.0%") -> str:
+    return ", ".join(f"{k} {v:{fmt}}" for k, v in values.items())
+
+
+def _rates(rates: dict[str, float]) -> str:
+    return ", ".join(f"{d} {r:.2f}" for d, r in rates.items())
+
+
+def register(sub: Any, experiments: Any) -> None:
+    p = add_command(sub, "run", cmd_run, "run a mapping for real on this host and report measured throughput")
+    p.add_argument("--workload", required=True, help="comma-separated zoo names, or a workload YAML/JSON file")
+    p.add_argument("--mapping", required=True, help="mapping JSON file, or all-<component> (e.g. all-big)")
+    p.add_argument("--seconds", type=float, default=5.0, help="measurement window (default 5)")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds to run before measuring (default 1)")
+    _platform_args(p)
+
+    p = add_command(sub, "calibrate", cmd_calibrate, "measure this host and write a calibrated host platform")
+    _platform_args(p)
+    p.add_argument("--out", required=True, help="platform YAML to write")
+    p.add_argument("--models", help="comma-separated zoo models to time (default: four small ones)")
+    p.add_argument("--contention-seconds", type=float, default=4.0, help="per CPU cluster; 0 skips (default 4)")
+    p.add_argument("--quiet", action="store_true")
+
+    dataset = _group(sub, "dataset", "throughput datasets")
+    p = add_command(
+        dataset,
+        "collect",
+        cmd_dataset_collect,
+        "label random mappings by running them on this host (components with cores of their own)",
+    )
+    _platform_args(p)
+    p.add_argument("--out", required=True, help="dataset .npz to write (resumed if a partial file exists)")
+    p.add_argument("--samples", type=int, default=20)
+    p.add_argument("--seconds", type=float, default=3.0, help="measurement window per sample (default 3)")
+    p.add_argument("--max-dnns", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+
+    bench = _group(sub, "bench", "benchmarks")
+    p = add_command(bench, "runtime", cmd_bench_runtime, "measured runtime targets on this host (issue 5)")
+    p.add_argument("--workload", default="squeezenet_v2,shufflenet,mobilenet_v2")
+    _platform_args(p)
+    p.add_argument("--seconds", type=float, default=4.0, help="measurement window per scenario (default 4)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the scenarios (default 3)")
+    p.add_argument("--replacements", type=int, default=50)
+    p.add_argument("--random-mappings", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="also write the JSON result here")
+    p.add_argument("--quiet", action="store_true")

@@ -1,0 +1,215 @@
+"""Throughput datasets: random workloads and mappings with a throughput label per DNN.
+
+A dataset is one compact .npz file: model indices (N, max_dnns), unit-to-component indices
+(N, max_dnns, max_units), throughputs (N, max_dnns), padding -1 / NaN, and a JSON metadata
+record (platform and its fingerprint, components, zoo fingerprint, seed, label source, every
+model's ideal throughput). Sample i depends only on (seed, i), so a generation stopped half-way
+and resumed gives the same file as one run.
+
+Consecutive samples may share a workload (`mappings_per_workload`): a test set built that way
+measures how well an estimator ranks the mappings of one workload, which is what a search needs.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankmap_ros.core import zoo
+from rankmap_ros.core.labels import LabelSource
+from rankmap_ros.core.mapping import DnnMapping, Mapping
+from rankmap_ros.core.qtensor import DEFAULT_MAX_UNITS
+from rankmap_ros.core.unitvec import zoo_fingerprint
+from rankmap_ros.core.workload import DEFAULT_MAX_DNNS, Workload
+
+FORMAT = "rankmap.dataset/1"
+CHECKPOINT_EVERY = 500
+
+Progress = Callable[[Iterator[int], int, int], Iterator[int]]
+
+
+class DatasetError(ValueError):
+    """A dataset file that is missing, corrupt or made for something else."""
+
+
+@dataclass
+class Dataset:
+    """Samples in their compact form; `workload(i)` and `mapping(i)` rebuild one."""
+
+    models: np.ndarray
+    assign: np.ndarray
+    throughput: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return tuple(self.meta["components"])
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(self.meta["model_names"])
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Workload id of every sample: samples with the same id differ only in their mapping."""
+        return np.arange(len(self)) // int(self.meta.get("mappings_per_workload", 1))
+
+    def ideal(self) -> np.ndarray:
+        """Ideal throughput of every model of `model_names`, in that order."""
+        return np.asarray([self.meta["ideal"][m] for m in self.model_names], dtype=np.float64)
+
+    def workload(self, i: int) -> Workload:
+        names = [self.model_names[m] for m in self.models[i] if m >= 0]
+        return Workload.from_models(names, max_dnns=self.models.shape[1])
+
+    def mapping(self, i: int) -> Mapping:
+        workload = self.workload(i)
+        dnns = []
+        for k, dnn in enumerate(workload.dnns):
+            row = self.assign[i, k]
+            dnns.append(DnnMapping(dnn.name, dnn.model, tuple(self.components[c] for c in row[row >= 0])))
+        return Mapping(tuple(dnns))
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        return Dataset(self.models[index], self.assign[index], self.throughput[index], dict(self.meta))
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as fh:
+            np.savez_compressed(
+                fh,
+                models=self.models,
+                assign=self.assign,
+                throughput=self.throughput,
+                meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8),
+            )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Dataset:
+        path = Path(path)
+        if not path.is_file():
+            raise DatasetError(f"dataset {path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                dataset = cls(data["models"], data["assign"], data["throughput"], meta)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise DatasetError(f"dataset {path} is not a rankmap dataset: {exc}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            raise DatasetError(f"dataset {path} has format {found!r}, expected {FORMAT!r}")
+        n, dnns = dataset.models.shape if dataset.models.ndim == 2 else (-1, -1)
+        if dataset.assign.shape[:2] != (n, dnns) or dataset.throughput.shape != (n, dnns):
+            raise DatasetError(f"dataset {path} is corrupt: its arrays disagree in shape")
+        return dataset
+
+    def check_compatible(self, platform_name: str, fingerprint: str | None = None) -> None:
+        """Raise DatasetError unless the samples were labelled on this platform and this zoo."""
+        if self.meta["platform"] != platform_name:
+            raise DatasetError(f"dataset is for platform {self.meta['platform']!r}, not {platform_name!r}")
+        if fingerprint is not None and self.meta.get("platform_fingerprint") != fingerprint:
+            raise DatasetError(
+                f"dataset was labelled with platform {platform_name!r} fingerprint "
+                f"{self.meta.get('platform_fingerprint')}, the platform is now {fingerprint}: regenerate it"
+            )
+        if self.meta["zoo_version"] != zoo_fingerprint():
+            raise DatasetError(
+                f"dataset was made for zoo version {self.meta['zoo_version']}, the zoo is {zoo_fingerprint()}"
+            )
+
+
+def random_workload(rng: np.random.Generator, pool: tuple[str, ...], max_dnns: int) -> Workload:
+    """1..max_dnns DNNs drawn from the pool (a model may appear twice, as with two cameras)."""
+    n = int(rng.integers(1, max_dnns + 1))
+    return Workload.from_models([pool[int(i)] for i in rng.integers(len(pool), size=n)], max_dnns=max_dnns)
+
+
+def _sample(
+    seed: int, index: int, per_workload: int, source: LabelSource, pool: tuple[str, ...], max_dnns: int, max_stages: int
+) -> tuple[Workload, Mapping, dict[str, float]]:
+    workload = random_workload(np.random.default_rng([seed, index // per_workload]), pool, max_dnns)
+    rng = np.random.default_rng([seed, index, 1])
+    stages = int(rng.integers(1, max_stages + 1))
+    mapping = Mapping.random(workload, source.components, rng, max_stages=stages)
+    return workload, mapping, source.label(workload, mapping)
+
+
+def generate(
+    source: LabelSource,
+    samples: int,
+    out: Path,
+    seed: int = 0,
+    mappings_per_workload: int = 1,
+    max_dnns: int = DEFAULT_MAX_DNNS,
+    max_units: int = DEFAULT_MAX_UNITS,
+    max_stages: int = 4,
+    progress: Progress | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+) -> Dataset:
+    """Generate (or resume) a dataset at `out`; a partial file beside it holds finished samples."""
+    if samples <= 0:
+        raise DatasetError(f"samples must be positive, got {samples}")
+    if mappings_per_workload <= 0:
+        raise DatasetError(f"mappings per workload must be positive, got {mappings_per_workload}")
+    pool = zoo.names()
+    meta = {
+        "format": FORMAT,
+        "platform": source.platform_name,
+        "platform_fingerprint": source.platform_fingerprint,
+        "components": list(source.components),
+        "label_source": source.name,
+        "zoo_version": zoo_fingerprint(),
+        "model_names": list(pool),
+        "ideal": {m: source.ideal(m) for m in pool},
+        "seed": seed,
+        "mappings_per_workload": mappings_per_workload,
+        "max_dnns": max_dnns,
+        "max_units": max_units,
+        "max_stages": max_stages,
+    }
+    models = np.full((samples, max_dnns), -1, dtype=np.int16)
+    assign = np.full((samples, max_dnns, max_units), -1, dtype=np.int8)
+    throughput = np.full((samples, max_dnns), np.nan, dtype=np.float32)
+    partial_path = Path(out).with_name(Path(out).name + ".partial.npz")
+    done = 0
+    if partial_path.is_file():
+        try:
+            partial: Dataset | None = Dataset.load(partial_path)
+        except DatasetError:
+            partial = None  # a torn partial file: start over
+        if partial is not None:
+            same = {k: v for k, v in partial.meta.items() if k != "samples"} == meta
+            if same and len(partial) <= samples:
+                done = len(partial)
+                models[:done], assign[:done], throughput[:done] = partial.models, partial.assign, partial.throughput
+    column = {c: i for i, c in enumerate(source.components)}
+    model_index = {m: i for i, m in enumerate(pool)}
+    indices: Iterator[int] = iter(range(done, samples))
+    if progress is not None:
+        indices = progress(indices, samples, done)
+    for i in indices:
+        workload, mapping, labels = _sample(seed, i, mappings_per_workload, source, pool, max_dnns, max_stages)
+        for k, (dnn, dnn_map) in enumerate(zip(workload.dnns, mapping.dnns, strict=True)):
+            models[i, k] = model_index[dnn.model]
+            assign[i, k, : len(dnn_map.assignment)] = [column[c] for c in dnn_map.assignment]
+            throughput[i, k] = labels[dnn.name]
+        if (i + 1) % checkpoint_every == 0 and i + 1 < samples:
+            Dataset(models[: i + 1], assign[: i + 1], throughput[: i + 1], {**meta, "samples": i + 1}).save(
+                partial_path
+            )
+    dataset = Dataset(models, assign, throughput, {**meta, "samples": samples})
+    dataset.save(Path(out))
+    partial_path.unlink(missing_ok=True)
+    return dataset

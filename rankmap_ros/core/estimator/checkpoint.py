@@ -1,0 +1,83 @@
+"""Estimator checkpoints: one file of plain tensors, numbers and strings, safe to load.
+
+A checkpoint is saved with `torch.save` of a dict and loaded with `torch.load(weights_only=True)`,
+so opening a model file never runs pickled code. It holds everything prediction needs: the
+unit-vector scaler, the VQ-VAE, the target normalization, each model's ideal throughput, and one
+entry per trained network ("variant": the RankMap estimator, its raw-input twin, the OmniBoost
+baseline). It also records what its labels are valid for (platform name and fingerprint, zoo
+version), and loading refuses a checkpoint that does not match.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rankmap_ros.core.labels import platform_fingerprint
+from rankmap_ros.core.platform import Platform
+from rankmap_ros.core.unitvec import zoo_fingerprint
+
+FORMAT = "rankmap.estimator/1"
+SHIPPED = "data/estimator"
+RETRAIN = "rankmap estimator build, docs/ESTIMATOR.md"
+
+
+class EstimatorError(ValueError):
+    """A checkpoint that is missing, corrupt, or made for another platform, zoo or network shape."""
+
+
+def shipped_path(platform_name: str) -> Path:
+    """Where the package keeps the checkpoint it loads by default for a platform."""
+    return Path(str(resources.files("rankmap_ros").joinpath(f"{SHIPPED}/{platform_name}.pt")))
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, platform: Platform | None = None) -> dict[str, Any]:
+    """Read and check a checkpoint; with `platform`, also check it was trained for that platform."""
+    path = Path(path)
+    if not path.is_file():
+        raise EstimatorError(f"estimator checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise EstimatorError(f"estimator checkpoint {path} cannot be read safely: {exc}") from exc
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise EstimatorError(f"{path} is not an estimator checkpoint (format {found!r}, expected {FORMAT!r})")
+    if checkpoint["zoo_version"] != zoo_fingerprint():
+        raise EstimatorError(
+            f"{path} was trained for zoo version {checkpoint['zoo_version']}, this zoo is {zoo_fingerprint()}; "
+            f"retrain it ({RETRAIN})"
+        )
+    if platform is not None:
+        check_platform(checkpoint, platform, path)
+    return checkpoint
+
+
+def check_platform(checkpoint: dict[str, Any], platform: Platform, path: Path | str = "checkpoint") -> None:
+    if checkpoint["platform"] != platform.name:
+        raise EstimatorError(f"{path} was trained for platform {checkpoint['platform']!r}, not {platform.name!r}")
+    current = platform_fingerprint(platform)
+    if checkpoint["platform_fingerprint"] != current:
+        raise EstimatorError(
+            f"{path} was trained on labels of platform {platform.name!r} with fingerprint "
+            f"{checkpoint['platform_fingerprint']}, the platform is now {current} (recalibrated?); "
+            f"retrain it ({RETRAIN})"
+        )
+    if list(checkpoint["components"]) != list(platform.component_names):
+        raise EstimatorError(
+            f"{path} has components {checkpoint['components']}, platform {platform.name!r} "
+            f"has {list(platform.component_names)}"
+        )

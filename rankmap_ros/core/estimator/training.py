@@ -1,0 +1,259 @@
+"""Training loop shared by the estimator and its baselines: split, augment, early stop, resume.
+
+The dataset is split 90/10 by sample (the paper's split) with a seeded permutation. Q is built
+per batch from index arrays (estimator/qbatch.py), so a 10K-sample dataset costs a few MB in
+memory instead of a few GB of Q tensors. Channel-shuffle augmentation permutes the DNN slots of
+every sample (models, mappings and targets together): any DNN can sit in any slot, so every
+decoder learns every model and empty slots stop being always the last ones.
+
+After every epoch the whole state (weights, optimizer, schedule, best weights, history) goes to
+a state file, plain tensors and dicts only; a run started again with the same configuration
+and data continues from there, and a finished run leaves the best weights in the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rankmap_ros.core.estimator.qbatch import q_batch
+
+STATE_FORMAT = "rankmap.train-state/1"
+
+EpochCallback = Callable[[int, float, float], None]
+StartCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    val_fraction: float = 0.1
+    seed: int = 0
+    shuffle_channels: bool = True
+    loss: str = "l2"  # "l1" for the OmniBoost-style baseline, as OmniBoost trains
+    max_minutes: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainData:
+    """A dataset as tensors: model ids (N, D), components (N, D, U), targets (N, D), real slots (N, D)."""
+
+    models: torch.Tensor
+    assign: torch.Tensor
+    y: torch.Tensor
+    real: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @classmethod
+    def from_arrays(cls, models: np.ndarray, assign: np.ndarray, y: np.ndarray) -> TrainData:
+        real = models >= 0
+        return cls(
+            torch.as_tensor(models.astype(np.int64)),
+            torch.as_tensor(assign.astype(np.int64)),
+            torch.as_tensor(np.where(real, y, 0.0).astype(np.float32)),
+            torch.as_tensor(real),
+        )
+
+    def take(self, index: torch.Tensor) -> TrainData:
+        return TrainData(self.models[index], self.assign[index], self.y[index], self.real[index])
+
+    def shuffled_channels(self, generator: torch.Generator) -> TrainData:
+        """Every sample's DNN slots in a random order (inputs and targets alike)."""
+        perm = torch.rand(self.models.shape, generator=generator).argsort(dim=1)
+        assign_perm = perm.unsqueeze(-1).expand_as(self.assign)
+        return TrainData(
+            self.models.gather(1, perm),
+            self.assign.gather(1, assign_perm),
+            self.y.gather(1, perm),
+            self.real.gather(1, perm),
+        )
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for t in (self.models, self.assign, self.y):
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = float("inf")
+    seconds: float = 0.0
+    stopped: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, validation indices), a seeded permutation of range(n)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(n * val_fraction))
+    return perm[n_val:], perm[:n_val]
+
+
+def masked_loss(pred: torch.Tensor, y: torch.Tensor, real: torch.Tensor, kind: str) -> torch.Tensor:
+    err = pred - y
+    per = err.square() if kind == "l2" else err.abs()
+    return (per * real).sum() / real.sum().clamp_min(1)
+
+
+def predict_batches(
+    net: nn.Module, table: torch.Tensor, data: TrainData, n_components: int, batch: int = 512
+) -> torch.Tensor:
+    """Normalized predictions (N, D) for a whole split, in inference mode."""
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(data), batch):
+            part = data.take(torch.arange(start, min(start + batch, len(data))))
+            out.append(net(q_batch(table, part.models, part.assign, n_components)))
+    return torch.cat(out) if out else torch.empty(0, data.models.shape[1])
+
+
+def _evaluate(net: nn.Module, table: torch.Tensor, data: TrainData, n_components: int, kind: str) -> float:
+    pred = predict_batches(net, table, data, n_components)
+    return float(masked_loss(pred, data.y, data.real, kind))
+
+
+def train_network(
+    net: nn.Module,
+    table: torch.Tensor,
+    data: TrainData,
+    n_components: int,
+    config: TrainConfig,
+    state_path: Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    on_start: StartCallback | None = None,
+) -> History:
+    """Train `net` in place (best validation weights at the end) and return its history.
+
+    `on_start(first_epoch)` is called once before training (first_epoch > 0 when resuming),
+    `on_epoch(epoch, train_loss, val_loss)` after every epoch.
+    """
+    torch.manual_seed(config.seed)
+    train_idx, val_idx = split(len(data), config.val_fraction, config.seed)
+    train, val = data.take(train_idx), data.take(val_idx)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * _steps(len(train), config.batch_size), pct_start=0.1
+    )
+    fingerprint = _fingerprint(net, data, config)
+    history = History()
+    best_state = {k: v.clone() for k, v in net.state_dict().items()}
+    start_epoch = 0
+    if state_path is not None and Path(state_path).is_file():
+        state = torch.load(state_path, weights_only=True)
+        if state.get("format") == STATE_FORMAT and state.get("fingerprint") == fingerprint:
+            net.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            best_state = state["best"]
+            history = History(**state["history"])
+            start_epoch = int(state["epoch"]) + 1
+    began = time.monotonic() - history.seconds
+    stale = start_epoch - 1 - history.best_epoch if history.best_epoch >= 0 else 0
+    history.stopped = "epochs"
+    if on_start is not None:
+        on_start(start_epoch)
+    for epoch in range(start_epoch, config.epochs):
+        if stale >= config.patience:
+            history.stopped = "early"
+            break
+        if config.max_minutes is not None and time.monotonic() - began > 60 * config.max_minutes:
+            history.stopped = "time"
+            break
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        epoch_data = train.shuffled_channels(generator) if config.shuffle_channels else train
+        order = torch.randperm(len(train), generator=generator)
+        net.train()
+        total, count = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            batch = epoch_data.take(order[start : start + config.batch_size])
+            pred = net(q_batch(table, batch.models, batch.assign, n_components))
+            loss = masked_loss(pred, batch.y, batch.real, config.loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach()) * len(batch)
+            count += len(batch)
+        val_loss = _evaluate(net, table, val, n_components, config.loss)
+        history.train_loss.append(total / max(count, 1))
+        history.val_loss.append(val_loss)
+        if val_loss < history.best_val:
+            history.best_val, history.best_epoch = val_loss, epoch
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            stale = 0
+        else:
+            stale += 1
+        history.seconds = time.monotonic() - began
+        if on_epoch is not None:
+            on_epoch(epoch, history.train_loss[-1], val_loss)
+        if state_path is not None:
+            _save_state(Path(state_path), fingerprint, epoch, net, optimizer, schedule, best_state, history)
+    net.load_state_dict(best_state)
+    net.eval()
+    history.seconds = time.monotonic() - began
+    return history
+
+
+def _steps(n: int, batch: int) -> int:
+    return max(1, -(-n // batch))
+
+
+def _fingerprint(net: nn.Module, data: TrainData, config: TrainConfig) -> str:
+    shapes = {k: list(v.shape) for k, v in net.state_dict().items()}
+    settings = {k: v for k, v in config.to_dict().items() if k != "max_minutes"}
+    text = json.dumps([shapes, settings, data.digest()], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _save_state(
+    path: Path,
+    fingerprint: str,
+    epoch: int,
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    best: dict[str, torch.Tensor],
+    history: History,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(
+        {
+            "format": STATE_FORMAT,
+            "fingerprint": fingerprint,
+            "epoch": epoch,
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "best": best,
+            "history": history.to_dict(),
+        },
+        tmp,
+    )
+    tmp.replace(path)

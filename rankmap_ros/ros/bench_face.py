@@ -1,0 +1,151 @@
+"""`rankmap bench ros-face`: the ROS face's targets, measured between real processes.
+
+Starts a manager and a 640x480 rgb8 camera at 30 Hz on a private localhost domain, then measures
+from this process (a ROS node): the answer time of each registration of three DNNs and the time
+to their first result, the status round trip, the time from SIGKILL of an executor to the first
+result of a frame captured after the kill, the resident memory of everything started, and that
+shutdown leaves no process or shared memory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rankmap_ros.ros import endpoints
+from rankmap_ros.ros.demo import auto_split, demo_environment, descendants, memory_of
+from rankmap_ros.ros.perception_demo_node import DEMO_DNNS
+
+STATUS_CALLS = 50
+
+
+def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", *argv], env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run(kills: int = 3, split: str = "") -> dict[str, Any]:
+    env = demo_environment()
+    os.environ.update(env)
+    split = split or auto_split()
+    manager = _start(["rankmap_ros.ros.manager_node", "--ros-args", "-p", f"host_split:={split!r}"], env)
+    camera = _start(["rankmap_ros.ros.camera_node", "--ros-args", "-r", "__ns:=/camera"], env)
+    try:
+        result = _measure(manager, kills)
+        result["memory"] = memory_of(descendants([manager.pid, camera.pid]))
+        pids = [p for p in descendants([manager.pid]) if p != manager.pid]
+    finally:
+        for process in (camera, manager):
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    deadline = time.monotonic() + 5.0  # the fork server exits once the manager's pipe closes
+    while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    result["leftover_processes"] = [p for p in pids if Path(f"/proc/{p}").exists()]
+    result["leftover_shm"] = [e.name for e in Path("/dev/shm").iterdir() if f"rankmap-{manager.pid}-" in e.name]
+    result["split"] = split
+    result["measured"] = True
+    return result
+
+
+def _stamp_ns(result: Any) -> int:
+    return result.header.stamp.sec * 1_000_000_000 + result.header.stamp.nanosec
+
+
+def _measure(manager: subprocess.Popen[bytes], kills: int) -> dict[str, Any]:
+    from rankmap_ros.ros.rclpy_compat import Node, msg, rclpy, srv
+
+    register_type, status_type = srv(endpoints.REGISTER_TYPE), srv(endpoints.STATUS_TYPE)
+    rclpy.init(args=[])
+    node = Node("rankmap_bench_face")
+    arrivals: dict[str, list[tuple[float, int]]] = {}
+    pids: dict[str, list[int]] = {}
+
+    def on_diagnostics(array: Any) -> None:
+        for s in array.status:
+            name = s.name.split(": ", 1)[-1]
+            if name.startswith("stage "):
+                dnn = name[6:].split("[", 1)[0]
+                pid = int({kv.key: kv.value for kv in s.values}["pid"])
+                pids.setdefault(dnn, []).append(pid)
+
+    def spin_until(done: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline and manager.poll() is None:
+            rclpy.spin_once(node, timeout_sec=0.02)
+        return bool(done())
+
+    try:
+        node.create_subscription(
+            msg("diagnostic_msgs/msg/DiagnosticArray"), endpoints.DIAGNOSTICS_TOPIC, on_diagnostics, 10
+        )
+        register = node.create_client(register_type, endpoints.REGISTER_SERVICE)
+        status = node.create_client(status_type, endpoints.STATUS_SERVICE)
+        if not register.wait_for_service(timeout_sec=60.0):
+            raise RuntimeError("the manager did not come up within 60 s")
+        answers, registered = {}, {}
+        for name, priority in zip(DEMO_DNNS, (3.0, 2.0, 1.0), strict=True):
+            request = register_type.Request(name=name, model=name, input_topic="/camera/image_raw", priority=priority)
+            t0 = time.monotonic()
+            future = register.call_async(request)
+            spin_until(future.done, 10.0)
+            answers[name] = (time.monotonic() - t0) * 1000
+            registered[name] = t0
+            arrivals[name] = []
+            node.create_subscription(
+                msg("vision_msgs/msg/Classification"),
+                future.result().output_topic,
+                lambda m, n=name: arrivals[n].append((time.monotonic(), _stamp_ns(m))),
+                10,
+            )
+        spin_until(lambda: all(arrivals.values()), 180.0)
+        first = {n: round(a[0][0] - registered[n], 2) for n, a in arrivals.items() if a}
+        rtts = []
+        for _ in range(STATUS_CALLS):
+            t0 = time.monotonic()
+            future = status.call_async(status_type.Request())
+            spin_until(future.done, 5.0)
+            rtts.append((time.monotonic() - t0) * 1000)
+        recoveries = []
+        for i in range(kills):
+            name = DEMO_DNNS[i % len(DEMO_DNNS)]
+            pids.clear()
+            spin_until(lambda n=name: bool(pids.get(n)), 5.0)
+            victim = pids[name][0]
+            killed, killed_wall_ns = time.monotonic(), time.time_ns()
+            os.kill(victim, signal.SIGKILL)
+            if spin_until(lambda n=name, k=killed_wall_ns: any(s > k for _, s in arrivals[n]), 30.0):
+                recoveries.append(round(next(t for t, s in arrivals[name] if s > killed_wall_ns) - killed, 2))
+            spin_until(lambda: False, 3.0)  # let the chain settle before the next kill
+        return {
+            "register_answer_ms": {n: round(v, 1) for n, v in answers.items()},
+            "first_result_after_register_s": first,
+            "status_rtt_ms_median": round(statistics.median(rtts), 2),
+            "kill_to_results_again_s": recoveries,
+        }
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def report(result: dict[str, Any]) -> str:
+    m = result["memory"]
+    lines = [
+        f"registration answer (ms): {result['register_answer_ms']}",
+        f"first result after registration (s): {result['first_result_after_register_s']}",
+        f"status round trip median: {result['status_rtt_ms_median']} ms",
+        f"killed executor -> results again (s): {result['kill_to_results_again_s']}",
+        f"memory: {m['processes']} processes, RSS {m['rss_mb_total']} MB, PSS {m['pss_mb_total']} MB, "
+        f"largest {m['rss_mb_max_process']} MB",
+        f"left behind: {len(result['leftover_processes'])} processes, {len(result['leftover_shm'])} shm entries",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""A synthetic camera: sensor_msgs/Image (rgb8 by default) at a fixed rate, with sensor-data QoS.
+
+Frames are a moving gradient with the frame count drawn in, so consecutive images differ (a DNN
+output that never changes would hide a stalled pipeline). Rows are padded when `step_padding` is
+set, to exercise consumers that must honour `step`.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rankmap_ros.ros.rclpy_compat import (
+    ExternalShutdownException,
+    FloatingPointRange,
+    IntegerRange,
+    Node,
+    ParameterDescriptor,
+    msg,
+    qos_profile_sensor_data,
+    rclpy,
+)
+
+Image = msg("sensor_msgs/msg/Image")
+CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+
+
+class Camera(Node):
+    def __init__(self) -> None:
+        super().__init__("camera")
+        self.declare_parameter(
+            "rate",
+            30.0,
+            ParameterDescriptor(
+                description="frames/s", floating_point_range=[FloatingPointRange(from_value=0.1, to_value=240.0)]
+            ),
+        )
+        size = [IntegerRange(from_value=16, to_value=4096)]
+        self.declare_parameter("width", 640, ParameterDescriptor(description="pixels", integer_range=size))
+        self.declare_parameter("height", 480, ParameterDescriptor(description="pixels", integer_range=size))
+        self.declare_parameter("encoding", "rgb8", ParameterDescriptor(description="rgb8, bgr8 or mono8"))
+        self.declare_parameter("frame_id", "camera_optical_frame", ParameterDescriptor(description="header.frame_id"))
+        self.declare_parameter("step_padding", 0, ParameterDescriptor(description="extra bytes at the end of each row"))
+        self.width = self.get_parameter("width").value
+        self.height = self.get_parameter("height").value
+        self.encoding = self.get_parameter("encoding").value
+        if self.encoding not in CHANNELS:
+            raise ValueError(f"encoding must be one of {', '.join(CHANNELS)}, got {self.encoding!r}")
+        self.frame_id = self.get_parameter("frame_id").value
+        self.padding = self.get_parameter("step_padding").value
+        self.count = 0
+        x = np.linspace(0, 255, self.width, dtype=np.float32)
+        y = np.linspace(0, 255, self.height, dtype=np.float32)[:, None]
+        self.base = np.stack(
+            [np.broadcast_to(x, (self.height, self.width)), np.broadcast_to(y, (self.height, self.width)), (x + y) / 2],
+            -1,
+        )
+        self.publisher = self.create_publisher(Image, "image_raw", qos_profile_sensor_data)
+        self.create_timer(1.0 / self.get_parameter("rate").value, self.tick)
+
+    def frame(self) -> np.ndarray:
+        rgb = ((self.base + self.count * 4) % 256).astype(np.uint8)
+        cv2.putText(rgb, str(self.count), (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 255), 3)
+        if self.encoding == "bgr8":
+            return rgb[..., ::-1]
+        if self.encoding == "mono8":
+            return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None]
+        return rgb
+
+    def tick(self) -> None:
+        pixels = self.frame().reshape(self.height, -1)
+        if self.padding:
+            pixels = np.pad(pixels, ((0, 0), (0, self.padding)))
+        image = Image(
+            height=self.height,
+            width=self.width,
+            encoding=self.encoding,
+            step=pixels.shape[1],
+            data=array.array("B", np.ascontiguousarray(pixels).tobytes()),  # fast on rosidl's setter
+        )
+        image.header.stamp = self.get_clock().now().to_msg()
+        image.header.frame_id = self.frame_id
+        self.publisher.publish(image)
+        self.count += 1
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node: Any = None
+    try:
+        node = Camera()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Executor node: one pipeline stage of one DNN, on its component, through the runtime.
+
+The manager starts one per stage (its own process, pinned to the stage's component) and owns the
+shared memory it talks through: the stage's input channel, its output channel (absent for the
+last stage), the DNN's status board and, for detectors, the source image size. The first stage
+subscribes to the DNN's sensor_msgs/Image (sensor-data QoS), decodes it with OpenCV and drops it
+into its input channel (drop-oldest: a camera never waits, the DNN sees the newest frame); the
+compute loop is the runtime's own stage loop (`worker.serve`); the last stage publishes the
+result message with the source header. The process dies with the manager (PR_SET_PDEATHSIG and
+a poll of the manager's pid) and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rankmap_ros.ros import image_codec, results
+from rankmap_ros.ros.rclpy_compat import (
+    ExternalShutdownException,
+    Node,
+    ParameterDescriptor,
+    QoSProfile,
+    ReliabilityPolicy,
+    msg,
+    qos_profile_sensor_data,
+    rclpy,
+)
+from rankmap_ros.runtime import backends, worker
+from rankmap_ros.runtime.board import Board, StageState
+from rankmap_ros.runtime.channel import Channel, FrameHeader
+from rankmap_ros.runtime.shm import Segment
+from rankmap_ros.runtime.stage import StageSpec
+
+Image = msg("sensor_msgs/msg/Image")
+GEOMETRY_BYTES = 16  # int64 width, int64 height of the latest source image
+
+
+# Everything an executor needs, set by the manager on its command line (name, default, description).
+PARAMETERS: tuple[tuple[str, Any, str], ...] = (
+    ("dnn", "", "DNN instance name"),
+    ("model", "", "zoo model name"),
+    ("weights", "", "state_dict file; empty: the zoo's seeded weights"),
+    ("unit_start", 0, "first unit of the stage"),
+    ("unit_stop", 1, "one past the last unit of the stage"),
+    ("stage_index", 0, "position of the stage in the DNN's pipeline"),
+    ("component", "", "platform component running the stage"),
+    ("backend", "cpu", "cpu, cuda or opencl"),
+    ("cpus", "", "comma-separated CPU affinity; empty: leave it"),
+    ("threads", 1, "torch intra-op threads"),
+    ("device", "", "OpenCL or CUDA device of the component"),
+    ("priority", 1.0, "the DNN's priority (CUDA stream priority)"),
+    ("input_shape", "", "tensor shape entering the stage, e.g. 1,3,224,224"),
+    ("output_shape", "", "tensor shape leaving the stage"),
+    ("input_channel", "", "shared-memory channel the stage reads"),
+    ("output_channel", "", "channel the stage writes; empty for the last stage"),
+    ("board", "", "shared-memory status board of the DNN"),
+    ("board_row", 0, "this stage's row on the board"),
+    ("geometry", "", "shared memory with the source image size (detectors)"),
+    ("owner_pid", 0, "the manager's pid; the stage exits when it is gone"),
+    ("input_topic", "", "sensor_msgs/Image topic (first stage only)"),
+    ("input_reliability", "best_effort", "best_effort (sensor data) or reliable"),
+    ("input_depth", 5, "input queue depth"),
+    ("output_topic", "", "result topic (last stage only)"),
+    ("output_kind", "classification", "classification, detection or tensor"),
+    ("results_depth", 10, "result publisher queue depth (reliable)"),
+)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """'1,3,224,224' → (1, 3, 224, 224): the manager traced the shapes once (it takes a second)."""
+    return tuple(int(d) for d in text.split(","))
+
+
+def input_qos(reliability: str, depth: int) -> Any:
+    """Sensor-data QoS, unless the manager was told to use a reliable input."""
+    if reliability == "reliable":
+        return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+    return QoSProfile(depth=depth, reliability=qos_profile_sensor_data.reliability)
+
+
+@dataclass
+class _PublishSink:
+    """The last stage's sink: publish the result message instead of writing a channel."""
+
+    node: StageExecutor
+    last_copy_s: float = 0.0
+    last_copy_cpu_s: float = 0.0
+
+    def put(self, array: np.ndarray, header: FrameHeader, timeout: float | None = None) -> bool:
+        start, cpu = time.perf_counter(), time.thread_time()
+        self.node.publish_result(array, header)
+        self.last_copy_s = time.perf_counter() - start
+        self.last_copy_cpu_s = time.thread_time() - cpu
+        return True
+
+
+class _BoardView:
+    """The board as `worker.serve` sees it, stopping also when this node shuts down."""
+
+    def __init__(self, board: Board, stop: threading.Event) -> None:
+        self.rows = board.rows
+        self._board = board
+        self._stop = stop
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set() or self._board.stopping
+
+
+class StageExecutor(Node):
+    """One stage; all wiring comes as read-only parameters from the manager."""
+
+    def __init__(self) -> None:
+        super().__init__("rankmap_executor")
+        for name, default, text in PARAMETERS:
+            self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
+        v = {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
+        model, start, stop = v["model"], v["unit_start"], v["unit_stop"]
+        self.spec = StageSpec(
+            dnn=v["dnn"],
+            model=model,
+            index=v["stage_index"],
+            start=start,
+            stop=stop,
+            component=v["component"],
+            backend=v["backend"],
+            cpus=tuple(int(c) for c in v["cpus"].split(",") if c.strip()),
+            threads=v["threads"],
+            device=v["device"],
+            input_shape=_shape(v["input_shape"]),
+            output_shape=_shape(v["output_shape"]),
+            weights=v["weights"] or None,
+            priority=v["priority"],
+        )
+        self.owner_pid = v["owner_pid"] or os.getppid()
+        self.row = v["board_row"]
+        self.kind = v["output_kind"]
+        self.board = Board.open(v["board"])
+        self.board.rows["pid"][self.row] = os.getpid()
+        self.source = Channel.open(v["input_channel"])
+        self.geometry = np.frombuffer(Segment.open(v["geometry"]).buffer, np.int64, 2) if v["geometry"] else None
+        self.stop = threading.Event()
+        try:
+            backends.bind(self.spec)
+            self.run = backends.prepare(self.spec)
+            self.run(np.zeros(self.spec.input_shape, np.float32))
+        except Exception as exc:  # any build or backend failure is the manager's to report
+            self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        self.sink: Any = Channel.open(v["output_channel"]) if v["output_channel"] else _PublishSink(self)
+        self.decoding = results.Decoding()
+        if v["output_topic"]:
+            result_type = msg(results.MESSAGE_TYPE[self.kind])
+            self.publisher = self.create_publisher(result_type, v["output_topic"], v["results_depth"])
+        if v["input_topic"]:
+            _, _, height, width = self.spec.input_shape
+            self.prep = image_codec.Preprocess(height=height, width=width)
+            qos = input_qos(v["input_reliability"], v["input_depth"])
+            self.create_subscription(Image, v["input_topic"], self.on_image, qos)
+        self.compute = threading.Thread(target=self._serve, name="stage", daemon=True)
+        self.board.set_state(self.row, StageState.READY)
+        self.get_logger().info(f"{self.spec.label} ready (pid {os.getpid()})")
+
+    def on_image(self, image: Any) -> None:
+        """Decode and hand to the compute loop; a frame it has not taken yet is replaced."""
+        try:
+            tensor = image_codec.decode(image, self.prep)
+        except image_codec.ImageError as exc:
+            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+            return
+        if self.geometry is not None:
+            self.geometry[:] = (image.width, image.height)
+        stamp = image.header.stamp
+        header = FrameHeader(
+            seq=self.source.written,
+            stamp_ns=stamp.sec * 1_000_000_000 + stamp.nanosec,
+            frame_id=image.header.frame_id,
+            origin=time.monotonic(),
+        )
+        self.source.put(tensor, header)
+
+    def publish_result(self, output: np.ndarray, header: FrameHeader) -> None:
+        size = (int(self.geometry[0]), int(self.geometry[1])) if self.geometry is not None else (0, 0)
+        ros_header = results.header_of(header.stamp_ns, header.frame_id)
+        self.publisher.publish(
+            results.result_message(self.kind, ros_header, self.spec.model, output, size, self.decoding)
+        )
+
+    def _serve(self) -> None:
+        wiring = worker.StageWiring("", "", "", self.row, self.owner_pid)
+        worker.serve(self.run, self.source, self.sink, _BoardView(self.board, self.stop), wiring)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.compute.is_alive():
+            self.compute.join(timeout=2.0)
+        self.board.set_state(self.row, StageState.STOPPED)
+
+
+def main(args: list[str] | None = None) -> None:
+    worker.become_child()  # die with the manager; keep native libraries off stdout
+    rclpy.init(args=args)
+    try:
+        node = StageExecutor()
+    except Exception as exc:
+        print(f"rankmap executor: {type(exc).__name__}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(worker.EXIT_FAILED)
+    node.compute.start()
+    try:
+        # The stage loop ends when the manager stops the DNN or is gone: then the node leaves too.
+        while rclpy.ok() and node.compute.is_alive():
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,598 @@
+"""The manager node: registrations in, a RankMap plan out, one executor node per pipeline stage.
+
+Services answer at once (validation only; a refused request changes nothing). Planning runs in
+its own thread whenever the registrations, the priorities or a DNN's measured shortfall call for
+it; the result is applied by stopping the chains whose stages changed and starting new ones
+(unchanged chains keep running). A supervisor timer restarts dead or hung executors and, when a
+component keeps failing, re-plans without it. The mapping in force is published transient-local.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rankmap_ros.core.mapping import Mapping
+from rankmap_ros.ros import diagnostics, endpoints, planning, results
+from rankmap_ros.ros.diagnostics import Status
+from rankmap_ros.ros.rclpy_compat import (
+    DurabilityPolicy,
+    ExternalShutdownException,
+    FloatingPointRange,
+    IntegerRange,
+    MultiThreadedExecutor,
+    MutuallyExclusiveCallbackGroup,
+    Node,
+    ParameterDescriptor,
+    QoSProfile,
+    ReentrantCallbackGroup,
+    msg,
+    rclpy,
+    srv,
+)
+from rankmap_ros.ros.registry import Registration, Registry, RequestError
+from rankmap_ros.ros.supervisor import Chain, ChainConfig, Failure, StageKey, check_chain, start_chain, stop_chain
+from rankmap_ros.runtime import shm
+from rankmap_ros.runtime.errors import HostRuntimeError
+from rankmap_ros.runtime.stage import boundary_shapes
+
+MAPPING_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+FAILURE_WINDOW_S = 60.0
+SUPERVISE_PERIOD_S = 0.25
+# A re-plan for a DNN below its minimum rate at most this often: each one restarts chains.
+STARVATION_COOLDOWN_S = 30.0
+
+
+def _float_range(low: float, high: float) -> list[Any]:
+    return [FloatingPointRange(from_value=low, to_value=high)]
+
+
+def _int_range(low: int, high: int) -> list[Any]:
+    return [IntegerRange(from_value=low, to_value=high)]
+
+
+# name, default, description, extra descriptor fields (read-only unless said otherwise)
+PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
+    ("platform", "host", "'host' (discovered now) or a platform file, e.g. one written by `rankmap calibrate`", {}),
+    ("host_split", "", "CPU clusters of the host, e.g. 'big:0,little:1'; empty: discovered by cpufreq", {}),
+    ("opencl_cpu_as_gpu", False, "present an OpenCL CPU device (PoCL) as the 'gpu' component", {}),
+    ("planner", "rankmap", "rankmap, omniboost or gpu (all on the reference component)", {}),
+    ("priority_mode", "static", "static (registered weights) or dynamic (from each DNN's profile)", {}),
+    ("estimator_checkpoint", "", "learned estimator checkpoint; empty: the calibrated simulator", {}),
+    ("search_simulations", 300, "planner budget: mappings evaluated", {"integer_range": _int_range(1, 1_000_000)}),
+    ("search_time_limit", 1.0, "planner budget: seconds", {"floating_point_range": _float_range(0.01, 600.0)}),
+    (
+        "starvation_threshold",
+        0.1,
+        "a DNN below this share of its isolated rate is starved",
+        {"floating_point_range": _float_range(0.0, 0.99)},
+    ),
+    (
+        "starvation_grace",
+        5.0,
+        "seconds a DNN may stay below its minimum before a re-plan",
+        {"floating_point_range": _float_range(0.5, 600.0)},
+    ),
+    ("allowed_model_dirs", [""], "directories model files may be registered from", {}),
+    ("max_dnns", 5, "most DNNs registered at once", {"integer_range": _int_range(1, 5)}),
+    (
+        "hung_timeout",
+        10.0,
+        "seconds without progress before an executor counts as hung",
+        {"floating_point_range": _float_range(1.0, 600.0)},
+    ),
+    (
+        "start_timeout",
+        60.0,
+        "seconds an executor may take to become ready",
+        {"floating_point_range": _float_range(5.0, 600.0)},
+    ),
+    (
+        "max_failures",
+        3,
+        "failures of one component within a minute before re-planning without it",
+        {"integer_range": _int_range(1, 100)},
+    ),
+    (
+        "qos.input_reliability",
+        "best_effort",
+        "first stages' image subscription: best_effort (sensor data) or reliable",
+        {},
+    ),
+    ("qos.input_depth", 5, "first stages' image queue depth", {"integer_range": _int_range(1, 100)}),
+    ("qos.results_depth", 10, "result publishers' queue depth (reliable)", {"integer_range": _int_range(1, 1000)}),
+    (
+        "diagnostics_period",
+        1.0,
+        "seconds between /diagnostics arrays",
+        {"floating_point_range": _float_range(0.1, 60.0)},
+    ),
+)
+
+
+@dataclass
+class PlanInForce:
+    mapping: Mapping | None
+    predicted: dict[str, float]
+    priorities: dict[str, float]
+    planner: str
+    seconds: float
+
+
+def stages_of(mapping: Mapping, name: str) -> tuple[StageKey, ...]:
+    return tuple((s.start, s.stop, s.component) for s in mapping[name].stages)
+
+
+class Manager(Node):
+    def __init__(self) -> None:
+        super().__init__("rankmap_manager")
+        for name, default, text, extra in PARAMETERS:
+            self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True, **extra))
+        v = {name: self.get_parameter(name).value for name, *_ in PARAMETERS}
+        self.v = v
+        for key, allowed in (("planner", planning.PLANNERS), ("priority_mode", planning.MODES)):
+            if v[key] not in allowed:
+                raise ValueError(f"parameter {key} must be one of {', '.join(allowed)}, got {v[key]!r}")
+        shm.remove_stale()
+        self.platform = planning.load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
+        self.model = planning.throughput_model(self.platform, v["estimator_checkpoint"])
+        self.settings = planning.PlanSettings(
+            planner=v["planner"],
+            simulations=v["search_simulations"],
+            time_limit_s=v["search_time_limit"],
+            min_potential=v["starvation_threshold"],
+        )
+        self.registry = Registry(v["max_dnns"])
+        self.registry.mode = v["priority_mode"]
+        self.lock = threading.RLock()
+        self.plan = PlanInForce(None, {}, {}, v["planner"], 0.0)
+        self.chains: dict[str, Chain] = {}
+        self.failures: list[tuple[float, str]] = []  # (time, component)
+        self.excluded: set[str] = set()
+        self.corrections: dict[str, float] = {}
+        self.below_since: dict[str, float] = {}
+        self.last_starvation_plan = -math.inf
+        self.generation = 0
+        self.wake = threading.Event()
+        self.closing = False
+
+        services = ReentrantCallbackGroup()
+        self.create_service(
+            srv(endpoints.REGISTER_TYPE),
+            self._rel(endpoints.REGISTER_SERVICE),
+            self.on_register,
+            callback_group=services,
+        )
+        self.create_service(
+            srv(endpoints.UNREGISTER_TYPE),
+            self._rel(endpoints.UNREGISTER_SERVICE),
+            self.on_unregister,
+            callback_group=services,
+        )
+        self.create_service(
+            srv(endpoints.SET_PRIORITIES_TYPE),
+            self._rel(endpoints.SET_PRIORITIES_SERVICE),
+            self.on_set_priorities,
+            callback_group=services,
+        )
+        self.create_service(
+            srv(endpoints.STATUS_TYPE), self._rel(endpoints.STATUS_SERVICE), self.on_status, callback_group=services
+        )
+        self.mapping_pub = self.create_publisher(
+            msg(endpoints.MAPPING_TYPE), self._rel(endpoints.MAPPING_TOPIC), MAPPING_QOS
+        )
+        self.rate_pub = self.create_publisher(msg(endpoints.THROUGHPUT_TYPE), self._rel(endpoints.THROUGHPUT_TOPIC), 10)
+        timers = MutuallyExclusiveCallbackGroup()
+        self.create_timer(SUPERVISE_PERIOD_S, self.supervise, callback_group=timers)
+        hardware_id = f"{socket.gethostname()}/{self.platform.name}"
+        self.updater = diagnostics.Updater(self, hardware_id, self.collect_diagnostics, v["diagnostics_period"])
+        self.create_timer(v["diagnostics_period"], self.publish_rates, callback_group=timers)
+        self.planner_thread = threading.Thread(target=self._plan_loop, name="planner", daemon=True)
+        self.planner_thread.start()
+        self.publish_mapping()
+        comps = ", ".join(self.platform.component_names)
+        self.get_logger().info(f"ready: platform {self.platform.name} ({comps}), planner {v['planner']}")
+
+    @staticmethod
+    def _rel(name: str) -> str:
+        """Relative to the node's namespace: /rankmap/... without one, <ns>/rankmap/... with one."""
+        return name.lstrip("/")
+
+    # ---- services -------------------------------------------------------------------------
+
+    def on_register(self, request: Any, response: Any) -> Any:
+        name = request.name
+        reg = Registration(
+            name=name,
+            model=request.model,
+            input_topic=request.input_topic,
+            priority=float(request.priority),
+            min_rate=float(request.min_rate),
+            output_kind=request.output_kind,
+            output_topic="",
+        )
+        try:
+            with self.lock:
+                stored = self.registry.register(reg, self.v["allowed_model_dirs"])
+                suffix = results.TOPIC_SUFFIX[stored.output_kind]
+                topic = self.resolve_topic_name(f"rankmap/{name}/{suffix}")
+                self.registry.dnns[name] = stored = replace(stored, output_topic=topic)
+                self._replan("registered " + name)
+        except RequestError as exc:
+            return self._refuse(response, "register", exc)
+        response.success = True
+        response.output_topic = stored.output_topic
+        response.message = f"registered {name} ({stored.model}, {stored.output_kind}); planning"
+        self.get_logger().info(response.message)
+        return response
+
+    def on_unregister(self, request: Any, response: Any) -> Any:
+        try:
+            with self.lock:
+                self.registry.unregister(request.name)
+                chain = self.chains.pop(request.name, None)
+                self._replan("unregistered " + request.name)
+        except RequestError as exc:
+            return self._refuse(response, "unregister", exc)
+        if chain is not None:
+            stop_chain(chain)
+        response.success = True
+        response.message = f"unregistered {request.name}; its executors are stopped"
+        self.get_logger().info(response.message)
+        return response
+
+    def on_set_priorities(self, request: Any, response: Any) -> Any:
+        names = list(request.names)
+        try:
+            with self.lock:
+                self.registry.set_priorities(request.mode, names, [float(p) for p in request.priorities])
+                self._replan(f"priorities ({request.mode})")
+            response.success = True
+            response.message = f"priorities set ({request.mode}); re-planning"
+        except RequestError as exc:
+            self._refuse(response, "set_priorities", exc)
+        with self.lock:
+            in_force = self._priorities_in_force()
+        shown = names if names and response.success else list(in_force)
+        response.names_in_force = shown
+        response.priorities_in_force = [in_force.get(n, math.nan) for n in shown]
+        return response
+
+    def on_status(self, request: Any, response: Any) -> Any:
+        response.state = self.mapping_state()
+        return response
+
+    def _refuse(self, response: Any, what: str, exc: Exception) -> Any:
+        response.success = False
+        response.message = str(exc)
+        self.get_logger().warning(f"{what} refused: {exc}")
+        return response
+
+    def _priorities_in_force(self) -> dict[str, float]:
+        """Normalised priorities of the current registrations (static or dynamic)."""
+        if not self.registry.dnns:
+            return {}
+        workload = self.registry.workload()
+        values = planning.priorities_in_force(workload, self.platform, self.registry.mode, self.registry.weights())
+        return dict(zip(workload.names, values, strict=True))
+
+    # ---- planning ---------------------------------------------------------------------------
+
+    def _replan(self, why: str) -> None:
+        self.generation += 1
+        self.get_logger().info(f"re-plan: {why}")
+        self.wake.set()
+
+    def _plan_loop(self) -> None:
+        while not self.closing:
+            self.wake.wait()
+            self.wake.clear()
+            if self.closing:
+                return
+            with self.lock:
+                generation = self.generation
+                dnns = dict(self.registry.dnns)
+                mode = self.registry.mode
+                platform = self._platform_in_use()
+                corrections = dict(self.corrections)
+                warm = self.plan.mapping
+            try:
+                outcome = self._compute(dnns, mode, platform, corrections, warm)
+                for reg in dnns.values():
+                    boundary_shapes(reg.model)  # traced once per model (~1 s), outside the lock
+            except Exception as exc:  # a planner bug must not kill the manager; report and keep the old plan
+                self.get_logger().error(f"planning failed: {type(exc).__name__}: {exc}")
+                continue
+            with self.lock:
+                if generation != self.generation or self.closing:
+                    continue  # superseded: the newer request has already woken us again
+                self._apply(dnns, outcome, platform)
+            self.publish_mapping()
+
+    def _platform_in_use(self) -> Any:
+        if not self.excluded:
+            return self.platform
+        from rankmap_ros.core.platform import parse_platform
+
+        data = self.platform.to_dict()
+        data["components"] = [c for c in data["components"] if c["name"] not in self.excluded]
+        if data["reference_component"] in self.excluded:
+            data["reference_component"] = data["components"][0]["name"]
+        return parse_platform(data, source=self.platform.name)
+
+    def _compute(
+        self,
+        dnns: dict[str, Registration],
+        mode: str,
+        platform: Any,
+        corrections: dict[str, float],
+        warm: Mapping | None,
+    ) -> planning.PlanOutcome | None:
+        if not dnns:
+            return None
+        workload = self.registry.workload(dnns)
+        model = (
+            self.model
+            if platform is self.platform
+            else planning.throughput_model(platform, self.v["estimator_checkpoint"])
+        )
+        if corrections:
+            model = planning.CorrectedModel(model, corrections)
+        settings = planning.PlanSettings(**{**self.settings.__dict__, "mode": mode})
+        weights = [r.priority for r in dnns.values()]
+        usable = warm if warm is not None and set(warm.components_used) <= set(platform.component_names) else None
+        if usable is not None and set(d.name for d in usable.dnns) != set(dnns):
+            usable = None
+        return planning.make_plan(model, workload, settings, None if mode == "dynamic" else weights, usable)
+
+    def _apply(self, dnns: dict[str, Registration], outcome: planning.PlanOutcome | None, platform: Any) -> None:
+        """Stop chains that changed or left, start the new ones; unchanged chains keep running."""
+        if outcome is None:
+            self.plan = PlanInForce(None, {}, {}, self.v["planner"], 0.0)
+            to_stop = list(self.chains.values())
+            self.chains.clear()
+        else:
+            self.plan = PlanInForce(
+                outcome.mapping, outcome.predicted, outcome.priorities, outcome.planner, outcome.seconds
+            )
+            to_stop = []
+            for name in list(self.chains):
+                chain = self.chains[name]
+                if name not in dnns or chain.stages != stages_of(outcome.mapping, name):
+                    to_stop.append(self.chains.pop(name))
+        for chain in to_stop:
+            stop_chain(chain)
+        if outcome is None:
+            return
+        for name, reg in dnns.items():
+            if name not in self.chains:
+                self.chains[name] = start_chain(self._config(reg), platform, stages_of(outcome.mapping, name))
+                self.below_since.pop(name, None)
+        summary = "; ".join(
+            f"{n}: " + " ".join(f"{a}-{b - 1}@{c}" for a, b, c in stages_of(outcome.mapping, n)) for n in dnns
+        )
+        self.get_logger().info(f"mapping ({outcome.planner}, {outcome.seconds:.2f} s): {summary}")
+
+    def _config(self, reg: Registration) -> ChainConfig:
+        return ChainConfig(
+            dnn=reg.name,
+            model=reg.model,
+            weights=reg.weights,
+            priority=reg.priority,
+            input_topic=reg.input_topic,
+            output_topic=reg.output_topic,
+            output_kind=reg.output_kind,
+            namespace=self.get_namespace(),
+            input_reliability=self.v["qos.input_reliability"],
+            input_depth=self.v["qos.input_depth"],
+            results_depth=self.v["qos.results_depth"],
+        )
+
+    # ---- supervision ------------------------------------------------------------------------
+
+    def supervise(self) -> None:
+        """Restart dead or hung executors; re-plan when a component keeps failing or a DNN starves."""
+        now = time.monotonic()
+        with self.lock:
+            if self.closing:
+                return
+            for name, chain in list(self.chains.items()):
+                failure = check_chain(chain, now, self.v["hung_timeout"], self.v["start_timeout"])
+                if failure is not None:
+                    self._restart(name, chain, failure, now)
+                    continue
+                chain.sample(now)
+            self._check_rates(now)
+
+    def _restart(self, name: str, chain: Chain, failure: Failure, now: float) -> None:
+        self.get_logger().error(
+            f"executor {failure.dnn} stage {failure.stage} on {failure.component} (pid {failure.pid}) failed: "
+            f"{failure.reason}; restarting its chain"
+        )
+        stop_chain(chain, grace_s=0.5)
+        self.failures = [(t, c) for t, c in self.failures if now - t < FAILURE_WINDOW_S] + [(now, failure.component)]
+        if (
+            sum(c == failure.component for _, c in self.failures) >= self.v["max_failures"]
+            and len(self._platform_in_use().components) > 1
+        ):
+            self.excluded.add(failure.component)
+            self.chains.pop(name)
+            self._replan(f"component {failure.component} failed {self.v['max_failures']} times; planning without it")
+            return
+        self.chains[name] = start_chain(chain.config, self._platform_in_use(), chain.stages, chain.restarts + 1)
+
+    def _check_rates(self, now: float) -> None:
+        """A DNN below its minimum rate for `starvation_grace` s: correct the model and re-plan."""
+        grace = self.v["starvation_grace"]
+        for name, chain in self.chains.items():
+            reg = self.registry.dnns.get(name)
+            rate = chain.rate(now)
+            if reg is None or not reg.min_rate or math.isnan(rate) or rate >= reg.min_rate:
+                self.below_since.pop(name, None)
+                continue
+            since = self.below_since.setdefault(name, now)
+            if now - since < grace or now - self.last_starvation_plan < STARVATION_COOLDOWN_S:
+                continue
+            self.below_since = {}
+            self.last_starvation_plan = now
+            for other, c in self.chains.items():
+                predicted, measured = self.plan.predicted.get(other, math.nan), c.rate(now)
+                if predicted > 0 and measured > 0:
+                    self.corrections[other] = self.corrections.get(other, 1.0) * measured / predicted
+            self._replan(f"{name} measured {rate:.2f}/s below its minimum {reg.min_rate:g}/s for {grace:g} s")
+            return
+
+    # ---- state out --------------------------------------------------------------------------
+
+    def mapping_state(self) -> Any:
+        with self.lock:
+            return self._mapping_state()
+
+    def _mapping_state(self) -> Any:
+        state_type, dnn_type, stage_type = (
+            msg(endpoints.MAPPING_TYPE),
+            msg("rankmap_ros/msg/DnnMapping"),
+            msg("rankmap_ros/msg/Stage"),
+        )
+        now = time.monotonic()
+        state = state_type(
+            platform=self.platform.name,
+            planner=self.plan.planner,
+            priority_mode=self.registry.mode,
+            plan_seconds=float(self.plan.seconds),
+        )
+        state.stamp = self.get_clock().now().to_msg()
+        for name, reg in self.registry.dnns.items():
+            chain = self.chains.get(name)
+            stages = []
+            if chain is not None:
+                for k, (a, b, comp) in enumerate(chain.stages):
+                    service = chain.stage_stats(k)["service_time_s"]
+                    stages.append(stage_type(unit_start=a, unit_stop=b, component=comp, service_time=service))
+            measured = chain.rate(now) if chain else math.nan
+            predicted = self.plan.predicted.get(name, math.nan) if chain else math.nan
+            ideal = planning.ideal_rate(self.platform, reg.model)
+            rate = measured if not math.isnan(measured) else predicted
+            state.dnns.append(
+                dnn_type(
+                    name=name,
+                    model=reg.model,
+                    priority=self.plan.priorities.get(name, math.nan),
+                    min_rate=reg.min_rate,
+                    stages=stages,
+                    predicted_rate=predicted,
+                    measured_rate=measured,
+                    potential_throughput=rate / ideal,
+                )
+            )
+        return state
+
+    def publish_mapping(self) -> None:
+        self.mapping_pub.publish(self.mapping_state())
+
+    def publish_rates(self) -> None:
+        array_type = msg(endpoints.THROUGHPUT_TYPE)
+        dim = msg("std_msgs/msg/MultiArrayDimension")
+        with self.lock:
+            now = time.monotonic()
+            names = list(self.registry.dnns)
+            rates = [self.chains[n].rate(now) if n in self.chains else math.nan for n in names]
+        out = array_type(data=rates)
+        out.layout.dim = [dim(label=",".join(names), size=len(names), stride=len(names))]
+        self.rate_pub.publish(out)
+
+    def collect_diagnostics(self) -> list[Status]:
+        with self.lock:
+            state = self._mapping_state()
+            now = time.monotonic()
+            statuses = []
+            for d in state.dnns:
+                chain = self.chains.get(d.name)
+                statuses.append(dnn_status(d, chain, now, self.v["starvation_threshold"], self.v["starvation_grace"]))
+                if chain is not None:
+                    statuses += stage_statuses(chain)
+            return statuses
+
+    def close(self) -> None:
+        """Stop planning and every executor, free the shared memory."""
+        with self.lock:
+            self.closing = True
+            chains, self.chains = list(self.chains.values()), {}
+        self.wake.set()
+        for chain in chains:
+            stop_chain(chain)
+        self.planner_thread.join(timeout=5.0)
+
+
+def dnn_status(d: Any, chain: Chain | None, now: float, starvation: float, grace: float) -> Status:
+    """OK, WARN below its minimum rate, ERROR when starved (P under the threshold, or no results)."""
+    status = Status(f"dnn {d.name}")
+    status.add("model", d.model)
+    status.add("priority", d.priority)
+    status.add("stages", " ".join(f"{s.unit_start}-{s.unit_stop - 1}@{s.component}" for s in d.stages) or "-")
+    status.add("measured_rate", d.measured_rate)
+    status.add("predicted_rate", d.predicted_rate)
+    status.add("min_rate", d.min_rate)
+    status.add("potential_throughput", d.potential_throughput)
+    if chain is None:
+        status.summary(diagnostics.WARN, "waiting for a mapping")
+        return status
+    status.add("restarts", chain.restarts)
+    running = chain.ready()
+    if not running or math.isnan(d.measured_rate):
+        late = now - chain.started > grace + 30.0
+        status.summary(diagnostics.ERROR if late else diagnostics.OK, "starting executors")
+    elif d.measured_rate == 0.0 or d.potential_throughput < starvation:
+        status.summary(diagnostics.ERROR, f"starved: {d.measured_rate:.2f}/s (P {d.potential_throughput:.2f})")
+    elif d.min_rate > 0 and d.measured_rate < d.min_rate:
+        status.summary(diagnostics.WARN, f"below minimum rate: {d.measured_rate:.2f} < {d.min_rate:g}/s")
+    else:
+        status.summary(diagnostics.OK, f"{d.measured_rate:.2f} inferences/s")
+    return status
+
+
+def stage_statuses(chain: Chain) -> list[Status]:
+    out = []
+    for p in chain.processes:
+        stats = chain.stage_stats(p.index)
+        a, b, comp = p.key
+        status = Status(f"stage {chain.config.dnn}[{a}:{b}]@{comp}")
+        status.add("component", comp)
+        status.add("pid", p.process.pid)
+        for key in ("service_time_s", "last_service_s", "queue_depth", "drops", "frames", "state"):
+            status.add(key, stats[key])
+        ok = stats["state"] == "ready"
+        status.summary(diagnostics.OK if ok else diagnostics.WARN, str(stats["state"]))
+        out.append(status)
+    return out
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = Manager()
+        except (ValueError, HostRuntimeError) as exc:  # bad parameters or platform: one clear line
+            rclpy.logging.get_logger("rankmap_manager").fatal(f"cannot start: {exc}")
+            raise SystemExit(2) from exc
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            with contextlib.suppress(Exception):
+                node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""A perception node as a user writes one: registers its DNNs, listens to results, changes a priority.
+
+It registers every DNN of its parameters with the manager (waiting for the service), subscribes
+to the output topic each registration answers with, checks that results carry the source
+image's header (a stamp the camera sent), and after `change_after` seconds sets `change_name`'s
+priority to `change_priority`. It logs result rates every few seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rankmap_ros.ros import endpoints, results
+from rankmap_ros.ros.rclpy_compat import (
+    ExternalShutdownException,
+    Node,
+    ParameterDescriptor,
+    msg,
+    rclpy,
+    srv,
+)
+
+RegisterDnn = srv(endpoints.REGISTER_TYPE)
+SetPriorities = srv(endpoints.SET_PRIORITIES_TYPE)
+DEMO_DNNS = ("squeezenet_v2", "mobilenet_v2", "shufflenet")
+
+
+class PerceptionDemo(Node):
+    def __init__(self) -> None:
+        super().__init__("perception_demo")
+        d = ParameterDescriptor
+        self.declare_parameter("names", list(DEMO_DNNS), d(description="DNN instance names"))
+        self.declare_parameter("models", list(DEMO_DNNS), d(description="zoo model of each DNN"))
+        self.declare_parameter("priorities", [3.0, 2.0, 1.0], d(description="static priority of each DNN"))
+        self.declare_parameter("min_rates", [0.0, 0.0, 0.0], d(description="minimum inferences/s of each DNN"))
+        self.declare_parameter("input_topic", "/camera/image_raw", d(description="sensor_msgs/Image topic"))
+        self.declare_parameter("change_after", 20.0, d(description="seconds until the priority change; <= 0: never"))
+        self.declare_parameter("change_name", "shufflenet", d(description="DNN whose priority changes"))
+        self.declare_parameter("change_priority", 6.0, d(description="its new priority"))
+        get = lambda name: self.get_parameter(name).value  # noqa: E731
+        self.names, self.models = list(get("names")), list(get("models"))
+        self.priorities, self.min_rates = list(get("priorities")), list(get("min_rates"))
+        if not len(self.names) == len(self.models) == len(self.priorities) == len(self.min_rates):
+            raise ValueError("names, models, priorities and min_rates need one entry per DNN")
+        self.input_topic = get("input_topic")
+        self.change = (get("change_after"), get("change_name"), get("change_priority"))
+        self.register_client = self.create_client(RegisterDnn, endpoints.REGISTER_SERVICE.lstrip("/"))
+        self.priority_client = self.create_client(SetPriorities, endpoints.SET_PRIORITIES_SERVICE.lstrip("/"))
+        self.counts: dict[str, int] = {}
+        self.pending: list[Any] = []
+        self.started = time.monotonic()
+        self.changed = False
+        self.registered = False
+        self.create_timer(0.5, self.step)
+        self.create_timer(5.0, self.report)
+
+    def step(self) -> None:
+        if not self.registered:
+            if not self.register_client.service_is_ready():
+                self.get_logger().info("waiting for the manager", throttle_duration_sec=5.0)
+                return
+            self.registered = True
+            for name, model, priority, min_rate in zip(
+                self.names, self.models, self.priorities, self.min_rates, strict=True
+            ):
+                request = RegisterDnn.Request(
+                    name=name,
+                    model=model,
+                    input_topic=self.input_topic,
+                    priority=float(priority),
+                    min_rate=float(min_rate),
+                )
+                future = self.register_client.call_async(request)
+                future.add_done_callback(lambda f, n=name: self.on_registered(n, f))
+                self.pending.append(future)
+            return
+        after, name, priority = self.change
+        if not self.changed and after > 0 and time.monotonic() - self.started >= after:
+            self.changed = True
+            request = SetPriorities.Request(mode="static", names=[name], priorities=[float(priority)])
+            future = self.priority_client.call_async(request)
+            future.add_done_callback(lambda f: self.get_logger().info(f"priority change: {f.result().message}"))
+            self.pending.append(future)
+
+    def on_registered(self, name: str, future: Any) -> None:
+        response = future.result()
+        if not response.success:
+            self.get_logger().error(f"{name} refused: {response.message}")
+            return
+        self.get_logger().info(f"{name}: {response.message}; results on {response.output_topic}")
+        kind = next(k for k, suffix in results.TOPIC_SUFFIX.items() if response.output_topic.endswith("/" + suffix))
+        self.counts[name] = 0
+        self.create_subscription(
+            msg(results.MESSAGE_TYPE[kind]), response.output_topic, lambda m, n=name: self.on_result(n, m), 10
+        )
+
+    def on_result(self, name: str, result: Any) -> None:
+        if result.header.stamp.sec == 0 and result.header.stamp.nanosec == 0:
+            self.get_logger().warning(f"{name}: result without the source stamp", throttle_duration_sec=5.0)
+        self.counts[name] += 1
+
+    def report(self) -> None:
+        if self.counts:
+            self.get_logger().info("results: " + ", ".join(f"{n} {c}" for n, c in self.counts.items()))
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node: Any = None
+    try:
+        node = PerceptionDemo()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The manager's one door into core: platform, throughput model and planner behind small functions.
+
+The planner, estimator and runtime packages are young; keeping every call the manager makes into
+them here means an API change there is a change in this file only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rankmap_ros.core.mapping import Mapping
+from rankmap_ros.core.platform import Platform
+from rankmap_ros.core.simulator import ideal_throughput
+from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
+from rankmap_ros.core.workload import Workload
+
+PLANNERS = ("rankmap", "gpu", "omniboost")
+MODES = ("static", "dynamic")
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    planner: str = "rankmap"
+    mode: str = "static"
+    simulations: int = 300
+    time_limit_s: float = 1.0
+    min_potential: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    mapping: Mapping
+    predicted: dict[str, float]
+    priorities: dict[str, float]
+    planner: str
+    seconds: float
+
+
+def load_platform(name: str, split: str, opencl_cpu_as_gpu: bool) -> Platform:
+    """'host' (discovered; components sharing the CPU clusters' cores dropped) or a platform file."""
+    from rankmap_ros.runtime.host import independent_platform, resolve_platform
+
+    return independent_platform(resolve_platform(name, split or None, opencl_cpu_as_gpu))
+
+
+def throughput_model(platform: Platform, checkpoint: str) -> ThroughputModel:
+    """The learned estimator when a checkpoint is given, else the (calibrated) simulator."""
+    if not checkpoint:
+        return SimulatorModel(platform)
+    from rankmap_ros.core.estimator.predictor import load_estimator
+
+    return load_estimator(platform, Path(checkpoint))
+
+
+class CorrectedModel:
+    """A throughput model scaled per DNN by measured / predicted of the mapping that ran.
+
+    Why: re-planning with the same model gives the same mapping; after a DNN stayed below its
+    minimum rate, the measured shortfall must reach the planner.
+    """
+
+    def __init__(self, base: ThroughputModel, factors: dict[str, float]) -> None:
+        self.base = base
+        self.platform = base.platform
+        self.name = f"{base.name}+measured"
+        self.factors = factors
+
+    def predict(self, workload: Workload, mappings: Sequence[Mapping]) -> np.ndarray:
+        scale = np.array([self.factors.get(name, 1.0) for name in workload.names])
+        return self.base.predict(workload, mappings) * scale
+
+
+def make_plan(
+    model: ThroughputModel,
+    workload: Workload,
+    settings: PlanSettings,
+    priorities: Sequence[float] | None,
+    warm_start: Mapping | None = None,
+) -> PlanOutcome:
+    """Plan `workload`; `priorities` (static mode, workload order) override the DNNs' own."""
+    from rankmap_ros.core.planner.base import Budget, Planner
+    from rankmap_ros.core.planner.baselines import GpuPlanner, OmniBoostPlanner
+    from rankmap_ros.core.planner.rankmap import RankMapPlanner
+
+    budget = Budget(settings.simulations, settings.time_limit_s)
+    planner: Planner
+    if settings.planner == "rankmap":
+        planner = RankMapPlanner(
+            model,
+            mode="dynamic" if settings.mode == "dynamic" else "static",
+            budget=budget,
+            seed=settings.seed,
+            min_potential=settings.min_potential,
+        )
+    elif settings.planner == "omniboost":
+        planner = OmniBoostPlanner(model, budget=budget, seed=settings.seed)
+    else:
+        planner = GpuPlanner(model)
+    dynamic = settings.mode == "dynamic"
+    plan = planner.plan(workload, None if dynamic else priorities, warm_start)
+    p = priorities_in_force(
+        workload,
+        model.platform,
+        settings.mode,
+        [d.priority for d in workload.dnns] if priorities is None else priorities,
+    )
+    return PlanOutcome(
+        mapping=plan.mapping,
+        predicted=dict(zip(workload.names, map(float, plan.predicted_throughput), strict=True)),
+        priorities=dict(zip(workload.names, p, strict=True)),
+        planner=plan.planner,
+        seconds=plan.plan_seconds,
+    )
+
+
+def ideal_rate(platform: Platform, model: str) -> float:
+    """The DNN alone on the reference component: the denominator of P."""
+    rate = ideal_throughput(platform, model)
+    return rate if math.isfinite(rate) and rate > 0 else math.nan
+
+
+def priorities_in_force(
+    workload: Workload, platform: Platform, mode: str, weights: Sequence[float]
+) -> tuple[float, ...]:
+    """The normalised vector the planner weighs: the static weights, or each DNN's profile."""
+    from rankmap_ros.core.planner.priorities import dynamic_priorities, static_priorities
+
+    return dynamic_priorities(workload, platform) if mode == "dynamic" else static_priorities(workload, weights)
+
+
+def check_priorities(workload: Workload, values: Sequence[float]) -> tuple[float, ...]:
+    """Normalised static priorities, or PlannerError naming what is wrong (NaN, negative, count)."""
+    from rankmap_ros.core.planner.priorities import static_priorities
+
+    return static_priorities(workload, values)
+
+
+def planner_error() -> type[Exception]:
+    from rankmap_ros.core.planner.base import PlannerError
+
+    return PlannerError

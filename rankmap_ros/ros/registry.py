@@ -1,0 +1,165 @@
+"""The registered DNNs and every check a request must pass before anything changes.
+
+Plain Python (no ROS): a request is validated against a *copy* of the registry, so a refused
+request leaves the registry exactly as it was and the message says what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rankmap_ros.core import zoo
+from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
+from rankmap_ros.ros import planning, results
+
+MODEL_SUFFIXES = (".pt", ".pth")
+_TOPIC = re.compile(r"^[~/]?[A-Za-z_{][A-Za-z0-9_/{}~]*$")
+
+
+class RequestError(ValueError):
+    """A request refused as given; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One DNN as registered: `priority` is the raw static weight, `weights` a local model file."""
+
+    name: str
+    model: str
+    input_topic: str
+    priority: float
+    min_rate: float
+    output_kind: str
+    output_topic: str
+    weights: str | None = None
+
+    def spec(self) -> DnnSpec:
+        return DnnSpec(self.name, self.model, self.priority, self.min_rate or None)
+
+
+def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | None]:
+    """(zoo model, weights file or None) for a zoo name or a model file in an allowed directory.
+
+    A model file is a state_dict named after its zoo architecture: `<zoo name>.pt` or
+    `<zoo name>-<anything>.pt` (e.g. `squeezenet_v2-finetuned.pt`).
+    """
+    if not model.strip():
+        raise RequestError("model is empty: give a zoo model name (see `rankmap zoo`) or a model file")
+    if not (model.endswith(MODEL_SUFFIXES) or "/" in model):
+        try:
+            return zoo.canonical_name(model), None
+        except zoo.ZooError as exc:
+            raise RequestError(str(exc)) from exc
+    path = Path(model).expanduser().resolve()
+    roots = [Path(d).expanduser().resolve() for d in allowed_dirs if d]
+    if not any(path.is_relative_to(root) for root in roots):
+        where = ", ".join(map(str, roots)) or "none are configured (parameter allowed_model_dirs)"
+        raise RequestError(f"model file {path} is outside the allowed model directories: {where}")
+    if not path.is_file():
+        raise RequestError(f"model file {path} does not exist")
+    arch = path.stem.split("-", 1)[0]
+    try:
+        canonical = zoo.canonical_name(arch)
+    except zoo.ZooError as exc:
+        raise RequestError(f"model file {path.name}: name it '<zoo model>[-tag].pt'; {exc}") from exc
+    try:
+        zoo.build(canonical, path)
+    except zoo.ZooError as exc:
+        raise RequestError(str(exc)) from exc
+    return canonical, str(path)
+
+
+def check_topic(topic: str) -> None:
+    if not topic.strip():
+        raise RequestError("input_topic is empty: name the sensor_msgs/Image topic the DNN consumes")
+    if not _TOPIC.match(topic) or "//" in topic or topic.endswith("/"):
+        raise RequestError(f"input_topic {topic!r} is not a valid ROS topic name")
+
+
+def check_number(what: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise RequestError(f"{what} must be a finite number >= 0, got {value!r}")
+
+
+class Registry:
+    """Registrations in registration order (the workload order) plus the priority mode."""
+
+    def __init__(self, max_dnns: int) -> None:
+        self.max_dnns = max_dnns
+        self.dnns: dict[str, Registration] = {}
+        self.mode = "static"
+
+    def workload(self, dnns: dict[str, Registration] | None = None) -> Workload:
+        dnns = self.dnns if dnns is None else dnns
+        return Workload(tuple(r.spec() for r in dnns.values()), max_dnns=self.max_dnns)
+
+    def weights(self) -> list[float]:
+        return [r.priority for r in self.dnns.values()]
+
+    def _checked(self, dnns: dict[str, Registration]) -> None:
+        """The planner must accept the new set: workload rules, then priorities (static mode)."""
+        try:
+            workload = self.workload(dnns)
+        except WorkloadError as exc:
+            raise RequestError(str(exc)) from exc
+        if self.mode == "static":
+            try:
+                planning.check_priorities(workload, [r.priority for r in dnns.values()])
+            except planning.planner_error() as exc:
+                raise RequestError(str(exc)) from exc
+
+    def register(self, reg: Registration, allowed_dirs: Sequence[str]) -> Registration:
+        """Validate and add; returns the registration as stored (canonical model, weights file)."""
+        if reg.name in self.dnns:
+            raise RequestError(f"a DNN named {reg.name!r} is already registered (unregister it first)")
+        if len(self.dnns) >= self.max_dnns:
+            raise RequestError(f"the manager runs at most {self.max_dnns} DNNs (parameter max_dnns); unregister one")
+        check_topic(reg.input_topic)
+        check_number("priority", reg.priority)
+        check_number("min_rate", reg.min_rate)
+        model, weights = resolve_model(reg.model, allowed_dirs)
+        kind = reg.output_kind or results.default_kind(model)
+        if kind not in results.OUTPUT_KINDS:
+            raise RequestError(f"output_kind {kind!r} is not one of {', '.join(results.OUTPUT_KINDS)} (or empty)")
+        if kind == "detection" and results.default_kind(model) != "detection":
+            raise RequestError(f"model {model} is not a detector the manager can decode; use output_kind 'tensor'")
+        stored = replace(reg, model=model, weights=weights, output_kind=kind)
+        self._checked({**self.dnns, reg.name: stored})
+        self.dnns[reg.name] = stored
+        return stored
+
+    def unregister(self, name: str) -> Registration:
+        if name not in self.dnns:
+            raise RequestError(f"no DNN named {name!r} is registered ({', '.join(self.dnns) or 'none'})")
+        return self.dnns.pop(name)
+
+    def set_priorities(self, mode: str, names: Sequence[str], values: Sequence[float]) -> None:
+        """Static weights for the named DNNs (others keep theirs), or dynamic mode."""
+        if mode not in planning.MODES:
+            raise RequestError(f"mode {mode!r} is not one of {', '.join(planning.MODES)}")
+        if len(names) != len(values):
+            raise RequestError(f"{len(values)} priorities given for {len(names)} names")
+        if mode == "dynamic" and names:
+            raise RequestError("dynamic mode derives priorities from the DNNs' profiles; give no names")
+        if len(set(names)) != len(names):
+            raise RequestError("each DNN may appear only once")
+        unknown = [n for n in names if n not in self.dnns]
+        if unknown:
+            raise RequestError(f"not registered: {', '.join(unknown)} (registered: {', '.join(self.dnns) or 'none'})")
+        for name, value in zip(names, values, strict=True):
+            check_number(f"priority of {name!r}", value)
+        updated = dict(self.dnns)
+        for name, value in zip(names, values, strict=True):
+            updated[name] = replace(updated[name], priority=float(value))
+        previous, self.mode = self.mode, mode
+        try:
+            if updated:
+                self._checked(updated)
+        except RequestError:
+            self.mode = previous
+            raise
+        self.dnns = updated

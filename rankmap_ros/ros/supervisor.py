@@ -1,0 +1,295 @@
+"""The executor processes of one DNN (its chain): start, watch, measure, stop — no ROS here.
+
+The manager owns every piece of shared memory a chain uses (one input channel per stage, the
+status board, the image size for detectors), so names carry the manager's pid and a killed
+manager's leftovers are removed by the next one (`shm.remove_stale`). Executors are forked from a
+server that has already imported torch, OpenCV and the node code (a fresh interpreter spends
+seconds on those imports: that is most of the time to replace a killed executor), run in their
+own session (a Ctrl-C on the terminal reaches the manager only, which stops them in order) and
+die with the manager (PR_SET_PDEATHSIG, their server exits with it, and they poll its pid).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import math
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rankmap_ros.core.platform import Platform
+from rankmap_ros.runtime.board import Board, StageState
+from rankmap_ros.runtime.channel import Channel, Policy
+from rankmap_ros.runtime.shm import Segment, new_name
+from rankmap_ros.runtime.stage import boundary_shapes, tensor_bytes, threads_for
+
+INPUT_SLOTS = 1  # a camera frame waits for the first stage in one slot: newest wins
+BETWEEN_SLOTS = 2
+RATE_WINDOW_S = 3.0
+STOP_GRACE_S = 3.0
+
+StageKey = tuple[int, int, str]  # unit_start, unit_stop, component
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """What the manager tells every executor of a DNN besides its stage."""
+
+    dnn: str
+    model: str
+    weights: str | None
+    priority: float
+    input_topic: str
+    output_topic: str
+    output_kind: str
+    namespace: str
+    input_reliability: str = "best_effort"
+    input_depth: int = 5
+    results_depth: int = 10
+
+
+def _executor_entry(argv: list[str]) -> None:
+    os.setsid()
+    from rankmap_ros.ros import executor_node
+
+    executor_node.main(argv)
+
+
+class ExecutorProcess:
+    """One executor forked from the preloaded server, with the subprocess.Popen methods we use."""
+
+    _context: mp.context.ForkServerContext | None = None
+
+    def __init__(self, argv: list[str]) -> None:
+        if ExecutorProcess._context is None:
+            ExecutorProcess._context = mp.get_context("forkserver")
+            ExecutorProcess._context.set_forkserver_preload(["rankmap_ros.ros.executor_node"])
+        self._process = ExecutorProcess._context.Process(target=_executor_entry, args=(argv,), daemon=False)
+        self._process.start()
+        self.pid: int = self._process.pid  # type: ignore[assignment]
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired("rankmap executor", timeout or 0.0)
+        return self._process.exitcode
+
+
+@dataclass
+class StageProcess:
+    index: int
+    key: StageKey
+    node_name: str
+    process: ExecutorProcess
+    started: float
+    progress: float = -1.0
+    progress_at: float = 0.0
+
+
+@dataclass
+class Failure:
+    dnn: str
+    stage: int
+    component: str
+    pid: int
+    reason: str
+
+
+@dataclass
+class Chain:
+    """The running pipeline of one DNN."""
+
+    config: ChainConfig
+    stages: tuple[StageKey, ...]
+    board: Board
+    channels: list[Channel]
+    geometry: Segment | None
+    processes: list[StageProcess]
+    started: float
+    restarts: int = 0
+    samples: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
+
+    def ready(self) -> bool:
+        return all(self.board.state(p.index) == StageState.READY for p in self.processes)
+
+    def frames(self) -> int:
+        return int(self.board.rows["frames"][len(self.stages) - 1])
+
+    def sample(self, now: float) -> None:
+        if self.ready():
+            self.samples.append((now, self.frames()))
+
+    def rate(self, now: float) -> float:
+        """Results/s over the last RATE_WINDOW_S (NaN until the chain has run for a second)."""
+        recent = [(t, f) for t, f in self.samples if now - t <= RATE_WINDOW_S]
+        if len(recent) < 2 or recent[-1][0] - recent[0][0] < 1.0:
+            return math.nan
+        (t0, f0), (t1, f1) = recent[0], recent[-1]
+        return (f1 - f0) / (t1 - t0)
+
+    def stage_stats(self, index: int) -> dict[str, Any]:
+        row = self.board.rows[index]
+        frames = int(row["frames"])
+        channel = self.channels[index]
+        return {
+            "frames": frames,
+            "service_time_s": float(row["busy_s"]) / frames if frames else math.nan,
+            "last_service_s": float(row["last_service_s"]),
+            "queue_depth": channel.depth,
+            "drops": channel.dropped,
+            "state": StageState(int(row["state"])).name.lower(),
+        }
+
+    def pids(self) -> list[int]:
+        return [p.process.pid for p in self.processes]
+
+
+def executor_command(
+    config: ChainConfig, platform: Platform, key: StageKey, index: int, last: bool, wiring: dict[str, str | int]
+) -> tuple[str, list[str]]:
+    """Node name and argv of one executor (`-p` values as JSON, which YAML reads back exactly)."""
+    start, stop, component_name = key
+    component = platform.component(component_name)
+    shapes = boundary_shapes(config.model)
+    node_name = f"rankmap_{config.dnn}_s{index}"
+    params: dict[str, object] = {
+        "dnn": config.dnn,
+        "model": config.model,
+        "weights": config.weights or "",
+        "unit_start": start,
+        "unit_stop": stop,
+        "stage_index": index,
+        "component": component.name,
+        "backend": component.backend,
+        "cpus": ",".join(map(str, component.cpus)),
+        "threads": threads_for(component),
+        "device": component.device,
+        "priority": float(config.priority),
+        "input_shape": ",".join(map(str, shapes[start])),
+        "output_shape": ",".join(map(str, shapes[stop])),
+        "input_topic": config.input_topic if index == 0 else "",
+        "input_reliability": config.input_reliability,
+        "input_depth": config.input_depth,
+        "output_topic": config.output_topic if last else "",
+        "output_kind": config.output_kind,
+        "results_depth": config.results_depth,
+        **wiring,
+    }
+    argv = ["rankmap_executor", "--ros-args", "-r", f"__node:={node_name}"]
+    if config.namespace not in ("", "/"):
+        argv += ["-r", f"__ns:={config.namespace}"]
+    for name, value in params.items():
+        argv += ["-p", f"{name}:={json.dumps(value)}"]
+    return node_name, argv
+
+
+def start_chain(config: ChainConfig, platform: Platform, stages: tuple[StageKey, ...], restarts: int = 0) -> Chain:
+    """Create the chain's shared memory and start one executor per stage (returns at once)."""
+    shapes = boundary_shapes(config.model)
+    board = Board.create(len(stages))
+    channels: list[Channel] = []
+    geometry = None
+    try:
+        for k, (start, _, _) in enumerate(stages):
+            policy: Policy = "drop_oldest" if k == 0 else "block"
+            slots = INPUT_SLOTS if k == 0 else BETWEEN_SLOTS
+            channels.append(Channel.create(f"{config.dnn}-in{k}", slots, tensor_bytes(shapes[start]), policy))
+        if config.output_kind == "detection":
+            geometry = Segment.create(new_name(f"{config.dnn}-size"), 16)
+        chain = Chain(config, stages, board, channels, geometry, [], time.monotonic(), restarts)
+        for k, key in enumerate(stages):
+            last = k == len(stages) - 1
+            wiring: dict[str, str | int] = {
+                "input_channel": channels[k].name,
+                "output_channel": "" if last else channels[k + 1].name,
+                "board": board.name,
+                "board_row": k,
+                "geometry": geometry.name if geometry else "",
+                "owner_pid": os.getpid(),
+            }
+            node_name, argv = executor_command(config, platform, key, k, last, wiring)
+            process = ExecutorProcess(argv)
+            chain.processes.append(StageProcess(k, key, node_name, process, time.monotonic()))
+    except BaseException:
+        release(board, channels, geometry, [])
+        raise
+    return chain
+
+
+def release(board: Board, channels: list[Channel], geometry: Segment | None, processes: list[StageProcess]) -> None:
+    for p in processes:
+        p.process.kill()
+        p.process.wait()
+    for channel in channels:
+        with contextlib.suppress(Exception):
+            channel.close()
+            channel.detach()
+            channel.unlink()
+    if geometry is not None:
+        with contextlib.suppress(Exception):
+            geometry.close()
+            geometry.unlink()
+    with contextlib.suppress(Exception):
+        board.detach()
+        board.unlink()
+
+
+def stop_chain(chain: Chain, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM every executor (they shut down as ROS nodes), SIGKILL the late ones, free the memory."""
+    chain.board.request_stop()
+    for p in chain.processes:
+        p.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in chain.processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    release(chain.board, chain.channels, chain.geometry, chain.processes)
+
+
+def check_chain(chain: Chain, now: float, hung_s: float, start_s: float) -> Failure | None:
+    """A dead executor, one stuck starting, or one that stopped making progress (then killed).
+
+    A stage whose output channel is full is waiting for its successor (back-pressure, e.g. while
+    that one starts), not hung.
+    """
+    for p in chain.processes:
+        code = p.process.poll()
+        state = chain.board.state(p.index)
+        component = p.key[2]
+        if code is not None:
+            error = chain.board.error(p.index).strip("\x00")
+            reason = error or (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
+            return Failure(chain.config.dnn, p.index, component, p.process.pid, reason)
+        if state == StageState.STARTING and now - p.started > start_s:
+            p.process.kill()
+            return Failure(chain.config.dnn, p.index, component, p.process.pid, f"not ready after {start_s:g} s")
+        if state != StageState.READY:
+            continue
+        row = chain.board.rows[p.index]
+        # A serving stage moves one of these at least every poll period, idle or busy.
+        progress = float(row["frames"]) + float(row["wait_in_s"]) + float(row["wait_out_s"]) + float(row["busy_s"])
+        blocked = (
+            p.index + 1 < len(chain.channels) and chain.channels[p.index + 1].depth >= chain.channels[p.index + 1].slots
+        )
+        if progress != p.progress or blocked:
+            p.progress, p.progress_at = progress, now
+        elif now - p.progress_at > hung_s:
+            p.process.kill()
+            return Failure(chain.config.dnn, p.index, component, p.process.pid, f"no progress for {hung_s:g} s (hung)")
+    return None

@@ -1,0 +1,238 @@
+"""Calibrate the host platform from measurements, so the simulator predicts this machine.
+
+1. Every unit of the calibration models is timed alone on every component (profiler).
+2. Per component, the simulator's unit cost `t = Σ work_k / G_k + kernels · o` is fitted to
+   the unit times by non-negative least squares: G_conv, G_dwconv, G_fc, G_other and the
+   per-kernel overhead o. The rows are every contiguous unit range of every model (every
+   possible stage), each scaled to relative error, because stage times are what the simulator
+   must get right; fitting single units would let many tiny units outweigh the costly ones.
+   Memory bandwidth is measured by a large copy.
+3. The shared-memory hop is timed at several sizes and fitted as fixed + per-MB cost; every
+   transfer kind gets it (all stages of this host talk through the same channels).
+4. The concurrency loss of each CPU cluster is fitted to the measured throughput of the
+   calibration models all running at once on that cluster, with the cluster's speed scaled by
+   the share of it other programs left during that run (runtime/load.py).
+Unit times are the fastest of several samples, i.e. the machine as if idle.
+The result is a platform file with `calibrated: true`; what was measured is kept beside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from rankmap_ros.core.mapping import Mapping
+from rankmap_ros.core.platform import WORK_KINDS, Platform, TransferCost, WorkRates
+from rankmap_ros.core.simulator import simulate, unit_time
+from rankmap_ros.core.unitvec import UnitInfo, profile
+from rankmap_ros.core.workload import Workload
+from rankmap_ros.runtime.load import available_share, scaled
+from rankmap_ros.runtime.pipeline import Pipeline, RunReport
+from rankmap_ros.runtime.profiler import UnitTimes, hop_seconds, profile_units
+
+DEFAULT_MODELS: tuple[str, ...] = ("squeezenet_v2", "shufflenet", "mobilenet_v2", "alexnet")
+HOP_SHAPES: tuple[tuple[int, ...], ...] = ((1, 1000), (1, 64, 56, 56), (1, 3, 227, 227), (1, 256, 56, 56))
+MAX_GFLOPS = 1e4
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FitQuality:
+    """Relative errors of the calibrated simulator against what was measured, per component."""
+
+    unit_median: float
+    unit_worst: float
+    model_median: float
+    model_worst: float
+
+
+@dataclass
+class Calibration:
+    platform: Platform
+    unit_times: dict[str, UnitTimes]
+    quality: dict[str, FitQuality]
+    hops: dict[str, float]
+    contention: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform.to_dict(),
+            "measured": True,
+            "unit_times": {c: {"times": u.times, "errors": u.errors} for c, u in self.unit_times.items()},
+            "quality": {c: vars(q) for c, q in self.quality.items()},
+            "hop_seconds": self.hops,
+            "contention": self.contention,
+        }
+
+
+def _features(unit: UnitInfo) -> np.ndarray:
+    other = max(unit.flops - 2 * unit.macs, 0)
+    return np.array(
+        [2 * unit.conv_macs * 1e-9, 2 * unit.dwconv_macs * 1e-9, 2 * unit.fc_macs * 1e-9, other * 1e-9, unit.kernels]
+    )
+
+
+def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least squares with x >= 0, exactly, by trying every support (a has a handful of columns)."""
+    n = a.shape[1]
+    best, best_cost = np.zeros(n), float(np.sum(b**2))
+    for size in range(1, n + 1):
+        for cols in itertools.combinations(range(n), size):
+            sol, *_ = np.linalg.lstsq(a[:, cols], b, rcond=None)
+            if np.any(sol < 0):
+                continue
+            x = np.zeros(n)
+            x[list(cols)] = sol
+            cost = float(np.sum((a @ x - b) ** 2))
+            if cost < best_cost:
+                best, best_cost = x, cost
+    return best
+
+
+def fit_component(platform: Platform, measured: UnitTimes, bandwidth_gbs: float) -> Platform:
+    """The platform with one component's rates and kernel overhead fitted to its unit times."""
+    rows = []
+    for model, times in measured.times.items():
+        if any(t is None or t <= 0 for t in times):
+            continue
+        feats = np.concatenate([np.zeros((1, 5)), np.cumsum([_features(u) for u in profile(model)], axis=0)])
+        spent = np.concatenate([[0.0], np.cumsum(np.asarray(times, dtype=float))])
+        # Every contiguous unit range is a possible stage: fit relative error of stage times.
+        rows += [
+            (feats[j] - feats[i]) / (spent[j] - spent[i])
+            for i in range(len(times))
+            for j in range(i + 1, len(times) + 1)
+        ]
+    comp = platform.component(measured.component)
+    if not rows:
+        return platform
+    a = np.array(rows)
+    b = np.ones(len(rows))
+    used = [k for k in range(a.shape[1]) if np.any(a[:, k] > 0)]
+    x = np.zeros(a.shape[1])
+    x[used] = nnls(a[:, used], b)
+    old = [getattr(comp.gflops, k) for k in WORK_KINDS]
+    rates = [min(1.0 / x[k], MAX_GFLOPS) if x[k] > 0 else (MAX_GFLOPS if k in used else old[k]) for k in range(4)]
+    new = replace(
+        comp,
+        gflops=WorkRates(*(round(float(r), 4) for r in rates)),
+        kernel_overhead_us=round(float(x[4]) * 1e6, 3),
+        memory_bandwidth_gbs=round(float(bandwidth_gbs), 3),
+    )
+    return replace(platform, components=tuple(new if c.name == comp.name else c for c in platform.components))
+
+
+def quality(platform: Platform, measured: UnitTimes) -> FitQuality:
+    where = platform.index(measured.component)
+    unit_err, model_err = [], []
+    for model, times in measured.times.items():
+        units = profile(model)
+        if any(t is None for t in times):
+            continue
+        predicted = [float(unit_time(platform, u)[where]) for u in units]
+        unit_err += [abs(p / t - 1) for p, t in zip(predicted, times, strict=True) if t]
+        model_err.append(abs(sum(predicted) / sum(t for t in times if t) - 1))
+    if not unit_err:
+        return FitQuality(math.nan, math.nan, math.nan, math.nan)
+    return FitQuality(
+        float(np.median(unit_err)), float(np.max(unit_err)), float(np.median(model_err)), float(np.max(model_err))
+    )
+
+
+def copy_bandwidth_gbs(megabytes: int = 64) -> float:
+    """Memory bandwidth as one large copy sees it (read + write counted), best of three."""
+    src = np.ones(megabytes * 2**20 // 8)
+    dst = np.empty_like(src)
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best / 1e9
+
+
+def fit_transfers(platform: Platform, hops: dict[tuple[int, ...], float]) -> Platform:
+    """fixed + per-MB fit (non-negative) of the measured hops, for every transfer kind."""
+    sizes = np.array([4 * math.prod(s) / 1e6 for s in hops])
+    seconds = np.array(list(hops.values()))
+    fixed, per_mb = nnls(np.stack([np.ones_like(sizes), sizes], axis=1), seconds * 1e6)
+    cost = TransferCost(round(float(fixed), 3), round(float(per_mb), 3), 0.0)
+    return replace(platform, transfers=tuple((k, cost) for k, _ in platform.transfers))
+
+
+def fit_contention(platform: Platform, workload: Workload, component: str, measured: dict[str, float]) -> float:
+    """The concurrency loss of `component` that best explains the measured rates of all-on-it."""
+    comp = platform.component(component)
+    mapping = Mapping.all_on(workload, component)
+    best, best_err = comp.concurrency_loss, math.inf
+    for alpha in np.linspace(0.0, 0.95, 96):
+        rates = simulate(_with_loss(platform, component, float(alpha)), workload, mapping).throughput
+        err = sum(math.log(rates[n] / measured[n]) ** 2 for n in measured if measured[n] > 0)
+        if err < best_err:
+            best, best_err = float(alpha), err
+    return round(float(best), 4)
+
+
+def measure_all_on(platform: Platform, workload: Workload, component: str, seconds: float) -> RunReport:
+    with Pipeline(platform, workload) as pipeline:
+        pipeline.start(Mapping.all_on(workload, component))
+        return pipeline.measure(seconds, warmup_s=1.0)
+
+
+def calibrate(
+    base: Platform,
+    models: Sequence[str] = DEFAULT_MODELS,
+    contention_seconds: float = 4.0,
+    progress: Progress | None = None,
+) -> Calibration:
+    """Measure and fit every component of `base` (this host), returning the calibrated platform."""
+    say = progress or (lambda _msg: None)
+    say("measuring memory bandwidth and shared-memory hops")
+    bandwidth = copy_bandwidth_gbs()
+    hop = {s: hop_seconds(s) for s in HOP_SHAPES}
+    platform = fit_transfers(base, hop)
+    unit_times: dict[str, UnitTimes] = {}
+    for comp in base.components:
+        say(f"timing {sum(len(profile(m)) for m in models)} units on {comp.name} ({comp.backend})")
+        unit_times[comp.name] = profile_units(base, comp.name, models)
+        platform = fit_component(platform, unit_times[comp.name], bandwidth)
+    contention: dict[str, dict[str, float]] = {}
+    workload = Workload.from_models(models[:3])
+    if contention_seconds > 0:
+        for comp in platform.components:
+            if comp.backend != "cpu":
+                continue
+            say(f"measuring {len(workload)} DNNs sharing {comp.name}")
+            report = measure_all_on(platform, workload, comp.name, contention_seconds)
+            share = available_share(report).get(comp.name, 1.0)
+            alpha = fit_contention(scaled(platform, {comp.name: share}), workload, comp.name, report.throughput)
+            contention[comp.name] = {"concurrency_loss": alpha, "available_share": share, **report.throughput}
+            platform = _with_loss(platform, comp.name, alpha)
+    fastest = min(
+        (c for c in platform.components if all(t is not None for t in unit_times[c.name].times[models[0]])),
+        key=lambda c: sum(t or 0.0 for t in unit_times[c.name].times[models[0]]),
+    )
+    platform = replace(
+        platform,
+        calibrated=True,
+        reference_component=fastest.name,
+        description=(
+            f"This host, calibrated {time.strftime('%Y-%m-%d %H:%M')} by `rankmap calibrate` on "
+            f"{', '.join(models)}: per-kind rates and kernel overhead fitted to unit times measured on every "
+            "component, transfers to measured shared-memory hops, concurrency loss of each CPU cluster to "
+            "measured sharing."
+        ),
+    )
+    fit = {c: quality(platform, u) for c, u in unit_times.items()}
+    return Calibration(platform, unit_times, fit, {str(k): v for k, v in hop.items()}, contention)
+
+
+def _with_loss(platform: Platform, component: str, alpha: float) -> Platform:
+    comps = tuple(replace(c, concurrency_loss=alpha) if c.name == component else c for c in platform.components)
+    return replace(platform, components=comps)

@@ -1,0 +1,5 @@
+"""The runtime's one error family, so the CLI turns any of them into a single clear line."""
+
+
+class HostRuntimeError(RuntimeError):
+    """Something the runtime cannot do on this host (missing backend, failed stage, bad channel)."""

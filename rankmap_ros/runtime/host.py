@@ -1,0 +1,75 @@
+"""This machine as a platform the runtime can execute: discovered components, or a platform file.
+
+Discovery (runtime/discover.py) lists OpenCL CPU devices such as PoCL only on request, as
+`ocl_cpu`. A development machine without an OpenCL GPU still needs a third, differently built
+component to exercise the OpenCL path, so `host_platform` can present the first OpenCL CPU device
+as the `gpu` component (kind gpu, backend opencl). Its sharing stays `fair`: PoCL instances in
+different processes are threads that the OS time-slices, not kernels interleaved by a GPU. It
+runs on the same cores as the CPU clusters; the simulator does not model that overlap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rankmap_ros.core.platform import Component, Platform, PlatformError, load_platform, parse_platform
+from rankmap_ros.runtime.discover import discover_host
+
+HOST = "host"
+
+
+def host_platform(split: str | None = None, opencl_cpu_as_gpu: bool = True) -> Platform:
+    """The discovered, uncalibrated host (see the module docstring for the OpenCL CPU device)."""
+    data = discover_host(split, include_opencl_cpu=opencl_cpu_as_gpu).to_dict()
+    has_gpu = any(c["kind"] == "gpu" for c in data["components"])
+    cpu_devices = [c for c in data["components"] if c["backend"] == "opencl" and c["kind"] == "cpu"]
+    if opencl_cpu_as_gpu and cpu_devices and not has_gpu:
+        first = cpu_devices[0]
+        first.update(name="gpu", kind="gpu")
+        data["components"] = [c for c in data["components"] if c is first or c not in cpu_devices]
+    cpus = [c["name"] for c in data["components"] if c["backend"] == "cpu"]
+    if cpus:
+        data["reference_component"] = cpus[0]
+    return parse_platform(data, source=HOST)
+
+
+def resolve_platform(text: str, split: str | None = None, opencl_cpu_as_gpu: bool = True) -> Platform:
+    """'host' (discovered now, uncalibrated) or a platform name/file (e.g. a calibrated host)."""
+    if text == HOST:
+        return host_platform(split, opencl_cpu_as_gpu)
+    platform = load_platform(text)
+    if platform.name != HOST and Path(text).suffix not in (".yaml", ".yml"):
+        raise PlatformError(
+            f"platform {platform.name!r} describes another machine; the runtime runs on this host "
+            f"(use 'host' or a host platform file written by `rankmap calibrate`)"
+        )
+    return platform
+
+
+def runs_on_cpu_cores(component: Component) -> bool:
+    """Whether a non-CPU-backend component really computes on the CPU cores (an OpenCL CPU device)."""
+    if component.backend != "opencl" or not component.device.startswith("opencl:"):
+        return False
+    try:
+        import pyopencl as cl
+
+        _, p, d = component.device.split(":")
+        return bool(cl.get_platforms()[int(p)].get_devices()[int(d)].type & cl.device_type.CPU)
+    except Exception:  # no pyopencl, or the device is gone: it cannot share cores then
+        return False
+
+
+def independent_platform(platform: Platform) -> Platform:
+    """The platform without components that run on the CPU clusters' cores (e.g. PoCL as 'gpu').
+
+    The simulator treats components as independent machines; a planner using it, and any
+    judgement of its predictions, must only see components that are.
+    """
+    keep = [c for c in platform.to_dict()["components"] if not runs_on_cpu_cores(platform.component(c["name"]))]
+    if len(keep) == len(platform.components):
+        return platform
+    data = platform.to_dict()
+    data["components"] = keep
+    if data["reference_component"] not in {c["name"] for c in keep}:
+        data["reference_component"] = keep[0]["name"]
+    return parse_platform(data, source=platform.name)

@@ -1,0 +1,613 @@
+"""Run a mapping for real: every stage of every DNN as a process on its component, all at once.
+
+Per DNN the owner process (this one) writes inputs into the DNN's input channel, the stages pass
+frames along through shared-memory channels, and a collector thread here reads the results:
+
+    feeder/submit -> [in] -> stage 0 -> [ch] -> stage 1 -> ... -> [out] -> collector
+
+Inputs are synthetic tensors fed as fast as the pipeline takes them (`source="synthetic"`,
+back-pressure all the way, which measures throughput), or frames handed to `submit`
+(`source="external"`, drop-oldest input for real-time sources such as a camera).
+
+Stage processes come from a fork server that has torch already imported, so a 9-stage mapping
+starts in about a second instead of one interpreter start per stage. A monitor thread notices a
+stage that dies (killed, crashed, failed to start) and reports it; `restart_dnn` rebuilds that
+DNN's chain. `replace` swaps the whole mapping; nothing leaks: every process is joined or
+killed, every segment and semaphore unlinked, also when the owner is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rankmap_ros.core.mapping import Mapping
+from rankmap_ros.core.platform import Platform
+from rankmap_ros.core.workload import Workload
+from rankmap_ros.runtime import backends
+from rankmap_ros.runtime.board import Board, StageState
+from rankmap_ros.runtime.channel import Channel, Frame, FrameHeader
+from rankmap_ros.runtime.errors import HostRuntimeError
+from rankmap_ros.runtime.shm import remove_stale
+from rankmap_ros.runtime.stage import StageSpec, stage_specs, tensor_bytes
+from rankmap_ros.runtime.worker import StageWiring, stage_main
+
+Source = Literal["synthetic", "external"]
+POLL_S = 0.05
+STOP_GRACE_S = 3.0
+_KEEP_RESULTS = 64
+_COUNTERS = ("frames", "busy_s", "copy_s", "busy_cpu_s", "copy_cpu_s", "wait_in_s", "wait_out_s")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class PipelineError(HostRuntimeError):
+    """A pipeline that cannot start or run (a stage failed to start, a backend is missing)."""
+
+
+@dataclass(frozen=True)
+class StageFailure:
+    """A stage process that ended while the pipeline was running."""
+
+    dnn: str
+    stage: int
+    component: str
+    pid: int
+    exitcode: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class StageReport:
+    index: int
+    units: tuple[int, int]
+    component: str
+    frames: int
+    service_time_s: float  # mean compute time per frame
+    overhead_s: float  # mean channel copy and bookkeeping per frame
+    wait_in_s: float  # mean time waiting for input per frame (starved by upstream)
+    wait_out_s: float  # mean time blocked by downstream per frame (back-pressure)
+    queue_depth: float  # mean unread frames in its input channel
+    alive: bool
+
+
+@dataclass(frozen=True)
+class DnnReport:
+    name: str
+    model: str
+    throughput: float  # inferences/s at the output
+    frames: int
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    dropped_inputs: int
+    overhead_fraction: float  # CPU time of channel copies (owner and stages) over CPU time of stage compute
+    stages: tuple[StageReport, ...]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Measured over `seconds` on this host (never simulated).
+
+    `host_busy` minus `utilisation` is what other programs took from a CPU cluster meanwhile:
+    on a shared machine it says how far a measurement was disturbed.
+    """
+
+    seconds: float
+    dnns: tuple[DnnReport, ...]
+    utilisation: dict[str, float]  # share of each component's capacity our stages used
+    host_busy: dict[str, float]  # busy share of each CPU cluster's cores, whoever used them
+    failures: tuple[StageFailure, ...]
+    measured: bool = True
+
+    @property
+    def throughput(self) -> dict[str, float]:
+        return {d.name: d.throughput for d in self.dnns}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["throughput"] = self.throughput
+        return data
+
+
+@dataclass
+class _Stage:
+    spec: StageSpec
+    row: int
+    process: Any  # multiprocessing Process of the fork-server context
+    cpu_ticks: int = 0
+
+
+@dataclass
+class _Chain:
+    """One DNN: its channels, stage processes and the owner-side threads."""
+
+    name: str
+    model: str
+    channels: list[Channel]
+    stages: list[_Stage]
+    input_shape: tuple[int, ...]
+    running: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    done: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=100_000))  # (time, latency)
+    results: deque[Frame] = field(default_factory=lambda: deque(maxlen=_KEEP_RESULTS))
+    result_ready: threading.Condition = field(default_factory=threading.Condition)
+    owner_copy_cpu_s: float = 0.0  # CPU time of the owner's copies into and out of the chain
+    depth_sum: list[float] = field(default_factory=list)
+    depth_samples: int = 0
+    seq: int = 0
+
+
+def _context() -> Any:
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["rankmap_ros.runtime.worker"])
+    return ctx
+
+
+def _release(chains: dict[str, _Chain], board: list[Board]) -> None:
+    """Stop and remove everything (also the finaliser when a pipeline is dropped unstopped)."""
+    if board:
+        board[0].request_stop()
+    for chain in chains.values():
+        chain.running.clear()
+    _stop_processes([s.process for chain in chains.values() for s in chain.stages])
+    for chain in chains.values():
+        for thread in chain.threads:
+            thread.join(timeout=STOP_GRACE_S)
+        for ch in chain.channels:
+            ch.detach()
+            ch.unlink()
+    chains.clear()
+    if board:
+        board[0].detach()
+        board[0].unlink()
+        board.clear()
+
+
+def _stop_processes(processes: list[Any]) -> None:
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in processes:
+        p.join(timeout=max(deadline - time.monotonic(), 0.01))
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=1.0)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=1.0)
+    for p in processes:
+        with contextlib.suppress(ValueError):
+            p.close()
+
+
+class Pipeline:
+    """The engine under the ROS executors: start, feed, measure, replace and stop a mapping."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        workload: Workload,
+        *,
+        source: Source = "synthetic",
+        slots: int = 2,
+        weights: dict[str, str] | None = None,
+        seed: int = 0,
+        on_result: Callable[[str, Frame], None] | None = None,
+        on_failure: Callable[[StageFailure], None] | None = None,
+        start_timeout_s: float = 180.0,
+    ) -> None:
+        if source not in ("synthetic", "external"):
+            raise PipelineError(f"unknown source {source!r} (synthetic or external)")
+        self.platform = platform
+        self.workload = workload
+        self.source = source
+        self.slots = slots
+        self.weights = weights
+        self.seed = seed
+        self.on_result = on_result
+        self.on_failure = on_failure
+        self.start_timeout_s = start_timeout_s
+        self.mapping: Mapping | None = None
+        self._chains: dict[str, _Chain] = {}
+        self._board: list[Board] = []
+        self._failures: list[StageFailure] = []
+        self._reported: set[int] = set()
+        self._monitor: threading.Thread | None = None
+        self._monitoring = threading.Event()
+        self._lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _release, self._chains, self._board)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def check(self, mapping: Mapping) -> dict[str, tuple[StageSpec, ...]]:
+        """Refuse a mapping that cannot run, before anything starts (MappingError, BackendError)."""
+        mapping.validate(self.workload, self.platform.component_names)
+        for backend in sorted({self.platform.component(c).backend for c in mapping.components_used}):
+            backends.require(backend)
+        usable = os.sched_getaffinity(0)
+        for name in sorted(mapping.components_used):
+            missing = set(self.platform.component(name).cpus) - usable
+            if missing:
+                raise backends.BackendError(
+                    f"component {name!r} is pinned to CPUs {sorted(missing)} that this process cannot use"
+                )
+        return stage_specs(self.platform, self.workload, mapping, self.weights, self.seed)
+
+    def start(self, mapping: Mapping) -> None:
+        """Start every stage of every DNN and wait until all are ready (PipelineError if one fails)."""
+        specs = self.check(mapping)
+        if self._chains:
+            raise PipelineError("pipeline already running; use replace() to change the mapping")
+        remove_stale()
+        total = sum(len(s) for s in specs.values())
+        self._board.append(Board.create(total))
+        self._failures.clear()
+        self._reported.clear()
+        self.mapping = mapping
+        try:
+            row = 0
+            for name, stage_list in specs.items():
+                self._chains[name] = self._make_chain(name, stage_list, row)
+                row += len(stage_list)
+            self._wait_ready(list(self._chains.values()))
+        except BaseException:
+            _release(self._chains, self._board)
+            self.mapping = None
+            raise
+        self._start_monitor()
+        for chain in self._chains.values():
+            self._start_threads(chain)
+
+    def replace(self, mapping: Mapping) -> None:
+        """Swap the running mapping for another (checked first: a bad one leaves the old running)."""
+        self.check(mapping)
+        self.stop()
+        self.start(mapping)
+
+    def restart_dnn(self, name: str) -> None:
+        """Rebuild one DNN's chain (new channels and processes), e.g. after a stage died."""
+        if name not in self._chains or not self._board:
+            raise PipelineError(f"no running DNN named {name!r}")
+        old = self._chains[name]
+        old.running.clear()
+        _stop_processes([s.process for s in old.stages])
+        for thread in old.threads:
+            thread.join(timeout=STOP_GRACE_S)
+        for ch in old.channels:
+            ch.detach()
+            ch.unlink()
+        rows = [s.row for s in old.stages]
+        board = self._board[0]
+        for row in rows:
+            board.rows[row] = np.zeros((), board.rows.dtype)
+        with self._lock:
+            self._reported -= set(rows)
+            self._failures = [f for f in self._failures if f.dnn != name]
+        chain = self._make_chain(name, [s.spec for s in old.stages], rows[0])
+        self._chains[name] = chain
+        self._wait_ready([chain])
+        self._start_threads(chain)
+
+    def stop(self) -> None:
+        """Stop every stage and thread and remove every shared-memory object."""
+        self._monitoring.clear()
+        if self._monitor is not None:
+            self._monitor.join(timeout=STOP_GRACE_S)
+            self._monitor = None
+        _release(self._chains, self._board)
+        self.mapping = None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._chains)
+
+    @property
+    def failures(self) -> tuple[StageFailure, ...]:
+        """Stage processes that died and whose DNN has not been restarted since."""
+        with self._lock:
+            return tuple(self._failures)
+
+    def pids(self) -> dict[str, list[int]]:
+        """Stage process ids per DNN, in pipeline order."""
+        return {n: [s.process.pid for s in c.stages] for n, c in self._chains.items()}
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def submit(self, dnn: str, array: np.ndarray, header: FrameHeader | None = None) -> FrameHeader:
+        """Hand one input to a DNN (external source: never blocks; a full input drops its oldest)."""
+        chain = self._chains.get(dnn)
+        if chain is None:
+            raise PipelineError(f"no running DNN named {dnn!r}")
+        if tuple(array.shape) != chain.input_shape:
+            raise PipelineError(f"DNN {dnn!r} takes inputs of shape {chain.input_shape}, got {tuple(array.shape)}")
+        chain.seq += 1
+        header = header or FrameHeader(seq=chain.seq, stamp_ns=time.time_ns())
+        header = FrameHeader(header.seq, header.stamp_ns, header.frame_id, time.monotonic())
+        chain.channels[0].put(np.asarray(array, np.float32), header, timeout=STOP_GRACE_S)
+        chain.owner_copy_cpu_s += chain.channels[0].last_copy_cpu_s
+        return header
+
+    def result(self, dnn: str, seq: int, timeout: float = 30.0) -> Frame:
+        """The output frame of `dnn` for input `seq` (kept for the last few results)."""
+        chain = self._chains[dnn]
+        deadline = time.monotonic() + timeout
+        with chain.result_ready:
+            while True:
+                for frame in chain.results:
+                    if frame.header.seq == seq:
+                        return frame
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PipelineError(f"no result for {dnn!r} frame {seq} within {timeout} s")
+                chain.result_ready.wait(min(left, POLL_S))
+
+    # -- measurement --------------------------------------------------------------------------
+
+    def measure(self, seconds: float, warmup_s: float = 0.5) -> RunReport:
+        """Throughput, latency, per-stage service times, queue depths and utilisation over a window."""
+        if not self._chains:
+            raise PipelineError("pipeline is not running")
+        time.sleep(warmup_s)
+        before = self._board[0].snapshot()
+        ticks0 = {s.row: _cpu_ticks(s.process.pid) for c in self._chains.values() for s in c.stages}
+        owner0 = {n: c.owner_copy_cpu_s for n, c in self._chains.items()}
+        jiffies0 = _cpu_jiffies()
+        for chain in self._chains.values():
+            chain.depth_sum = [0.0] * len(chain.channels)
+            chain.depth_samples = 0
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        t1 = time.monotonic()
+        jiffies1 = _cpu_jiffies()
+        after = self._board[0].snapshot()
+        ticks1 = {s.row: _cpu_ticks(s.process.pid) for c in self._chains.values() for s in c.stages}
+        window = t1 - t0
+        dnns = []
+        cpu_time: dict[str, float] = {}
+        busy_time: dict[str, float] = {}
+        for name, chain in self._chains.items():
+            done = [(t, lat) for t, lat in list(chain.done) if t0 <= t <= t1]
+            stages = []
+            copy_total = chain.owner_copy_cpu_s - owner0[name]
+            busy_total = 0.0
+            samples = max(chain.depth_samples, 1)
+            for s in chain.stages:
+                d = {k: float(after[k][s.row] - before[k][s.row]) for k in _COUNTERS}
+                frames = int(d["frames"])
+                per = max(frames, 1)
+                copy_total += d["copy_cpu_s"]
+                busy_total += d["busy_cpu_s"]
+                comp = s.spec.component
+                busy_time[comp] = busy_time.get(comp, 0.0) + d["busy_s"]
+                cpu_time[comp] = cpu_time.get(comp, 0.0) + (ticks1[s.row] - ticks0[s.row]) / _CLOCK_TICKS
+                stages.append(
+                    StageReport(
+                        index=s.spec.index,
+                        units=(s.spec.start, s.spec.stop),
+                        component=comp,
+                        frames=frames,
+                        service_time_s=d["busy_s"] / per,
+                        overhead_s=d["copy_s"] / per,
+                        wait_in_s=d["wait_in_s"] / per,
+                        wait_out_s=d["wait_out_s"] / per,
+                        queue_depth=chain.depth_sum[s.spec.index] / samples,
+                        alive=s.process.is_alive(),
+                    )
+                )
+            latencies = np.array([lat for _, lat in done]) if done else np.array([np.nan])
+            dnns.append(
+                DnnReport(
+                    name=name,
+                    model=chain.model,
+                    throughput=_rate([t for t, _ in done], window),
+                    frames=len(done),
+                    latency_mean_s=float(np.mean(latencies)),
+                    latency_p50_s=float(np.percentile(latencies, 50)),
+                    latency_p95_s=float(np.percentile(latencies, 95)),
+                    dropped_inputs=chain.channels[0].dropped,
+                    overhead_fraction=copy_total / busy_total if busy_total > 0 else float("nan"),
+                    stages=tuple(stages),
+                )
+            )
+        utilisation = {}
+        for comp, busy in busy_time.items():
+            c = self.platform.component(comp)
+            if c.backend == "cpu" and c.cpus:
+                utilisation[comp] = min(cpu_time[comp] / (window * len(c.cpus)), 1.0)
+            else:
+                utilisation[comp] = min(busy / window, 1.0)
+        host_busy = {}
+        for comp in self.platform.components:
+            cpus = [c for c in comp.cpus if c in jiffies0 and c in jiffies1]
+            total = sum(jiffies1[c][1] - jiffies0[c][1] for c in cpus)
+            if total > 0:
+                host_busy[comp.name] = sum(jiffies1[c][0] - jiffies0[c][0] for c in cpus) / total
+        return RunReport(window, tuple(dnns), utilisation, host_busy, self.failures)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _make_chain(self, name: str, specs: list[StageSpec] | tuple[StageSpec, ...], first_row: int) -> _Chain:
+        board = self._board[0]
+        first = specs[0]
+        channels = [
+            Channel.create(
+                "in",
+                self.slots,
+                tensor_bytes(first.input_shape),
+                "drop_oldest" if self.source == "external" else "block",
+            )
+        ]
+        channels += [Channel.create("ch", self.slots, tensor_bytes(s.output_shape), "block") for s in specs]
+        chain = _Chain(name, first.model, channels, [], first.input_shape)
+        ctx = _context()
+        for k, spec in enumerate(specs):
+            wiring = StageWiring(channels[k].name, channels[k + 1].name, board.name, first_row + k, os.getpid())
+            process = ctx.Process(target=stage_main, args=(spec, wiring), name=f"rankmap:{spec.label}", daemon=True)
+            process.start()
+            chain.stages.append(_Stage(spec, first_row + k, process))
+        return chain
+
+    def _wait_ready(self, chains: list[_Chain]) -> None:
+        board = self._board[0]
+        deadline = time.monotonic() + self.start_timeout_s
+        pending = [s for c in chains for s in c.stages]
+        while pending:
+            for s in list(pending):
+                state = board.state(s.row)
+                if state == StageState.READY:
+                    pending.remove(s)
+                elif state == StageState.FAILED or not s.process.is_alive():
+                    reason = board.error(s.row) or _exit_reason(s.process.exitcode)
+                    raise PipelineError(f"stage {s.spec.label} failed to start: {reason}")
+            if time.monotonic() > deadline:
+                names = ", ".join(s.spec.label for s in pending)
+                raise PipelineError(f"stages not ready after {self.start_timeout_s:.0f} s: {names}")
+            time.sleep(0.02)
+
+    def _start_threads(self, chain: _Chain) -> None:
+        chain.running.set()
+        collector = threading.Thread(target=self._collect, args=(chain,), name=f"collect:{chain.name}", daemon=True)
+        chain.threads = [collector]
+        if self.source == "synthetic":
+            chain.threads.append(
+                threading.Thread(target=self._feed, args=(chain,), name=f"feed:{chain.name}", daemon=True)
+            )
+        for thread in chain.threads:
+            thread.start()
+
+    def _feed(self, chain: _Chain) -> None:
+        x = np.random.default_rng(self.seed).standard_normal(chain.input_shape).astype(np.float32)
+        channel = chain.channels[0]
+        while chain.running.is_set():
+            chain.seq += 1
+            header = FrameHeader(chain.seq, time.time_ns(), "synthetic", time.monotonic())
+            while chain.running.is_set() and not channel.put(x, header, timeout=POLL_S):
+                pass
+            chain.owner_copy_cpu_s += channel.last_copy_cpu_s
+
+    def _collect(self, chain: _Chain) -> None:
+        channel = chain.channels[-1]
+        while chain.running.is_set():
+            frame = channel.get(timeout=POLL_S)
+            if frame is None:
+                continue
+            now = time.monotonic()
+            chain.owner_copy_cpu_s += channel.last_copy_cpu_s
+            chain.done.append((now, now - frame.header.origin))
+            with chain.result_ready:
+                chain.results.append(frame)
+                chain.result_ready.notify_all()
+            if self.on_result is not None:
+                self.on_result(chain.name, frame)
+
+    def _start_monitor(self) -> None:
+        self._monitoring.set()
+        self._monitor = threading.Thread(target=self._watch, name="rankmap-monitor", daemon=True)
+        self._monitor.start()
+
+    def _watch(self) -> None:
+        while self._monitoring.is_set():
+            for chain in list(self._chains.values()):
+                if not chain.running.is_set():
+                    continue
+                if len(chain.depth_sum) == len(chain.channels):
+                    for i, ch in enumerate(chain.channels):
+                        chain.depth_sum[i] += ch.depth
+                    chain.depth_samples += 1
+                for s in chain.stages:
+                    try:
+                        if s.row in self._reported or s.process.is_alive() or not chain.running.is_set():
+                            continue
+                    except ValueError:  # closed by a concurrent restart_dnn
+                        continue
+                    self._report_failure(chain, s)
+            time.sleep(POLL_S / 2)
+
+    def _report_failure(self, chain: _Chain, s: _Stage) -> None:
+        board = self._board[0] if self._board else None
+        reason = (board.error(s.row) if board else "") or _exit_reason(s.process.exitcode)
+        failure = StageFailure(chain.name, s.spec.index, s.spec.component, s.process.pid, s.process.exitcode, reason)
+        with self._lock:
+            self._reported.add(s.row)
+            self._failures.append(failure)
+        if self.on_failure is not None:
+            self.on_failure(failure)
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+def _rate(times: list[float], window: float) -> float:
+    """Completions per second: from the spacing of completions when there are enough of them."""
+    if len(times) >= 3 and times[-1] - times[0] >= window / 2:
+        return (len(times) - 1) / (times[-1] - times[0])
+    return len(times) / window
+
+
+def _cpu_ticks(pid: int | None) -> int:
+    """utime + stime of a process and all its threads, in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _cpu_jiffies() -> dict[int, tuple[int, int]]:
+    """(busy, total) jiffies of every CPU since boot, from /proc/stat."""
+    out = {}
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            numbers = [int(v) for v in values]
+            idle = numbers[3] + (numbers[4] if len(numbers) > 4 else 0)
+            out[int(name[3:])] = (sum(numbers[:8]) - idle, sum(numbers[:8]))
+    return out
+
+
+@contextlib.contextmanager
+def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM stop the pipeline cleanly, then end the program."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: object) -> None:
+        pipeline.stop()
+        raise SystemExit(128 + signum)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,172 @@
+"""Measure what calibration needs: every unit alone on every component, and a channel hop.
+
+Units are timed in a process bound exactly as a stage on that component would be (same
+affinity, threads and backend), one component at a time so measurements do not disturb each
+other. Each unit is a one-unit stage slice; its time is the fastest of several passes over all
+units (a burst of load from elsewhere spoils one pass of a unit, not all of them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rankmap_ros.core.platform import Component, Platform
+from rankmap_ros.runtime import backends
+from rankmap_ros.runtime.channel import Channel, FrameHeader
+from rankmap_ros.runtime.stage import DEFAULT_SEED, StageSpec, boundary_shapes, build_model, threads_for
+from rankmap_ros.runtime.worker import become_child
+
+MIN_REPEATS = 3
+MIN_SECONDS = 0.05
+PASSES = 3
+PROFILE_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class UnitTimes:
+    """Seconds per unit of each model alone on one component (None: the backend cannot run it)."""
+
+    component: str
+    times: dict[str, tuple[float | None, ...]]
+    errors: dict[str, str]
+
+
+def unit_spec(component: Component, model: str, unit: int, seed: int = DEFAULT_SEED) -> StageSpec:
+    shapes = boundary_shapes(model)
+    return StageSpec(
+        dnn=model,
+        model=model,
+        index=0,
+        start=unit,
+        stop=unit + 1,
+        component=component.name,
+        backend=component.backend,
+        cpus=component.cpus,
+        threads=threads_for(component),
+        device=component.device,
+        input_shape=shapes[unit],
+        output_shape=shapes[unit + 1],
+        seed=seed,
+    )
+
+
+def time_call(run: backends.Runner, x: np.ndarray, min_repeats: int = MIN_REPEATS) -> float:
+    """Fastest seconds of run(x) after one warm-up call, repeated for at least MIN_SECONDS.
+
+    The fastest, not the median: on a shared machine slower samples measure other programs.
+    """
+    run(x)
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < min_repeats or time.perf_counter() - start < MIN_SECONDS:
+        t0 = time.perf_counter()
+        run(x)
+        samples.append(time.perf_counter() - t0)
+    return min(samples)
+
+
+def _profile_main(component: Component, models: Sequence[str], passes: int, conn: Any) -> None:
+    become_child()
+    runs: dict[str, list[tuple[backends.Runner, np.ndarray] | None]] = {}
+    errors: dict[str, str] = {}
+    for model in models:
+        net = build_model(model)
+        runs[model] = []
+        for unit in range(len(net)):
+            spec = unit_spec(component, model, unit)
+            if not runs[model] and model == models[0]:
+                backends.bind(spec)
+            try:
+                run = backends.prepare(spec, net.slice(unit, unit + 1).eval(), verify=unit == 0)
+            except backends.BackendError as exc:
+                runs[model].append(None)
+                errors.setdefault(model, str(exc))
+                continue
+            x = np.random.default_rng(unit).standard_normal(spec.input_shape).astype(np.float32)
+            runs[model].append((run, x))
+    samples: dict[str, list[list[float]]] = {m: [[] for _ in r] for m, r in runs.items()}
+    for _ in range(passes):
+        for model, unit_runs in runs.items():
+            for unit, entry in enumerate(unit_runs):
+                if entry is not None:
+                    samples[model][unit].append(time_call(*entry))
+    times = {m: [min(s) if s else None for s in units] for m, units in samples.items()}
+    conn.send((times, errors))
+    conn.close()
+
+
+def profile_units(platform: Platform, component: str, models: Sequence[str], passes: int = PASSES) -> UnitTimes:
+    """Time every unit of `models` alone on `component`, in a process bound to it."""
+    comp = platform.component(component)
+    backends.require(comp.backend)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["rankmap_ros.runtime.worker"])
+    parent, child = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_profile_main, args=(comp, list(models), passes, child), daemon=True)
+    process.start()
+    child.close()
+    try:
+        if not parent.poll(PROFILE_TIMEOUT_S):
+            raise backends.BackendError(f"profiling {component} took longer than {PROFILE_TIMEOUT_S:.0f} s")
+        times, errors = parent.recv()
+    except EOFError as exc:
+        raise backends.BackendError(f"profiling process for {component} died (exit code {process.exitcode})") from exc
+    finally:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        parent.close()
+    return UnitTimes(component, {m: tuple(t) for m, t in times.items()}, errors)
+
+
+def _echo_main(a: str, b: str, frames: int) -> None:
+    become_child()
+    ca, cb = Channel.open(a), Channel.open(b)
+    buffer = None
+    for _ in range(frames):
+        frame = ca.get(timeout=10, out=buffer)
+        if frame is None:
+            break
+        buffer = frame.array
+        cb.put(frame.array, frame.header, timeout=10)
+    ca.detach()
+    cb.detach()
+
+
+def hop_seconds(shape: tuple[int, ...], frames: int = 300) -> float:
+    """Median one-way time to hand a float32 tensor to another process and have it read (ping-pong / 2)."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    a = Channel.create("hop", 2, x.nbytes)
+    b = Channel.create("hop", 2, x.nbytes)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["rankmap_ros.runtime.worker"])
+    process = ctx.Process(target=_echo_main, args=(a.name, b.name, frames), daemon=True)
+    process.start()
+    samples = []
+    buffer = None
+    try:
+        for i in range(frames):
+            t0 = time.perf_counter()
+            a.put(x, FrameHeader(i), timeout=10)
+            frame = b.get(timeout=10, out=buffer)
+            if frame is None:
+                raise backends.BackendError("hop measurement: the echo process stopped answering")
+            buffer = frame.array
+            samples.append((time.perf_counter() - t0) / 2)
+    finally:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        for ch in (a, b):
+            ch.detach()
+            ch.unlink()
+    return statistics.median(samples[frames // 10 :])

@@ -1,0 +1,118 @@
+"""Datasets: simulator labels, round trip, determinism by seed, resume, bad files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankmap_ros.core.dataset import Dataset, DatasetError, generate
+from rankmap_ros.core.labels import SimulatorLabels, platform_fingerprint
+from rankmap_ros.core.platform import load_platform
+from rankmap_ros.core.simulator import ideal_throughput, simulate
+from rankmap_ros.core.unitvec import zoo_fingerprint
+
+
+@pytest.fixture(scope="module")
+def source() -> SimulatorLabels:
+    return SimulatorLabels(load_platform("orange_pi_5"))
+
+
+def test_round_trip_rebuilds_workloads_mappings_and_labels(source: SimulatorLabels, tmp_path: Path) -> None:
+    made = generate(source, 12, tmp_path / "d.npz", seed=3)
+    loaded = Dataset.load(tmp_path / "d.npz")
+    for name in ("models", "assign", "throughput"):
+        assert np.array_equal(getattr(made, name), getattr(loaded, name), equal_nan=True)
+    assert loaded.meta["platform"] == "orange_pi_5"
+    assert loaded.meta["platform_fingerprint"] == platform_fingerprint(source.platform)
+    assert loaded.meta["zoo_version"] == zoo_fingerprint()
+    assert loaded.meta["label_source"] == "simulator"
+    assert loaded.meta["ideal"]["vgg16"] == pytest.approx(ideal_throughput(source.platform, "vgg16"))
+    for i in range(len(loaded)):
+        workload, mapping = loaded.workload(i), loaded.mapping(i)
+        mapping.validate(workload, source.components)
+        truth = simulate(source.platform, workload, mapping).throughput
+        labels = loaded.throughput[i, : len(workload)]
+        assert labels == pytest.approx([truth[n] for n in workload.names], rel=1e-5)
+        assert np.isnan(loaded.throughput[i, len(workload) :]).all()
+        assert (loaded.models[i, len(workload) :] == -1).all()
+
+
+def test_same_seed_same_samples_other_seed_other_samples(source: SimulatorLabels, tmp_path: Path) -> None:
+    a = generate(source, 8, tmp_path / "a.npz", seed=5)
+    b = generate(source, 8, tmp_path / "b.npz", seed=5)
+    c = generate(source, 8, tmp_path / "c.npz", seed=6)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert np.array_equal(a.assign, b.assign)
+    assert not np.array_equal(a.assign, c.assign)
+    # Sample i depends on (seed, i) only: a longer dataset starts with the shorter one.
+    longer = generate(source, 10, tmp_path / "long.npz", seed=5)
+    assert np.array_equal(longer.assign[:8], a.assign)
+
+
+def test_mappings_per_workload_groups_samples(source: SimulatorLabels, tmp_path: Path) -> None:
+    d = generate(source, 9, tmp_path / "g.npz", seed=1, mappings_per_workload=3)
+    assert d.groups.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for g in range(3):
+        rows = d.models[3 * g : 3 * g + 3]
+        assert (rows == rows[0]).all()
+    assert len({d.mapping(i).to_json() for i in range(3)}) > 1
+
+
+def test_interrupted_generation_resumes_to_the_same_file(source: SimulatorLabels, tmp_path: Path) -> None:
+    whole = tmp_path / "whole.npz"
+    generate(source, 10, whole, seed=2, checkpoint_every=3)
+    out = tmp_path / "resumed.npz"
+
+    def stop_after_seven(indices: Iterator[int], total: int, done: int) -> Iterator[int]:
+        for count, i in enumerate(indices):
+            if count == 7:
+                raise KeyboardInterrupt
+            yield i
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(source, 10, out, seed=2, checkpoint_every=3, progress=stop_after_seven)
+    partial = tmp_path / "resumed.npz.partial.npz"
+    assert partial.is_file() and len(Dataset.load(partial)) == 6
+    started_at: list[int] = []
+
+    def record(indices: Iterator[int], total: int, done: int) -> Iterator[int]:
+        started_at.append(done)
+        return indices
+
+    generate(source, 10, out, seed=2, checkpoint_every=3, progress=record)
+    assert started_at == [6]
+    assert out.read_bytes() == whole.read_bytes()
+    assert not partial.exists()
+
+
+def test_missing_corrupt_and_foreign_files_fail_clearly(source: SimulatorLabels, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        Dataset.load(tmp_path / "nope.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(DatasetError, match="not a rankmap dataset"):
+        Dataset.load(bad)
+    good = tmp_path / "good.npz"
+    generate(source, 3, good, seed=0)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(DatasetError):
+        Dataset.load(truncated)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, models=np.zeros((2, 5)), meta=np.frombuffer(b'{"format": "other"}', dtype=np.uint8))
+    with pytest.raises(DatasetError):
+        Dataset.load(foreign)
+    with pytest.raises(DatasetError, match="samples must be positive"):
+        generate(source, 0, tmp_path / "zero.npz")
+
+
+def test_compatibility_check_names_the_mismatch(source: SimulatorLabels, tmp_path: Path) -> None:
+    d = generate(source, 2, tmp_path / "d.npz", seed=0)
+    d.check_compatible("orange_pi_5", platform_fingerprint(source.platform))
+    with pytest.raises(DatasetError, match="not 'host'"):
+        d.check_compatible("host")
+    with pytest.raises(DatasetError, match="regenerate"):
+        d.check_compatible("orange_pi_5", "0000000000000000")

@@ -1,0 +1,222 @@
+"""The ROS face without processes: image decoding, result messages, request checks, levels, launch files."""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rankmap_ros.ros import image_codec, results
+from rankmap_ros.ros.diagnostics import level_value
+from rankmap_ros.ros.rclpy_compat import msg
+from rankmap_ros.ros.registry import Registration, Registry, RequestError
+
+ROOT = Path(__file__).resolve().parents[2]
+Image = msg("sensor_msgs/msg/Image")
+
+
+def _image(pixels: np.ndarray, encoding: str, padding: int = 0) -> object:
+    h, w = pixels.shape[:2]
+    rows = pixels.reshape(h, -1)
+    rows = np.pad(rows, ((0, 0), (0, padding)))
+    return Image(height=h, width=w, encoding=encoding, step=rows.shape[1], data=rows.tobytes())
+
+
+@pytest.mark.parametrize("padding", [0, 5])
+def test_image_decoding_honours_step_and_encodings(padding: int) -> None:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    assert np.array_equal(image_codec.image_to_rgb(_image(rgb, "rgb8", padding)), rgb)
+    assert np.array_equal(image_codec.image_to_rgb(_image(rgb[..., ::-1].copy(), "bgr8", padding)), rgb)
+    gray = rgb[..., 0].copy()
+    decoded = image_codec.image_to_rgb(_image(gray, "mono8", padding))
+    assert decoded.shape == (6, 7, 3) and np.array_equal(decoded[..., 1], gray)
+
+
+def test_image_tensor_is_resized_and_normalised() -> None:
+    rgb = np.full((48, 64, 3), 255, np.uint8)
+    x = image_codec.decode(_image(rgb, "rgb8"), image_codec.Preprocess(height=32, width=40))
+    assert x.shape == (1, 3, 32, 40) and x.dtype == np.float32
+    expected = (1.0 - np.array(image_codec.IMAGENET_MEAN)) / np.array(image_codec.IMAGENET_STD)
+    assert np.allclose(x[0, :, 0, 0], expected, atol=1e-5)
+
+
+def test_bad_images_are_refused_clearly() -> None:
+    with pytest.raises(image_codec.ImageError, match="not supported"):
+        image_codec.image_to_rgb(Image(height=1, width=1, encoding="yuv422", step=2, data=b"\0\0"))
+    with pytest.raises(image_codec.ImageError, match="needs step"):
+        image_codec.image_to_rgb(Image(height=2, width=2, encoding="rgb8", step=6, data=b"\0" * 6))
+
+
+def test_classification_keeps_the_source_header() -> None:
+    header = results.header_of(1_700_000_000_123_456_789, "cam_optical")
+    logits = np.zeros((1, 10), np.float32)
+    logits[0, 7] = 5.0
+    out = results.classification(header, logits, results.Decoding(top_k=3))
+    assert out.header.stamp.sec == 1_700_000_000 and out.header.stamp.nanosec == 123_456_789
+    assert out.header.frame_id == "cam_optical"
+    assert out.results[0].class_id == "7" and len(out.results) == 3
+    assert math.isclose(sum(results.softmax(logits[0])), 1.0)
+
+
+def test_detections_are_in_original_image_pixels_and_empty_when_nothing_is_found() -> None:
+    header = results.header_of(5, "cam")
+    rows = np.full((1, 1917, 95), -20.0, np.float32)  # every anchor: background wins
+    rows[..., 4] = 20.0
+    empty = results.detections(header, "ssd_mobilenet", rows, 640, 480, results.Decoding())
+    assert empty.header.frame_id == "cam" and list(empty.detections) == []
+    anchors = results._ssd_anchors("ssd_mobilenet")
+    best = int(np.argmax(anchors[:, 2] * anchors[:, 3]))
+    rows[0, best, :4] = 0.0
+    rows[0, best, 4 + 17] = 40.0
+    found = results.detections(header, "ssd_mobilenet", rows, 640, 480, results.Decoding())
+    assert len(found.detections) == 1
+    d = found.detections[0]
+    cx, _, _, h = anchors[best]
+    assert math.isclose(d.bbox.center.position.x, cx * 640, rel_tol=1e-4)
+    assert math.isclose(d.bbox.size_y, h * 480, rel_tol=1e-4)
+    assert d.results[0].hypothesis.class_id == "17" and d.header.frame_id == "cam"
+
+
+def test_tensor_result_carries_shape_and_values() -> None:
+    out = results.tensor(results.header_of(0, "c"), "squeezenet_v2", np.arange(6, dtype=np.float32).reshape(1, 6))
+    assert list(out.shape) == [1, 6] and list(out.data) == [0, 1, 2, 3, 4, 5] and out.model == "squeezenet_v2"
+
+
+def _reg(name: str = "a", **kw: object) -> Registration:
+    fields = {"model": "squeezenet_v2", "input_topic": "/cam/image_raw", "priority": 1.0, "min_rate": 0.0}
+    fields.update({"output_kind": "", "output_topic": "", **kw})
+    return Registration(name=name, **fields)  # type: ignore[arg-type]
+
+
+def test_registry_refusals_change_nothing(tmp_path: Path) -> None:
+    registry = Registry(max_dnns=2)
+    registry.register(_reg("a"), [])
+    before = dict(registry.dnns)
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    (tmp_path / "squeezenet_v2.pt").write_bytes(b"x")
+    (model_dir / "squeezenet_v2-broken.pt").write_bytes(b"not a state dict")
+    bad = {
+        "already registered": _reg("a"),
+        "unknown model": _reg("b", model="nonet"),
+        "outside the allowed model directories": _reg("b", model=str(tmp_path / "squeezenet_v2.pt")),
+        "cannot read weights file": _reg("b", model=str(model_dir / "squeezenet_v2-broken.pt")),
+        "input_topic is empty": _reg("b", input_topic=""),
+        "not a valid ROS topic name": _reg("b", input_topic="/bad topic"),
+        "finite number": _reg("b", priority=math.inf),
+        "min_rate must be": _reg("b", min_rate=-2.0),
+        "is not one of": _reg("b", output_kind="segmentation"),
+        "not a detector": _reg("b", output_kind="detection"),
+    }
+    for expected, reg in bad.items():
+        with pytest.raises(RequestError, match=expected):
+            registry.register(reg, [str(model_dir)])
+        assert registry.dnns == before
+    registry.register(_reg("b", priority=0.0), [])
+    with pytest.raises(RequestError, match="at most 2 DNNs"):
+        registry.register(_reg("c"), [])
+    for args, expected in [
+        (("static", ["a"], [math.nan]), "finite number"),
+        (("static", ["a", "b"], [0.0, 0.0]), "all zero"),
+        (("static", ["zz"], [1.0]), "not registered"),
+        (("static", ["a", "a"], [1.0, 2.0]), "only once"),
+        (("dynamic", ["a"], [1.0]), "give no names"),
+        (("fancy", [], []), "is not one of"),
+    ]:
+        with pytest.raises(RequestError, match=expected):
+            registry.set_priorities(*args)  # type: ignore[arg-type]
+        assert registry.mode == "static" and registry.weights() == [1.0, 0.0]
+    registry.set_priorities("static", ["b"], [3.0])
+    assert registry.weights() == [1.0, 3.0]
+
+
+def test_model_file_in_an_allowed_directory_is_accepted(tmp_path: Path) -> None:
+    import torch
+
+    from rankmap_ros.core import zoo
+
+    path = tmp_path / "squeezenet_v2-mine.pt"
+    torch.save(zoo.build("squeezenet_v2").state_dict(), path)
+    stored = Registry(5).register(_reg("mine", model=str(path)), [str(tmp_path)])
+    assert stored.model == "squeezenet_v2" and stored.weights == str(path.resolve())
+
+
+def test_dnn_levels() -> None:
+    from rankmap_ros.ros.manager_node import dnn_status
+
+    chain = SimpleNamespace(restarts=0, started=0.0, ready=lambda: True)
+
+    def level(measured: float, min_rate: float = 0.0, p: float = 0.5) -> int:
+        d = SimpleNamespace(
+            name="x", model="m", priority=0.5, stages=[], measured_rate=measured, predicted_rate=1.0,
+            min_rate=min_rate, potential_throughput=p,
+        )  # fmt: skip
+        return level_value(dnn_status(d, chain, 100.0, 0.1, 5.0).level)  # type: ignore[arg-type]
+
+    assert level(10.0) == 0
+    assert level(10.0, min_rate=20.0) == 1
+    assert level(0.0) == 2
+    assert level(10.0, p=0.05) == 2
+
+
+def _launch_calls(path: Path) -> tuple[set[str], set[str], set[str]]:
+    """Executables, declared arguments and LaunchConfiguration names used in a launch file."""
+    tree = ast.parse(path.read_text())
+    executables, declared, used = set(), set(), set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+        first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+        if name == "DeclareLaunchArgument":
+            declared.add(first)
+        if name == "LaunchConfiguration":
+            used.add(first)
+        for kw in node.keywords:
+            if name == "Node" and kw.arg == "executable":
+                executables.add(kw.value.value)  # type: ignore[attr-defined]
+    return executables, declared, used
+
+
+def test_launch_files_reference_what_exists() -> None:
+    scripts = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for path in (ROOT / "launch").glob("*.launch.py"):
+        executables, declared, used = _launch_calls(path)
+        assert used <= declared, (path.name, used - declared)
+        for exe in executables:
+            assert exe in scripts and f"scripts/{exe}" in cmake and (ROOT / "scripts" / exe).is_file(), exe
+    assert {"params_file", "namespace"} <= _launch_calls(ROOT / "launch" / "rankmap.launch.py")[1]
+    demo = (ROOT / "launch" / "demo.launch.py").read_text()
+    assert "rankmap.launch.py" in demo and re.search(r'"config", "rankmap.yaml"', demo)
+    try:  # ROS 2's launch (our launch/ folder is importable as a namespace package `launch` too)
+        from launch.launch_description_sources import get_launch_description_from_python_launch_file
+    except ImportError:
+        return
+
+    for path in (ROOT / "launch").glob("*.launch.py"):
+        get_launch_description_from_python_launch_file(str(path))
+
+
+def test_manager_config_declares_only_known_parameters() -> None:
+    import yaml
+
+    from rankmap_ros.ros.manager_node import PARAMETERS
+
+    data = yaml.safe_load((ROOT / "config" / "rankmap.yaml").read_text())
+    params = data["/**/rankmap_manager"]["ros__parameters"]
+    flat = {
+        f"{k}.{k2}" if isinstance(v, dict) else k
+        for k, v in params.items()
+        for k2 in (v if isinstance(v, dict) else [None])
+    }
+    assert flat == {name for name, *_ in PARAMETERS}
+    agg = yaml.safe_load((ROOT / "config" / "diagnostics_aggregator.yaml").read_text())
+    assert {"dnns", "stages"} <= set(agg["analyzers"]["ros__parameters"])

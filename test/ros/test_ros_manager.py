@@ -1,0 +1,324 @@
+"""The manager, its executors and a camera as separate processes over real DDS (isolated domain).
+
+One stack per module (starting executors costs seconds of CPU on a 2-core host); the tests run in
+file order and build on each other: refusals, three DNNs publishing, diagnostics, a priority
+change, a killed executor, unregistering, and a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FRAME_ID = "test_camera"
+CAMERA_TOPIC = "/test_camera/image_raw"
+MANAGER_PARAMS = {
+    "host_split": "'big:0,little:1'",
+    "search_simulations": "100",
+    "search_time_limit": "0.5",
+    "starvation_grace": "600.0",
+    "max_dnns": "4",
+    "hung_timeout": "5.0",
+}
+
+
+@dataclass
+class Stack:
+    manager: subprocess.Popen[bytes]
+    camera: subprocess.Popen[bytes]
+    node: Any
+    executor: Any
+    results: dict[str, list[Any]] = field(default_factory=dict)
+    camera_stamps: set[tuple[int, int]] = field(default_factory=set)
+    diagnostics: list[tuple[float, Any]] = field(default_factory=list)
+    mappings: list[Any] = field(default_factory=list)
+
+    def spin_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            assert self.manager.poll() is None, "the manager exited"
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def call(self, type_name: str, service: str, **fill: Any) -> Any:
+        from rankmap_ros.ros.rclpy_compat import srv
+
+        service_type = srv(type_name)
+        client = self.node.create_client(service_type, service)
+        try:
+            assert client.wait_for_service(timeout_sec=30.0), f"{service} never appeared"
+            future = client.call_async(service_type.Request(**fill))
+            self.spin_until(future.done, 10.0, f"the answer of {service}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def register(self, name: str, model: str, **fill: Any) -> Any:
+        from rankmap_ros.ros import endpoints
+
+        request = {"name": name, "model": model, "input_topic": CAMERA_TOPIC, "priority": 1.0, **fill}
+        return self.call(endpoints.REGISTER_TYPE, endpoints.REGISTER_SERVICE, **request)
+
+    def status(self) -> Any:
+        from rankmap_ros.ros import endpoints
+
+        return self.call(endpoints.STATUS_TYPE, endpoints.STATUS_SERVICE).state
+
+    def latest_diagnostics(self) -> dict[str, Any]:
+        return {s.name.split(": ", 1)[1]: s for s in self.diagnostics[-1][1].status} if self.diagnostics else {}
+
+    def stage_pids(self, dnn: str) -> list[int]:
+        pids = []
+        for name, status in self.latest_diagnostics().items():
+            if name.startswith(f"stage {dnn}["):
+                pids.append(int(dict((kv.key, kv.value) for kv in status.values)["pid"]))
+        return pids
+
+
+def _ros_args(params: dict[str, str]) -> list[str]:
+    out = ["--ros-args"]
+    for key, value in params.items():
+        out += ["-p", f"{key}:={value}"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    allowed = tmp_path_factory.mktemp("models")
+    params = {**MANAGER_PARAMS, "allowed_model_dirs": f"['{allowed}']"}
+    python = [sys.executable, "-m"]
+    manager = subprocess.Popen([*python, "rankmap_ros.ros.manager_node", *_ros_args(params)], stdin=subprocess.DEVNULL)
+    camera_args = ["-r", "__ns:=/test_camera", "-p", "rate:=15.0", "-p", "width:=320", "-p", "height:=240"]
+    camera_args += ["-p", f"frame_id:={FRAME_ID}", "-p", "step_padding:=8"]
+    camera = subprocess.Popen([*python, "rankmap_ros.ros.camera_node", "--ros-args", *camera_args])
+    from rankmap_ros.ros import dds, endpoints
+    from rankmap_ros.ros.dds.context import SignalHandlerOptions
+    from rankmap_ros.ros.manager_node import MAPPING_QOS
+    from rankmap_ros.ros.rclpy_compat import Node, SingleThreadedExecutor, msg, qos_profile_sensor_data
+
+    dds.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    node = Node("rankmap_test_client")
+    executor = SingleThreadedExecutor()  # its own: the global one may belong to an earlier test's context
+    executor.add_node(node)
+    s = Stack(manager, camera, node, executor)
+    node.create_subscription(
+        msg("sensor_msgs/msg/Image"),
+        CAMERA_TOPIC,
+        lambda m: s.camera_stamps.add((m.header.stamp.sec, m.header.stamp.nanosec)),
+        qos_profile_sensor_data,
+    )
+    node.create_subscription(
+        msg("diagnostic_msgs/msg/DiagnosticArray"),
+        endpoints.DIAGNOSTICS_TOPIC,
+        lambda m: s.diagnostics.append((time.monotonic(), m)),
+        10,
+    )
+    node.create_subscription(msg(endpoints.MAPPING_TYPE), endpoints.MAPPING_TOPIC, s.mappings.append, MAPPING_QOS)
+    try:
+        yield s
+    finally:
+        for process in (camera, manager):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        node.destroy_node()
+        dds.try_shutdown()
+
+
+def _manager_entries(pid: int) -> list[str]:
+    return [p.name for p in Path("/dev/shm").iterdir() if p.name.removeprefix("sem.").startswith(f"rankmap-{pid}-")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_bad_requests_are_refused_and_change_nothing(stack: Stack, tmp_path: Path) -> None:
+    from rankmap_ros.ros import endpoints
+
+    outside = tmp_path / "squeezenet_v2.pt"
+    outside.write_bytes(b"not a model")
+    cases = {
+        "unknown model": ({"model": "no_such_net"}, "no_such_net"),
+        "model path outside": ({"model": str(outside)}, "outside the allowed model directories"),
+        "missing input topic": ({"input_topic": ""}, "input_topic is empty"),
+        "NaN priority": ({"priority": math.nan}, "priority must be a finite number"),
+        "negative priority": ({"priority": -1.0}, "priority must be a finite number"),
+        "bad name": ({"name": "9lives"}, "must start with a letter"),
+    }
+    for what, (fill, expected) in cases.items():
+        request = {"name": "bad", "model": "squeezenet_v2", **fill}
+        answer = stack.register(request.pop("name"), request.pop("model"), **request)
+        assert not answer.success, what
+        assert expected in answer.message, (what, answer.message)
+    answer = stack.call(
+        endpoints.SET_PRIORITIES_TYPE,
+        endpoints.SET_PRIORITIES_SERVICE,
+        mode="static",
+        names=["x"],
+        priorities=[1.0, 2.0],
+    )
+    assert not answer.success and "2 priorities given for 1 names" in answer.message
+    assert list(stack.status().dnns) == []
+
+
+def test_three_dnns_publish_results_with_the_source_header(stack: Stack) -> None:
+    from rankmap_ros.ros.rclpy_compat import msg
+
+    started = time.monotonic()
+    dnns = {"squeeze": ("squeezenet_v2", 3.0), "mobile": ("mobilenet_v2", 2.0), "shuffle": ("shufflenet", 1.0)}
+    for name, (model, priority) in dnns.items():
+        answer = stack.register(name, model, priority=priority)
+        assert answer.success, answer.message
+        assert answer.output_topic == f"/rankmap/{name}/classification"
+        stack.results[name] = []
+        stack.node.create_subscription(
+            msg("vision_msgs/msg/Classification"), answer.output_topic, stack.results[name].append, 10
+        )
+    duplicate = stack.register("squeeze", "squeezenet_v2")
+    assert not duplicate.success and "already registered" in duplicate.message
+    stack.spin_until(lambda: all(len(r) >= 3 for r in stack.results.values()), 150.0, "results of all three DNNs")
+    print(f"first results of three DNNs after {time.monotonic() - started:.1f} s")
+    for name, got in stack.results.items():
+        for result in got:
+            assert result.header.frame_id == FRAME_ID, name
+            assert (result.header.stamp.sec, result.header.stamp.nanosec) in stack.camera_stamps, name
+            assert len(result.results) == 5 and 0.0 <= result.results[0].score <= 1.0
+    deadline = time.monotonic() + 20
+    while not all((state := stack.status()).dnns) or not all(d.measured_rate > 0 for d in state.dnns):
+        assert time.monotonic() < deadline, "no measured rates in the status"
+        time.sleep(0.5)
+    assert [d.name for d in state.dnns] == list(dnns)
+    assert math.isclose(sum(d.priority for d in state.dnns), 1.0)
+    assert all(d.stages and d.potential_throughput > 0 for d in state.dnns)
+
+
+def test_a_priority_change_changes_the_mapping(stack: Stack) -> None:
+    from rankmap_ros.ros import endpoints
+
+    def stages() -> dict[str, list[tuple[int, int, str]]]:
+        latest = stack.mappings[-1]
+        return {d.name: [(s.unit_start, s.unit_stop, s.component) for s in d.stages] for d in latest.dnns}
+
+    before = stages()
+    count = len(stack.mappings)
+    answer = stack.call(
+        endpoints.SET_PRIORITIES_TYPE,
+        endpoints.SET_PRIORITIES_SERVICE,
+        mode="static",
+        names=["shuffle", "squeeze"],
+        priorities=[10.0, 0.1],
+    )
+    assert answer.success, answer.message
+    assert list(answer.names_in_force) == ["shuffle", "squeeze"]
+    stack.spin_until(lambda: len(stack.mappings) > count, 30.0, "a new mapping")
+    after = stages()
+    assert after != before, (before, after)
+    assert max(stack.mappings[-1].dnns, key=lambda d: d.priority).name == "shuffle"
+
+
+def test_diagnostics_at_one_hertz_with_the_right_levels(stack: Stack) -> None:
+    from rankmap_ros.ros.diagnostics import level_value
+
+    answer = stack.register("blind", "squeezenet_v2", input_topic="/nobody/publishes", output_kind="tensor")
+    assert answer.success and answer.output_topic == "/rankmap/blind/tensor"
+    too_many = stack.register("fifth", "squeezenet_v2")
+    assert not too_many.success and "at most 4 DNNs" in too_many.message
+
+    def blind_is(level: int) -> bool:
+        status = stack.latest_diagnostics().get("dnn blind")
+        return status is not None and level_value(status.level) == level and "starved" in status.message
+
+    stack.spin_until(lambda: blind_is(2), 90.0, "ERROR for the DNN whose input is silent")
+    first = len(stack.diagnostics)
+    stack.spin_until(lambda: len(stack.diagnostics) >= first + 4, 10.0, "four diagnostic arrays")
+    times = [t for t, _ in stack.diagnostics[first:]]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(0.5 < g < 1.6 for g in gaps), gaps
+    latest = stack.latest_diagnostics()
+    for name in ("squeeze", "mobile", "shuffle"):
+        status = latest[f"dnn {name}"]
+        assert level_value(status.level) == 0, (name, status.message)
+        keys = {kv.key for kv in status.values}
+        assert {"priority", "stages", "measured_rate", "predicted_rate", "potential_throughput"} <= keys
+    stage = next(s for n, s in latest.items() if n.startswith("stage squeeze["))
+    assert {"service_time_s", "queue_depth", "drops", "pid"} <= {kv.key for kv in stage.values}
+    assert all(s.hardware_id for s in stack.diagnostics[-1][1].status)
+
+
+def test_a_minimum_rate_out_of_reach_is_a_warning(stack: Stack) -> None:
+    from rankmap_ros.ros import endpoints
+    from rankmap_ros.ros.diagnostics import level_value
+
+    answer = stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="blind")
+    assert answer.success
+    answer = stack.register("greedy", "squeezenet_v2", min_rate=1000.0, priority=0.5)
+    assert answer.success, answer.message
+
+    def warned() -> bool:
+        status = stack.latest_diagnostics().get("dnn greedy")
+        return status is not None and level_value(status.level) == 1 and "below minimum rate" in status.message
+
+    stack.spin_until(warned, 90.0, "WARN for a DNN below its minimum rate")
+
+
+def test_a_killed_executor_is_replaced(stack: Stack) -> None:
+    stack.spin_until(
+        lambda: len(stack.stage_pids("shuffle")) > 0 and len(stack.results["shuffle"]) > 0, 60.0, "shuffle running"
+    )
+    pid = stack.stage_pids("shuffle")[0]
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    count = len(stack.results["shuffle"])
+    stack.spin_until(
+        lambda: pid not in stack.stage_pids("shuffle") and stack.stage_pids("shuffle"), 10.0, "a new executor"
+    )
+    stack.spin_until(lambda: len(stack.results["shuffle"]) > count + 1, 60.0, "results again")
+    print(f"killed executor replaced, results again after {time.monotonic() - killed:.2f} s")
+    restarts = {kv.key: kv.value for kv in stack.latest_diagnostics()["dnn shuffle"].values}["restarts"]
+    assert int(restarts) >= 1
+
+
+def test_unregister_stops_its_executors(stack: Stack) -> None:
+    from rankmap_ros.ros import endpoints
+
+    stack.spin_until(lambda: len(stack.stage_pids("mobile")) > 0, 30.0, "mobile's executors")
+    pids = stack.stage_pids("mobile")
+    answer = stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="mobile")
+    assert answer.success, answer.message
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+    assert "mobile" not in [d.name for d in stack.status().dnns]
+    again = stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="mobile")
+    assert not again.success and "no DNN named 'mobile'" in again.message
+
+
+def test_shutdown_leaves_no_process_or_shared_memory(stack: Stack) -> None:
+    pids = [p for name in ("squeeze", "shuffle", "greedy") for p in stack.stage_pids(name)]
+    assert pids and _manager_entries(stack.manager.pid)
+    stack.manager.send_signal(signal.SIGINT)
+    assert stack.manager.wait(timeout=20) == 0
+    assert not [p for p in pids if _alive(p)]
+    assert _manager_entries(stack.manager.pid) == []

@@ -1,0 +1,114 @@
+"""Calibration fits, measured labels and the runtime's commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from rankmap_ros.cli import build_parser, main
+from rankmap_ros.core.mapping import Mapping
+from rankmap_ros.core.platform import WorkRates, load_platform
+from rankmap_ros.core.simulator import unit_time
+from rankmap_ros.core.unitvec import profile
+from rankmap_ros.core.workload import Workload
+from rankmap_ros.runtime.calibrate import fit_component, fit_transfers, nnls, quality
+from rankmap_ros.runtime.collect import MeasuredLabels
+from rankmap_ros.runtime.host import host_platform, independent_platform
+from rankmap_ros.runtime.profiler import UnitTimes
+from rankmap_ros.runtime.shm import owned_entries
+
+MODELS = ("squeezenet_v2", "shufflenet", "mobilenet_v2", "alexnet")
+two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs for big/little")
+
+
+def test_nnls_solves_exactly_and_respects_signs():
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(nnls(a, a @ np.array([2.0, 3.0])), [2.0, 3.0], atol=1e-12)
+    assert np.all(nnls(a, a @ np.array([2.0, -3.0])) >= 0)
+
+
+def test_fitting_recovers_the_rates_that_made_the_unit_times():
+    truth = load_platform("orange_pi_5")
+    big = truth.component("big")
+    truth_big = replace(big, gflops=WorkRates(40.0, 12.0, 6.0, 2.0), kernel_overhead_us=30.0, memory_bandwidth_gbs=1e4)
+    truth = replace(truth, components=tuple(truth_big if c.name == "big" else c for c in truth.components))
+    where = truth.index("big")
+    times = {m: tuple(float(unit_time(truth, u)[where]) for u in profile(m)) for m in MODELS}
+    measured = UnitTimes("big", times, {})
+    start = replace(truth, components=tuple(replace(c, gflops=WorkRates(1, 1, 1, 1)) for c in truth.components))
+    fitted = fit_component(start, measured, bandwidth_gbs=1e4)
+    got = fitted.component("big")
+    np.testing.assert_allclose(
+        [got.gflops.conv, got.gflops.dwconv, got.gflops.fc, got.gflops.other], [40, 12, 6, 2], rtol=1e-3
+    )
+    assert got.kernel_overhead_us == pytest.approx(30.0, rel=1e-3)
+    assert quality(fitted, measured).model_worst < 1e-3
+
+
+def test_transfer_fit_is_fixed_plus_per_megabyte():
+    platform = load_platform("orange_pi_5")
+    hops = {(1, 1000): 20e-6 + 0.004 * 100e-6, (1, 64, 56, 56): 20e-6 + 0.802816 * 100e-6}
+    cost = fit_transfers(platform, hops).transfer("big", "gpu")
+    assert cost.fixed_us == pytest.approx(20.0, abs=0.01)
+    assert cost.us_per_mb == pytest.approx(100.0, abs=0.01)
+
+
+@two_cpus
+def test_host_platform_presents_pocl_as_gpu_and_planning_leaves_it_out():
+    platform = host_platform("big:0,little:1")
+    assert platform.component("big").cpus == (0,) and platform.component("little").cpus == (1,)
+    assert platform.reference_component == "big"
+    if "gpu" in platform.component_names:
+        assert platform.component("gpu").backend == "opencl"
+        assert independent_platform(platform).component_names == ("big", "little")
+
+
+@two_cpus
+def test_measured_labels_run_the_mapping():
+    platform = host_platform("big:0,little:1")
+    source = MeasuredLabels(platform, seconds=0.5, warmup_s=0.2)
+    workload = Workload.from_models(["shufflenet"])
+    labels = source.label(workload, Mapping.all_on(workload, "little"))
+    assert set(labels) == {"shufflenet"} and labels["shufflenet"] > 0
+    assert source.name == "measured" and source.components == platform.component_names
+    assert owned_entries(os.getpid()) == []
+
+
+def test_runtime_commands_are_registered():
+    parser = build_parser()
+    for argv in (
+        ["run", "--workload", "alexnet", "--mapping", "all-big"],
+        ["calibrate", "--out", "x.yaml"],
+        ["dataset", "collect", "--out", "x.npz"],
+        ["bench", "runtime"],
+    ):
+        assert callable(parser.parse_args(argv).handler)
+
+
+@two_cpus
+def test_run_refuses_a_bad_mapping_in_one_line(capsys):
+    assert main(["run", "--workload", "alexnet", "--split", "big:0,little:1", "--mapping", "all-npu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rankmap: error: DNN 'alexnet' unit 0: unknown component 'npu'")
+    assert "\n" not in err
+
+
+@two_cpus
+def test_run_reports_measured_throughput_as_json(capsys, tmp_path):
+    path = tmp_path / "m.json"
+    assignment = ("big",) * 9 + ("little",) * 9
+    path.write_text(
+        json.dumps({"dnns": [{"name": "squeezenet_v2", "model": "squeezenet_v2", "assignment": assignment}]})
+    )
+    argv = ["run", "--workload", "squeezenet_v2", "--split", "big:0,little:1", "--mapping", str(path)]
+    assert main([*argv, "--seconds", "1", "--warmup", "0.5", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["measured"] is True
+    assert data["throughput"]["squeezenet_v2"] > 0
+    (dnn,) = data["dnns"]
+    assert [s["component"] for s in dnn["stages"]] == ["big", "little"]
+    assert data["mapping"]["dnns"][0]["stages"][0]["units"] == [0, 9]

@@ -1,0 +1,136 @@
+"""Shared-memory channels: order, headers, drop-oldest, back-pressure, across processes, no leaks."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+
+import numpy as np
+import pytest
+
+from rankmap_ros.runtime.channel import Channel, ChannelError, FrameHeader
+from rankmap_ros.runtime.shm import SHM_DIR, Segment, owned_entries, remove_stale
+
+
+@pytest.fixture
+def channels():
+    made: list[Channel] = []
+
+    def make(slots: int = 4, max_bytes: int = 4096, policy: str = "block") -> Channel:
+        ch = Channel.create("test", slots, max_bytes, policy)  # type: ignore[arg-type]
+        made.append(ch)
+        return ch
+
+    yield make
+    for ch in made:
+        ch.detach()
+        ch.unlink()
+    assert owned_entries(os.getpid()) == []
+
+
+def frame(i: int) -> np.ndarray:
+    return np.full((1, 3, 4, 4), i, np.float32)
+
+
+def test_frames_come_out_in_order_with_their_headers(channels):
+    ch = channels()
+    for i in range(4):
+        assert ch.put(frame(i), FrameHeader(seq=i, stamp_ns=1000 + i, frame_id=f"cam{i}", origin=float(i)))
+    assert ch.depth == 4
+    for i in range(4):
+        got = ch.get(timeout=1)
+        assert got is not None
+        assert got.header == FrameHeader(seq=i, stamp_ns=1000 + i, frame_id=f"cam{i}", origin=float(i))
+        np.testing.assert_array_equal(got.array, frame(i))
+    assert ch.get(timeout=0.01) is None
+
+
+def test_shapes_and_dtypes_may_change_per_frame_and_out_buffer_is_reused(channels):
+    ch = channels(max_bytes=1000 * 8)
+    ch.put(np.arange(1000, dtype=np.float64), FrameHeader(1))
+    ch.put(np.arange(6, dtype=np.uint8).reshape(2, 3), FrameHeader(2))
+    ch.put(np.arange(6, dtype=np.uint8).reshape(2, 3) + 1, FrameHeader(3))
+    assert ch.get(timeout=1).array.dtype == np.float64
+    first = ch.get(timeout=1).array
+    second = ch.get(timeout=1, out=first).array
+    assert second is first
+    np.testing.assert_array_equal(second, np.arange(6).reshape(2, 3) + 1)
+
+
+def test_drop_oldest_keeps_the_newest_frames(channels):
+    ch = channels(slots=2, policy="drop_oldest")
+    for i in range(5):
+        assert ch.put(frame(i), FrameHeader(i), timeout=0)
+    assert ch.dropped == 3
+    assert [ch.get(timeout=1).header.seq for _ in range(2)] == [3, 4]
+    assert ch.get(timeout=0.01) is None
+
+
+def test_block_policy_applies_back_pressure(channels):
+    ch = channels(slots=2)
+    assert ch.put(frame(0), FrameHeader(0))
+    assert ch.put(frame(1), FrameHeader(1))
+    start = time.monotonic()
+    assert not ch.put(frame(2), FrameHeader(2), timeout=0.1)
+    assert time.monotonic() - start >= 0.09
+    assert ch.get(timeout=1).header.seq == 0
+    assert ch.put(frame(2), FrameHeader(2), timeout=0.1)
+    assert [ch.get(timeout=1).header.seq for _ in range(2)] == [1, 2]
+    assert ch.dropped == 0
+
+
+def test_oversized_frames_and_bad_parameters_are_refused(channels):
+    ch = channels(max_bytes=64)
+    with pytest.raises(ChannelError, match="does not fit"):
+        ch.put(np.zeros(100, np.float32), FrameHeader(0))
+    with pytest.raises(ChannelError, match="policy"):
+        Channel.create("bad", 2, 64, "newest")  # type: ignore[arg-type]
+    with pytest.raises(ChannelError, match="slots"):
+        Channel.create("bad", 0, 64)
+
+
+def test_close_wakes_the_reader_after_it_drains(channels):
+    ch = channels()
+    ch.put(frame(7), FrameHeader(7))
+    ch.close()
+    assert ch.get(timeout=1).header.seq == 7
+    start = time.monotonic()
+    assert ch.get(timeout=5) is None
+    assert time.monotonic() - start < 1
+
+
+def _writer(name: str, count: int) -> None:
+    ch = Channel.open(name)
+    for i in range(count):
+        ch.put(np.full((64, 56, 56), i, np.float32), FrameHeader(i, stamp_ns=i * 10), timeout=10)
+    ch.detach()
+
+
+def test_a_writer_process_is_read_in_order_without_loss(channels):
+    ch = channels(slots=3, max_bytes=64 * 56 * 56 * 4)
+    process = mp.get_context("spawn").Process(target=_writer, args=(ch.name, 200))
+    process.start()
+    try:
+        seqs = []
+        buffer = None
+        for _ in range(200):
+            got = ch.get(timeout=30, out=buffer)
+            assert got is not None
+            buffer = got.array
+            assert got.array[0, 0, 0] == got.header.seq and got.array[-1, -1, -1] == got.header.seq
+            assert got.header.stamp_ns == got.header.seq * 10
+            seqs.append(got.header.seq)
+        assert seqs == list(range(200))
+    finally:
+        process.join(timeout=30)
+    assert process.exitcode == 0
+
+
+def test_stale_segments_of_dead_owners_are_removed():
+    dead = 2**22 + 12345  # above the default pid_max: never a live process
+    name = f"rankmap-{dead}-0000-stale"
+    Segment.create(name, 64).close()
+    assert name in owned_entries()
+    assert name in remove_stale()
+    assert not (SHM_DIR / name).exists()
