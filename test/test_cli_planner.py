@@ -84,3 +84,15 @@ def test_bench_planner(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(out)
     assert set(data["by_size"]) == {"3", "4", "5"} and data["budget"] == 100
     assert data["by_size"]["5"]["median_plan_seconds"] > 0
+
+
+def test_estimator_model_is_used_when_shipped(capsys: pytest.CaptureFixture[str]) -> None:
+    from rankmap_ros.core.planner.registry import estimator_available
+    from rankmap_ros.core.platform import load_platform
+
+    argv = ("map", "--workload", "alexnet,squeezenet", "--model", "estimator", "--budget", "100", "--json")
+    code, out, err = run(capsys, *argv)
+    if estimator_available(load_platform("orange_pi_5")):
+        assert code == 0 and json.loads(out)["model"].startswith("estimator")
+    else:
+        assert code == 2 and "--model simulator" in err

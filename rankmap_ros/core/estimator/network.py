@@ -22,11 +22,11 @@ Decoders: one stream per DNN slot (multi-task): linear-attention pooling over th
 log-cost channels summed over the DNN and over its slowest stage, then two fully connected
 layers to one number, the normalized log potential throughput.
 
-Features are laid out token-major, (DNN channels × batch, unit, feature): point-wise layers are
-then single matrix products (1-D convolutions in the other layout ran 6x slower on CPU), and
-the depth-wise convolutions are three shifted multiply-adds. Padding units and channels are
-masked everywhere: cropping Q to the workload's DNNs and deepest model gives the same
-predictions at a fraction of the cost.
+Features are laid out token-major, (real DNNs of the batch, unit, feature): empty DNN slots are
+never computed (`Packing`), point-wise layers are single matrix products (1-D convolutions in
+the other layout ran 6x slower on CPU), and the depth-wise convolutions are three shifted
+multiply-adds. Padding units are masked wherever tokens mix: cropping Q to the workload's DNNs
+and deepest model gives the same predictions at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -69,6 +69,37 @@ class NetConfig:
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Where the real DNNs of a batch are: the backbone only computes those.
+
+    Workloads hold 1-5 DNNs, so a dense (batch, 5 slots) layout wastes about 40% of the work on
+    empty slots; `index` lists the real (sample, slot) pairs as flat indices into batch × slots.
+    """
+
+    batch: int
+    slots: int
+    index: torch.Tensor
+    present: torch.Tensor  # (batch, slots) bool
+
+    @classmethod
+    def of(cls, present: torch.Tensor) -> Packing:
+        return cls(present.shape[0], present.shape[1], present.reshape(-1).nonzero().squeeze(1), present)
+
+    @property
+    def slot(self) -> torch.Tensor:
+        return self.index % self.slots
+
+    def scatter(self, packed: torch.Tensor) -> torch.Tensor:
+        """(N, ...) per real DNN -> (batch, slots, ...) with zeros in empty slots."""
+        dense = packed.new_zeros((self.batch * self.slots, *packed.shape[1:]))
+        return dense.index_copy(0, self.index, packed).view(self.batch, self.slots, *packed.shape[1:])
+
+    def gather(self, dense: torch.Tensor) -> torch.Tensor:
+        """(batch, slots, ...) -> (N, ...) for the real DNNs."""
+        return dense.reshape(self.batch * self.slots, *dense.shape[2:]).index_select(0, self.index)
 
 
 LOG_COST_RANGE = 30.0
@@ -209,22 +240,17 @@ class Block(nn.Module):
         self.bn = MaskedBatchNorm(w)
         self.scale = 1.0 / config.max_units
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor, present: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
-        """Padding tokens may hold anything: every operation that mixes tokens masks them out."""
-        n, u, w = x.shape
-        batch = present.shape[0]
+    def forward(self, x: torch.Tensor, m: torch.Tensor, stages: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """x (N real DNNs, U, width). Padding tokens may hold anything: every token-mixing operation masks them."""
         x = x + self.dw2(F.silu(self.dw1(x * m)) * m)
         x = x + self.attention(x, m)
         stage_cost, dnn_cost = stage_costs(self.cost(x), stages, m)
         x = x + self.stage_out(stage_cost)
-        summary = (x * m).view(batch, -1, u, w).sum(dim=2) * self.scale + self.cost_out(
-            dnn_cost.view(batch, -1, dnn_cost.shape[-1])
-        )
-        summary = summary * present.unsqueeze(-1).to(x.dtype)
+        summary = packing.scatter((x * m).sum(dim=1) * self.scale + self.cost_out(dnn_cost))
         # Attention weights sum to one, so attention cannot count: the workload's total is added.
-        context = summary + self.dnns(summary, present) + self.load(summary.sum(dim=1))[:, None, :]
-        h = self.pointwise(x).view(batch, -1, u, w) + context[:, :, None, :]
-        return x + F.silu(self.bn(h.view(n, u, w), m))
+        context = summary + self.dnns(summary, packing.present) + self.load(summary.sum(dim=1))[:, None, :]
+        h = self.pointwise(x) + packing.gather(context).unsqueeze(1)
+        return x + F.silu(self.bn(h, m))
 
 
 class LinearAttentionDecoders(nn.Module):
@@ -248,26 +274,27 @@ class LinearAttentionDecoders(nn.Module):
         self.fc2 = nn.Parameter(torch.randn(d, h) / math.sqrt(h))
         self.fc2_bias = nn.Parameter(torch.zeros(d))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
-        """x (B, D, U, width), mask and stage ids (B, D, U) -> (B, D)."""
-        b, d, u, w = x.shape
-        m = mask.unsqueeze(-1).to(x.dtype)
-        keys = torch.exp(torch.einsum("bduw,dwk->bduk", x, self.key[:d]).clamp(max=10.0)).view(b, d, u, self.heads, -1)
-        score = torch.einsum("bduhk,dhk->bduh", keys, torch.exp(self.query[:d].clamp(max=10.0))) * m
-        weight = score / score.sum(dim=2, keepdim=True).clamp_min(1e-6)
-        pooled = torch.einsum("bduh,bduhv->bdhv", weight, x.view(b, d, u, self.heads, -1)).reshape(b, d, w)
-        flat_m = m.view(b * d, u, 1)
-        cost = torch.einsum("bduw,dwc->bduc", x, self.cost[:d]).reshape(b * d, u, -1)
-        per_stage, whole = stage_costs(cost, stages.reshape(b * d, u), flat_m)
-        slowest = (per_stage - (1 - flat_m) * 2 * LOG_COST_RANGE).amax(dim=1)
-        features = torch.cat([pooled, whole.view(b, d, -1), slowest.view(b, d, -1)], dim=-1)
-        hidden = F.gelu(torch.einsum("bdw,dwh->bdh", features, self.fc1[:d]) + self.fc1_bias[:d])
-        return torch.einsum("bdh,dh->bd", hidden, self.fc2[:d]) + self.fc2_bias[:d]
+    def forward(self, x: torch.Tensor, m: torch.Tensor, stages: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """x (N real DNNs, U, width), mask (N, U, 1), stage ids (N, U) -> (batch, slots), 0 in empty slots."""
+        n, u, w = x.shape
+        slot = packing.slot
+        keys = torch.exp(torch.bmm(x, self.key[slot]).clamp(max=10.0)).view(n, u, self.heads, -1)
+        score = (keys * torch.exp(self.query[slot].clamp(max=10.0)).unsqueeze(1)).sum(dim=-1) * m
+        weight = score / score.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        pooled = (weight.unsqueeze(-1) * x.view(n, u, self.heads, -1)).sum(dim=1).reshape(n, w)
+        per_stage, whole = stage_costs(torch.bmm(x, self.cost[slot]), stages, m)
+        slowest = (per_stage - (1 - m) * 2 * LOG_COST_RANGE).amax(dim=1)
+        features = torch.cat([pooled, whole, slowest], dim=-1)
+        # Every slot's first layer on every DNN, then each DNN's own slot: cheaper than gathering weights.
+        hidden = torch.einsum("nf,dfh->ndh", features, self.fc1) + self.fc1_bias
+        hidden = F.gelu(hidden[torch.arange(n), slot])
+        return packing.scatter((hidden * self.fc2[slot]).sum(dim=-1) + self.fc2_bias[slot])
 
     def extra_macs(self, x: torch.Tensor) -> int:
-        b, d, u, w = x.shape
+        n, u, w = x.shape
         keys, costs, hidden = self.key.shape[2], self.cost.shape[2], self.fc1.shape[-1]
-        return b * d * (u * w * (keys + costs) + u * keys + u * w + (w + 2 * costs) * hidden + hidden)
+        slots = self.fc1.shape[0]
+        return n * (u * w * (keys + costs) + u * keys + u * w + slots * (w + 2 * costs) * hidden + hidden)
 
 
 class RankMapNet(nn.Module):
@@ -286,23 +313,28 @@ class RankMapNet(nn.Module):
         return q.view(*q.shape[:3], c.components, c.dim).abs().sum(dim=-1).argmax(dim=-1)
 
     def features(self, q: torch.Tensor) -> torch.Tensor:
-        """The backbone's output (B, D, U, width): permuting Q's channels permutes it alike."""
-        return self.backbone(self.stem(q), row_mask(q), stage_ids(self.components(q)))
+        """The backbone's output (B, D, U, width), zeros in empty slots: permuting Q's channels permutes it alike."""
+        mask = row_mask(q)
+        packing = Packing.of(mask.any(dim=2))
+        x = self.backbone(
+            packing.gather(self.stem(q)), packing.gather(mask), packing.gather(self.components(q)), packing
+        )
+        return packing.scatter(x)
 
-    def backbone(self, x: torch.Tensor, mask: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
-        """Stem output (B, D, U, width), unit mask and stage ids (B, D, U) -> features (B, D, U, width)."""
-        b, d, u, w = x.shape
-        m = mask.reshape(b * d, u, 1).to(x.dtype)
-        present = mask.any(dim=2)
-        flat_stages = stages.reshape(b * d, u)
-        x = x.reshape(b * d, u, w)
+    def backbone(self, x: torch.Tensor, mask: torch.Tensor, components: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Stem output (N real DNNs, U, width), unit mask and components (N, U) -> features (N, U, width)."""
+        m = mask.unsqueeze(-1).to(x.dtype)
+        stages = stage_ids(components)
         for block in self.blocks:
-            x = block(x, m, present, flat_stages)
-        return x.view(b, d, u, w)
+            x = block(x, m, stages, packing)
+        return x
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
-        mask, stages = row_mask(q), stage_ids(self.components(q))
-        return self.decoders(self.backbone(self.stem(q), mask, stages), mask, stages)
+        mask = row_mask(q)
+        packing = Packing.of(mask.any(dim=2))
+        mask, components = packing.gather(mask), packing.gather(self.components(q))
+        x = self.backbone(packing.gather(self.stem(q)), mask, components, packing)
+        return self.decoders(x, mask.unsqueeze(-1).to(x.dtype), stage_ids(components), packing)
 
     def stem_table(self, table: torch.Tensor) -> torch.Tensor:
         """The stem's output for every (model, unit, component): (M, U, components, width).
@@ -317,8 +349,9 @@ class RankMapNet(nn.Module):
 
     def forward_indexed(self, stems: torch.Tensor, models: torch.Tensor, assign: torch.Tensor) -> torch.Tensor:
         """(B, D) predictions from a stem table, model ids (B, D) and component indices (B, D, U), -1 padding."""
-        mask = assign >= 0
-        components = assign.clamp(min=0)
-        x = stems[models.clamp(min=0)[:, :, None], torch.arange(assign.shape[-1]), components]
-        stages = stage_ids(components)
-        return self.decoders(self.backbone(x, mask, stages), mask, stages)
+        packing = Packing.of(models >= 0)
+        assign = packing.gather(assign)
+        mask, components = assign >= 0, assign.clamp(min=0)
+        x = stems[packing.gather(models).unsqueeze(1), torch.arange(assign.shape[-1]), components]
+        x = self.backbone(x, mask, components, packing)
+        return self.decoders(x, mask.unsqueeze(-1).to(x.dtype), stage_ids(components), packing)

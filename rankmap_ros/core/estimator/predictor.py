@@ -81,7 +81,7 @@ class LearnedEstimator:
     """A trained network as a ThroughputModel: predict(workload, mappings) -> inferences/s."""
 
     def __init__(
-        self, checkpoint: dict[str, Any], platform: Platform, variant: str = DEFAULT_VARIANT, batch_size: int = 1024
+        self, checkpoint: dict[str, Any], platform: Platform, variant: str = DEFAULT_VARIANT, batch_size: int = 64
     ) -> None:
         check_platform(checkpoint, platform)
         variants = checkpoint["variants"]
@@ -98,6 +98,12 @@ class LearnedEstimator:
         self.ideal = np.asarray([checkpoint["ideal"][m] for m in self.model_names])
         self.target = TargetScaler.from_dict(checkpoint["target"])
         self.table = torch.as_tensor(input_table(checkpoint, entry["input"]))
+        expected = entry["config"]["components"] * entry["config"]["dim"]
+        if self.table.shape[-1] * len(self.components) != expected:
+            raise EstimatorError(
+                f"variant {variant!r} reads rows of {expected} numbers, its input gives "
+                f"{self.table.shape[-1] * len(self.components)}"
+            )
         self.net = build_network(entry)
         try:
             self.net.load_state_dict(entry["state"])
@@ -112,12 +118,6 @@ class LearnedEstimator:
         self.fast: RankMapNet | None = self.net if isinstance(self.net, RankMapNet) else None
         with torch.no_grad():
             self.stems = self.fast.stem_table(self.table) if self.fast is not None else None
-        expected = entry["config"]["components"] * entry["config"]["dim"]
-        if self.table.shape[-1] * len(self.components) != expected:
-            raise EstimatorError(
-                f"variant {variant!r} reads rows of {expected} numbers, its input gives "
-                f"{self.table.shape[-1] * len(self.components)}"
-            )
 
     @classmethod
     def load(
