@@ -85,8 +85,8 @@ class RankMapPlanner(Planner):
         objective = self.objective(workload, priorities)
         builder = MappingBuilder(workload, self.components)
         evaluator = Evaluator(self.model, builder, objective, self.budget)
-        # Decide the DNNs with the largest weight per inference/s first (the highest share, then the
-        # lightest DNN): the top of the tree gets the most visits.
+        # Decide the DNNs whose inferences earn the most reward first (share / isolated rate; in
+        # dynamic mode the heaviest DNN first): the top of the tree gets the most visits.
         order = sorted(range(len(workload)), key=lambda i: -objective.weights[i])
         space = StageSpace(builder.units, len(self.components), self.max_stages, order)
         rng = np.random.default_rng(self.seed)
