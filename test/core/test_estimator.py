@@ -230,19 +230,11 @@ def test_metrics_and_mac_counts(tiny_checkpoint: dict[str, Any], tiny_data: Data
     assert macs > 3 * stem > 0
 
 
-# Issue 3 is open until the checkpoint ships; these tests run as soon as it does.
-needs_shipped = pytest.mark.skipif(
-    not shipped_path("orange_pi_5").is_file(),
-    reason="no shipped orange_pi_5 estimator checkpoint yet: rankmap estimator build (docs/ESTIMATOR.md)",
-)
-
-
 @pytest.fixture(scope="module")
 def shipped(opi: Platform) -> LearnedEstimator:
     return load_estimator(opi)
 
 
-@needs_shipped
 def test_shipped_checkpoint_beats_predicting_each_models_mean(shipped: LearnedEstimator, opi: Platform) -> None:
     rng = np.random.default_rng(20_251_123)
     pool = ("alexnet", "resnet50", "mobilenet_v2", "inception_v4", "yolo_v3", "squeezenet_v2", "vgg19", "googlenet")
@@ -269,7 +261,6 @@ def test_shipped_checkpoint_beats_predicting_each_models_mean(shipped: LearnedEs
     assert np.mean(rhos) > 0.8
 
 
-@needs_shipped
 def test_shipped_checkpoint_is_roughly_equivariant_to_dnn_order(shipped: LearnedEstimator, opi: Platform) -> None:
     models = ["resnet50", "mobilenet_v2", "vgg16", "squeezenet_v2"]
     workload = Workload.from_models(models)
@@ -281,7 +272,6 @@ def test_shipped_checkpoint_is_roughly_equivariant_to_dnn_order(shipped: Learned
         assert np.median(np.abs(out / base[:, list(perm)] - 1)) < 0.1
 
 
-@needs_shipped
 def test_stale_shipped_checkpoint_would_be_detected(opi: Platform) -> None:
     checkpoint = load_checkpoint(shipped_path("orange_pi_5"))
     recalibrated = replace(opi, components=(replace(opi.components[0], kernel_overhead_us=1.0), *opi.components[1:]))

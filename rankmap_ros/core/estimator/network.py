@@ -5,7 +5,8 @@ vector of `width` numbers, a fixed fraction of the row width (components × dim)
 grows with the unit-vector width as in the paper's CNN, where Q's column axis runs through the
 layers; that is what the VQ-VAE's 22 -> 16 compression saves.
 
-Backbone: three residual blocks shared by all DNN channels, each
+Backbone: residual blocks shared by all DNN channels (the paper has three; two are as accurate
+here at two thirds of the cost, docs/ESTIMATOR.md), each
   (i)   two depth-wise convolutions along the units of each DNN (one filter per feature, kernel
         1 × k on the (DNN, unit) grid: DNN channels are independent and never mixed here, the
         paper's reason for depth-wise convolutions), then self-attention among the units of
@@ -46,7 +47,7 @@ class NetConfig:
     max_dnns: int = 5
     max_units: int = 32
     width_fraction: float = 2 / 3
-    blocks: int = 3
+    blocks: int = 2
     heads: int = 2
     key_dim: int = 8
     cost_channels: int = 16

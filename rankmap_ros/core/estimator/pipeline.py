@@ -48,6 +48,7 @@ class FitOptions:
     net: NetConfig = field(default_factory=NetConfig)
     vq: VQConfig = field(default_factory=VQConfig)
     vq_steps: int = 1500
+    baseline_epochs: int | None = None  # the OmniBoost baseline's epochs; None: as `train`
 
 
 def _ideal_of(dataset: Dataset) -> np.ndarray:
@@ -130,7 +131,12 @@ def fit(
         if name == "omniboost":
             config: Any = BaselineConfig(**shape)
             net = ResNet9Light(config)
-            train_config = replace(options.train, loss=BASELINE_LOSS, lr=BASELINE_LR)
+            train_config = replace(
+                options.train,
+                loss=BASELINE_LOSS,
+                lr=BASELINE_LR,
+                epochs=options.baseline_epochs or options.train.epochs,
+            )
         else:
             config = replace(options.net, **shape)
             net = RankMapNet(config)
