@@ -51,3 +51,12 @@ def add_command(parent: Any, name: str, handler: Handler, help_text: str) -> arg
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=handler)
     return p
+
+
+def command_group(sub: Any, name: str, help_text: str) -> Any:
+    """The subcommand group `name` (e.g. `bench`), created once and shared by every command module."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        return parser.add_subparsers(dest=f"{name}_command", required=True)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -9,7 +9,7 @@ import tempfile
 import time
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, table
+from rankmap_ros.commands.common import CliError, add_command, command_group, table
 
 LIVE_EVERY_S = 5.0
 
@@ -103,7 +103,6 @@ def cmd_bench_face(args: argparse.Namespace) -> None:
 
 
 def register(sub: Any, experiments: Any) -> None:
-    from rankmap_ros.commands.ros import _group
 
     p = add_command(sub, "demo", cmd_demo, "run the 3-DNN ROS demo (manager, camera, perception node) without ROS 2")
     p.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
@@ -112,7 +111,7 @@ def register(sub: Any, experiments: Any) -> None:
     )
     p.add_argument("--rate", type=float, default=30.0, help="camera frames/s (default 30)")
     p.add_argument("--params-file", default="", help="manager parameters (default config/rankmap.yaml)")
-    bench = _group(sub, "bench", "benchmarks")
+    bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "ros-face", cmd_bench_face, "ROS face: registration, executor recovery, memory")
     p.add_argument("--kills", type=int, default=3, help="executors to kill one after another (default 3)")
     p.add_argument("--split", default="", help="CPU clusters (default: halves of this host's CPUs)")

@@ -9,18 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, emit, table
+from rankmap_ros.commands.common import CliError, add_command, command_group, emit, table
 
 BUILD_DIR = "results/estimator"
-
-
-def _group(sub: Any, name: str, help_text: str) -> Any:
-    """The subcommand group `name`, created once and shared by every module that adds to it."""
-    parser = sub.choices.get(name)
-    if parser is None:
-        parser = sub.add_parser(name, help=help_text, description=help_text)
-        parser.add_subparsers(dest=f"{name}_command", required=True)
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -312,7 +303,7 @@ def _training_options(
 
 def register(sub: Any, experiments: Any) -> None:
     del experiments
-    dataset = _group(sub, "dataset", "throughput datasets for the estimator")
+    dataset = command_group(sub, "dataset", "throughput datasets for the estimator")
     p = add_command(
         dataset, "generate", cmd_dataset_generate, "random workloads and mappings labelled by the simulator"
     )
@@ -329,7 +320,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--curve", help="training-curve PNG (default: OUT's name + -curve.png)")
     _training_options(p, "rankmap")
 
-    estimator = _group(sub, "estimator", "the learned throughput estimator")
+    estimator = command_group(sub, "estimator", "the learned throughput estimator")
     p = add_command(estimator, "eval", cmd_estimator_eval, "accuracy and cost of a checkpoint on a test dataset")
     p.add_argument("--model", help="checkpoint (default: the one shipped for --platform)")
     p.add_argument("--platform", default="orange_pi_5")
@@ -347,7 +338,7 @@ def register(sub: Any, experiments: Any) -> None:
     # The shipped checkpoint's recipe: 5x the paper's samples, fewer epochs (docs/ESTIMATOR.md).
     _training_options(p, "rankmap,rankmap_raw,omniboost", epochs=20, batch_size=256, lr=3e-3, baseline_epochs=60)
 
-    bench = _group(sub, "bench", "benchmarks")
+    bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "estimator", cmd_bench_estimator, "microseconds per mapping of batched prediction")
     p.add_argument("--model", help="checkpoint (default: the one shipped for --platform)")
     p.add_argument("--platform", default="orange_pi_5")

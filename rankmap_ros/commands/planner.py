@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, emit, parse_workload, table
+from rankmap_ros.commands.common import CliError, add_command, command_group, emit, parse_workload, table
 
 
 def _min_rates(text: str, count: int) -> list[float]:
@@ -23,6 +23,68 @@ def _min_rates(text: str, count: int) -> list[float]:
     if any(not math.isfinite(v) or v < 0 for v in values):
         raise CliError(f"--min-rate: rates must be finite and >= 0, got {text!r}")
     return values
+
+
+def _seconds(option: str, text: str) -> float:
+    """A duration in seconds; a trailing `ms` means milliseconds, `hz` (--rate) a frequency."""
+    raw = text.strip().lower()
+    scale = 1e-3 if raw.endswith("ms") else 1.0
+    try:
+        value = float(raw.removesuffix("ms").removesuffix("hz").removesuffix("s"))
+    except ValueError:
+        raise CliError(f"{option}: {text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise CliError(f"{option}: {text!r} must be a finite number > 0")
+    return value * scale
+
+
+def _per_dnn(option: str, text: str | None, names: tuple[str, ...]) -> dict[str, float]:
+    """`name=value,name=value` (a DNN instance name each) as a dict."""
+    if not text:
+        return {}
+    out: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"{option}: expected NAME=VALUE[,NAME=VALUE...], got {item!r}")
+        if name.strip() not in names:
+            raise CliError(f"{option}: unknown DNN {name.strip()!r} (workload: {', '.join(names)})")
+        out[name.strip()] = _seconds(option, value)
+    return out
+
+
+def apply_task_classes(workload: Any, args: argparse.Namespace) -> Any:
+    """The workload with --period/--rate/--deadline applied: those DNNs become real-time.
+
+    A DNN given a new period whose deadline was its old period's default gets the new default.
+    """
+    from rankmap_ros.core.workload import Workload
+
+    names = workload.names
+    periods = _per_dnn("--period", getattr(args, "period", None), names)
+    for name, hz in _per_dnn("--rate", getattr(args, "rate", None), names).items():
+        if name in periods:
+            raise CliError(f"--rate and --period both given for {name!r}")
+        periods[name] = 1.0 / hz
+    deadlines = _per_dnn("--deadline", getattr(args, "deadline", None), names)
+    if not periods and not deadlines:
+        return workload
+    dnns = []
+    for d in workload.dnns:
+        period = periods.get(d.name, d.period)
+        deadline = d.deadline if d.deadline != d.period else None
+        dnns.append(dataclasses.replace(d, period=period, deadline=deadlines.get(d.name, deadline)))
+    return Workload(tuple(dnns), max_dnns=workload.max_dnns)
+
+
+def _check_realtime(platform: Any, workload: Any) -> None:
+    """Refuse a real-time DNN that misses its deadline even alone on the fastest component."""
+    from rankmap_ros.core.realtime import infeasibility
+
+    for d in workload.dnns:
+        reason = infeasibility(platform, d.model, d.task)
+        if reason is not None:
+            raise CliError(f"real-time DNN {d.name!r} is infeasible: {reason}")
 
 
 def cmd_map(args: argparse.Namespace) -> None:
@@ -41,6 +103,8 @@ def cmd_map(args: argparse.Namespace) -> None:
             tuple(dataclasses.replace(d, min_rate=r) for d, r in zip(workload.dnns, rates, strict=True)),
             max_dnns=workload.max_dnns,
         )
+    workload = apply_task_classes(workload, args)
+    _check_realtime(platform, workload)
     priorities = parse_priorities(args.priorities, workload) if args.priorities else None
     mode: Mode = "dynamic" if args.mode == "dynamic" else "static"
     if args.planner != "rankmap" and (priorities is not None or args.mode):
@@ -56,6 +120,12 @@ def cmd_map(args: argparse.Namespace) -> None:
     budget = Budget(simulations=args.budget, seconds=args.time_limit)
     planner = make_planner(args.planner, model, mode=mode, budget=budget, seed=args.seed, max_stages=args.max_stages)
     plan = planner.plan(workload, priorities=priorities, warm_start=warm)
+    realtime = any(d.realtime for d in workload.dnns)
+    prediction = None
+    if realtime:
+        from rankmap_ros.core.planner.policy import plan_for_policy
+
+        plan, prediction = plan_for_policy(plan, platform, workload, args.policy, seed=args.seed)
     simulated = throughputs(platform, workload, [plan.mapping])[0]
     ideal = [ideal_throughput(platform, d.model) for d in workload.dnns]
     names = workload.names
@@ -67,7 +137,17 @@ def cmd_map(args: argparse.Namespace) -> None:
         "simulated_throughput": dict(zip(names, map(float, simulated), strict=True)),
         "potential_throughput": {n: float(s / i) for n, s, i in zip(names, simulated, ideal, strict=True)},
         "stages": {d.name: len(d.stages) for d in plan.mapping.dnns},
+        "policy": args.policy,
     }
+    if prediction is not None:
+        from rankmap_ros.core.rtsim import json_safe, schedulable
+
+        data["predicted_miss_rate"] = {d.name: d.miss_rate for d in prediction.dnns if d.realtime}
+        data["realtime"] = {
+            "tasks": {d.name: {"period": d.period, "deadline": d.deadline} for d in workload.dnns if d.realtime},
+            "edf_schedulable": schedulable(platform, workload, plan.mapping),
+            "prediction": json_safe(prediction.to_dict()),
+        }
     if args.out:
         Path(args.out).write_text(plan.mapping.to_json() + "\n")
     rows = [
@@ -81,6 +161,13 @@ def cmd_map(args: argparse.Namespace) -> None:
         for d, p, s, i in zip(plan.mapping.dnns, plan.predicted_throughput, simulated, ideal, strict=True)
     ]
     status = "" if plan.feasible else "  NO mapping meets every threshold: this one falls short least"
+    if prediction is not None:
+        status += (
+            "\npredicted deadline miss rate under "
+            + args.policy
+            + " (simulated): "
+            + ", ".join(f"{name} {miss:.1%}" for name, miss in data["predicted_miss_rate"].items())
+        )
     text = (
         table(rows, ("dnn", "predicted", "simulated", "P", "stages"))
         + f"\n{plan.planner} with {plan.model} on {platform.name} (throughput simulated): "
@@ -99,6 +186,14 @@ def cmd_experiment_paper(args: argparse.Namespace) -> None:
         model=args.model,
         platform=args.platform,
     )
+    emit(args, result, summary_text(result))
+
+
+def cmd_experiment_realtime(args: argparse.Namespace) -> None:
+    from rankmap_ros.experiments.realtime import run_realtime, summary_text
+
+    out = Path(args.out) if args.out else None
+    result = run_realtime(out, quick=args.quick, platform=args.platform, seed=args.seed, measured=args.measured)
     emit(args, result, summary_text(result))
 
 
@@ -135,13 +230,19 @@ def cmd_bench_planner(args: argparse.Namespace) -> None:
     emit(args, result, text)
 
 
-def _group(sub: Any, name: str, help_text: str) -> Any:
-    """The subcommand group `name`, created once and shared by every module that adds to it."""
-    parser = sub.choices.get(name)
-    if parser is None:
-        parser = sub.add_parser(name, help=help_text, description=help_text)
-        parser.add_subparsers(dest=f"{name}_command", required=True)
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+def add_realtime_options(p: argparse.ArgumentParser) -> None:
+    """--policy and the task-class options (real-time DNNs from the command line)."""
+    from rankmap_ros.core.realtime import POLICIES
+
+    p.add_argument(
+        "--policy",
+        choices=[str(x) for x in POLICIES],
+        default="time_sharing",
+        help="component scheduling policy the deadline predictions assume (default time_sharing)",
+    )
+    p.add_argument("--period", help="real-time DNNs: NAME=SECONDS[,NAME=SECONDS...] between inputs (or 33ms)")
+    p.add_argument("--rate", help="real-time DNNs by input rate: NAME=HZ[,...] (instead of --period)")
+    p.add_argument("--deadline", help="relative deadlines NAME=SECONDS[,...] (default: the period)")
 
 
 def register(sub: Any, experiments: Any) -> None:
@@ -162,6 +263,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--max-stages", type=int, default=3, help="most pipeline stages per DNN (default 3)")
     p.add_argument("--warm-start", help="the current mapping (JSON): re-plan starting from it")
     p.add_argument("--out", help="also write the mapping's canonical JSON here")
+    add_realtime_options(p)
 
     p = add_command(experiments, "paper", cmd_experiment_paper, "the paper's Section V (Figures 5-10) on the simulator")
     p.add_argument("--out", help="directory for paper.json, paper.md and the PNG figures (also the resume cache)")
@@ -175,7 +277,18 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--budget", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
 
-    bench = _group(sub, "bench", "benchmarks")
+    p = add_command(
+        experiments, "realtime", cmd_experiment_realtime, "scheduling policies on three real-time scenarios"
+    )
+    p.add_argument("--out", help="directory for realtime.json and realtime.png (also the resume cache)")
+    p.add_argument("--quick", action="store_true", help="5 s per run instead of 30 s, a smaller planner budget")
+    p.add_argument(
+        "--measured", action="store_true", help="run the scenarios for real on this host (12 s per run, 4 s quick)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--platform", default="orange_pi_5", help="built-in platform name or YAML file")
+
+    bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "planner", cmd_bench_planner, "planning time of RankMap_D on random 3/4/5-DNN mixes")
     p.add_argument("--mixes", type=int, default=12, help="mixes per size (default 12)")
     p.add_argument("--budget", type=int, default=3000)

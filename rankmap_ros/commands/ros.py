@@ -6,7 +6,7 @@ import argparse
 import math
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, emit, table
+from rankmap_ros.commands.common import CliError, add_command, command_group, emit, table
 
 
 def _call(args: argparse.Namespace, name: str, type_name: str, fill: dict[str, Any]) -> Any:
@@ -42,6 +42,8 @@ def cmd_register(args: argparse.Namespace) -> None:
             "priority": args.priority,
             "min_rate": args.min_rate,
             "output_kind": args.output_kind,
+            "period": args.period,
+            "deadline": args.deadline,
         },
     )
     _answer(args, response, f"{response.message}; results on {response.output_topic}".strip("; "))
@@ -118,15 +120,6 @@ def cmd_bench_transport(args: argparse.Namespace) -> None:
     emit(args, result, report(result))
 
 
-def _group(sub: Any, name: str, help_text: str) -> Any:
-    """The subcommand group `name`, shared with the other command modules that add to it."""
-    parser = sub.choices.get(name)
-    if parser is None:
-        parser = sub.add_parser(name, help=help_text, description=help_text)
-        parser.add_subparsers(dest=f"{name}_command", required=True)
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-
-
 def _timeout(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the manager (default 5)")
 
@@ -138,6 +131,8 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--input-topic", required=True, help="sensor_msgs/Image topic the DNN consumes")
     p.add_argument("--priority", type=float, default=1.0, help="static priority weight (default 1)")
     p.add_argument("--min-rate", type=float, default=0.0, help="minimum inferences/s (0: default threshold)")
+    p.add_argument("--period", type=float, default=0.0, help="real-time: seconds between inputs (0: best-effort)")
+    p.add_argument("--deadline", type=float, default=0.0, help="real-time: seconds each job may take (0: the period)")
     p.add_argument("--output-kind", default="", choices=["", "classification", "detection", "tensor"])
     _timeout(p)
     p = add_command(sub, "unregister", cmd_unregister, "stop a registered DNN")
@@ -149,7 +144,7 @@ def register(sub: Any, experiments: Any) -> None:
     _timeout(p)
     p = add_command(sub, "status", cmd_status, "the mapping in force with predicted and measured rates")
     _timeout(p)
-    bench = _group(sub, "bench", "benchmarks")
+    bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "transport", cmd_bench_transport, "ROS transport: service round trip, 640x480 image stream")
     p.add_argument("--calls", type=int, default=1000, help="status calls to time (default 1000)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of image stream (default 10)")

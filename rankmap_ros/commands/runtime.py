@@ -8,21 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, emit, parse_workload, table
+from rankmap_ros.commands.common import CliError, add_command, command_group, emit, parse_workload, table
 
 DEFAULT_SPLIT_HELP = "explicit CPU clusters for a discovered host, e.g. big:0,little:1 (default: discovered)"
-
-
-def _group(sub: Any, name: str, help_text: str) -> Any:
-    """The subcommand group `name`, reusing it when another command module registered it first."""
-    parser = sub.choices.get(name)
-    if parser is None:
-        parser = sub.add_parser(name, help=help_text)
-        return parser.add_subparsers(dest=f"{name}_command", required=True)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise CliError(f"command {name!r} exists but has no subcommands")
 
 
 def _platform(args: argparse.Namespace) -> Any:
@@ -135,6 +123,36 @@ def cmd_dataset_collect(args: argparse.Namespace) -> None:
     emit(args, data, f"wrote {len(dataset)} measured samples to {args.out}")
 
 
+def cmd_bench_realtime(args: argparse.Namespace) -> None:
+    from rankmap_ros.runtime.arbiter import bench
+    from rankmap_ros.runtime.host import host_platform
+    from rankmap_ros.runtime.realtime import preemption_cost
+
+    decisions = [bench(args.cycles, processes=k) for k in (1, 2, 4)]
+    platform = host_platform(args.split, opencl_cpu_as_gpu=False)
+    cost = preemption_cost(platform, seconds=args.seconds, rounds=args.rounds)
+    data = {
+        "measured": True,
+        "decision": decisions,
+        "preemption": cost,
+        "targets": {
+            "decision_under_50us": max(d["overhead_s_per_decision"] for d in decisions) < 50e-6,
+            "preemption_under_3pct": cost["preemption_overhead"] < 0.03,
+        },
+    }
+    rows = [
+        (d["processes"], f"{d['overhead_s_per_decision'] * 1e6:.1f}", f"{d['should_yield_s'] * 1e6:.1f}")
+        for d in decisions
+    ]
+    text = (
+        table(rows, ("processes", "µs per decision", "µs per should_yield"))
+        + f"\npreemption: {cost['best_effort']} service time {cost['service_time_alone_s'] * 1e3:.2f} ms alone, "
+        + f"{cost['service_time_preempted_s'] * 1e3:.2f} ms preempted by {cost['realtime']} "
+        + f"({cost['yields_per_job']:.1f} yields per job): {cost['preemption_overhead']:+.1%} (measured on this host)"
+    )
+    emit(args, data, text)
+
+
 def cmd_bench_runtime(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.bench import BenchConfig, bench_runtime
     from rankmap_ros.runtime.calibrate import calibrate
@@ -205,7 +223,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--contention-seconds", type=float, default=4.0, help="per CPU cluster; 0 skips (default 4)")
     p.add_argument("--quiet", action="store_true")
 
-    dataset = _group(sub, "dataset", "throughput datasets")
+    dataset = command_group(sub, "dataset", "throughput datasets")
     p = add_command(
         dataset,
         "collect",
@@ -220,7 +238,12 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
 
-    bench = _group(sub, "bench", "benchmarks")
+    bench = command_group(sub, "bench", "benchmarks")
+    p = add_command(bench, "realtime", cmd_bench_realtime, "arbiter decision cost and preemption overhead (issue 7)")
+    p.add_argument("--cycles", type=int, default=2000, help="decisions per process in the arbiter benchmark")
+    p.add_argument("--seconds", type=float, default=4.0, help="measured window per preemption run")
+    p.add_argument("--rounds", type=int, default=2, help="alternating alone / preempted runs")
+    p.add_argument("--split", help="CPU clusters of the host, e.g. big:0,little:1 (default: one cluster)")
     p = add_command(bench, "runtime", cmd_bench_runtime, "measured runtime targets on this host (issue 5)")
     p.add_argument("--workload", default="squeezenet_v2,shufflenet,mobilenet_v2")
     _platform_args(p)

@@ -1,4 +1,4 @@
-"""A workload: the DNNs that run at once, with their priorities and minimum rates."""
+"""A workload: the DNNs that run at once, with their priorities, minimum rates and task classes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rankmap_ros.core import zoo
+from rankmap_ros.core.realtime import RealTimeError, TaskClass
 
 DEFAULT_MAX_DNNS = 5
 _INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -20,12 +21,18 @@ class WorkloadError(ValueError):
 
 @dataclass(frozen=True)
 class DnnSpec:
-    """One DNN of a workload: a unique instance name, a zoo model and what it asks for."""
+    """One DNN of a workload: a unique instance name, a zoo model and what it asks for.
+
+    A `period` (seconds between inputs) makes it real-time, each job due `deadline` seconds
+    after its input (default: the period); without one it is best-effort.
+    """
 
     name: str
     model: str
     priority: float = 1.0
     min_rate: float | None = None
+    period: float | None = None
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         if not _INSTANCE_NAME.match(self.name):
@@ -43,6 +50,19 @@ class DnnSpec:
             not isinstance(self.min_rate, int | float) or not math.isfinite(self.min_rate) or self.min_rate < 0
         ):
             raise WorkloadError(f"DNN {self.name!r}: min_rate must be a finite number >= 0, got {self.min_rate!r}")
+        try:
+            task = TaskClass(self.period, self.deadline)
+        except RealTimeError as exc:
+            raise WorkloadError(f"DNN {self.name!r}: {exc}") from exc
+        object.__setattr__(self, "deadline", task.deadline)
+
+    @property
+    def task(self) -> TaskClass:
+        return TaskClass(self.period, self.deadline)
+
+    @property
+    def realtime(self) -> bool:
+        return self.period is not None
 
 
 @dataclass(frozen=True)
@@ -114,11 +134,13 @@ class Workload:
         return cls(tuple(dnns), max_dnns=max_dnns)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dnns": [
-                {"name": d.name, "model": d.model, "priority": d.priority, "min_rate": d.min_rate} for d in self.dnns
-            ]
-        }
+        entries = []
+        for d in self.dnns:
+            entry: dict[str, Any] = {"name": d.name, "model": d.model, "priority": d.priority, "min_rate": d.min_rate}
+            if d.realtime:
+                entry.update(period=d.period, deadline=d.deadline)
+            entries.append(entry)
+        return {"dnns": entries}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], max_dnns: int = DEFAULT_MAX_DNNS) -> Workload:
@@ -130,7 +152,7 @@ class Workload:
             entry = {"model": item} if isinstance(item, str) else item  # a bare model name is shorthand
             if not isinstance(entry, Mapping) or "model" not in entry:
                 raise WorkloadError(f"workload entry {i} needs at least a 'model'")
-            unknown = set(entry) - {"name", "model", "priority", "min_rate"}
+            unknown = set(entry) - {"name", "model", "priority", "min_rate", "period", "rate", "deadline"}
             if unknown:
                 raise WorkloadError(f"workload entry {i} has unknown fields: {', '.join(sorted(unknown))}")
             model = str(entry["model"])
@@ -138,12 +160,22 @@ class Workload:
                 default_name = zoo.canonical_name(model)
             except zoo.ZooError as exc:
                 raise WorkloadError(f"workload entry {i}: {exc}") from exc
+            period = entry.get("period")
+            if "rate" in entry:
+                if period is not None:
+                    raise WorkloadError(f"workload entry {i}: give 'period' or 'rate', not both")
+                rate = entry["rate"]
+                if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0 or rate == math.inf:
+                    raise WorkloadError(f"workload entry {i}: rate must be a finite number of Hz > 0, got {rate!r}")
+                period = 1.0 / rate
             dnns.append(
                 DnnSpec(
                     name=str(entry.get("name", default_name)),
                     model=model,
                     priority=entry.get("priority", 1.0),
                     min_rate=entry.get("min_rate"),
+                    period=period,
+                    deadline=entry.get("deadline"),
                 )
             )
         return cls(tuple(dnns), max_dnns=max_dnns)

@@ -5,7 +5,9 @@ shared memory it talks through: the stage's input channel, its output channel (a
 last stage), the DNN's status board and, for detectors, the source image size. The first stage
 subscribes to the DNN's sensor_msgs/Image (sensor-data QoS), decodes it with OpenCV and drops it
 into its input channel (drop-oldest: a camera never waits, the DNN sees the newest frame); the
-compute loop is the runtime's own stage loop (`worker.serve`); the last stage publishes the
+compute loop is the runtime's own stage loop (`worker.serve`, or `worker.serve_units` unit by
+unit under the component's arbiter when the manager's scheduling policy is not time-sharing;
+a real-time job's deadline counts from its image's stamp); the last stage publishes the
 result message with the source header. The process dies with the manager (PR_SET_PDEATHSIG and
 a poll of the manager's pid) and stops on SIGTERM.
 """
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from rankmap_ros.ros import image_codec, results
 from rankmap_ros.ros.rclpy_compat import (
@@ -70,7 +73,16 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("output_topic", "", "result topic (last stage only)"),
     ("output_kind", "classification", "classification, detection or tensor"),
     ("results_depth", 10, "result publisher queue depth (reliable)"),
+    ("period", 0.0, "real-time DNN: seconds between images (0: best-effort)"),
+    ("deadline", 0.0, "real-time DNN: seconds from image capture to result (0: the period)"),
+    ("policy", "time_sharing", "the components' scheduling policy (core.realtime.Policy)"),
+    ("drop_late", True, "drop real-time jobs that can no longer meet their deadline"),
+    ("arbiter", "", "the component's arbiter (arbitrated policies)"),
+    ("arbiter_slot", -1, "this executor's slot in the arbiter"),
 )
+# An image stamp further from now than this is not from this host's clock (simulated time, a
+# bag): its job's deadline then counts from when the image arrived.
+MAX_STAMP_AGE_S = 10.0
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -95,6 +107,9 @@ class _PublishSink:
 
     def put(self, array: np.ndarray, header: FrameHeader, timeout: float | None = None) -> bool:
         start, cpu = time.perf_counter(), time.thread_time()
+        task = self.node.spec.task
+        if task.deadline is not None and time.monotonic() - header.origin > task.deadline:
+            self.node.board.rows["late"][self.node.row] += 1
         self.node.publish_result(array, header)
         self.last_copy_s = time.perf_counter() - start
         self.last_copy_cpu_s = time.thread_time() - cpu
@@ -138,8 +153,15 @@ class StageExecutor(Node):
             output_shape=_shape(v["output_shape"]),
             weights=v["weights"] or None,
             priority=v["priority"],
+            period=v["period"] or None,
+            deadline=v["deadline"] or None,
+            policy=v["policy"],
+            drop_late=v["drop_late"],
         )
-        self.owner_pid = v["owner_pid"] or os.getppid()
+        self.wiring = worker.StageWiring(
+            "", "", "", v["board_row"], v["owner_pid"] or os.getppid(), v["arbiter"], v["arbiter_slot"]
+        )
+        self.arbitrated = bool(v["arbiter"]) and self.spec.scheduling.arbitrated
         self.row = v["board_row"]
         self.kind = v["output_kind"]
         self.board = Board.open(v["board"])
@@ -149,8 +171,12 @@ class StageExecutor(Node):
         self.stop = threading.Event()
         try:
             backends.bind(self.spec)
-            self.run = backends.prepare(self.spec)
-            self.run(np.zeros(self.spec.input_shape, np.float32))
+            warm = np.zeros(self.spec.input_shape, np.float32)
+            if self.arbitrated:
+                self.units, self.arbiter = worker.prepare_arbitrated(self.spec, self.wiring, warm)
+            else:
+                self.run = backends.prepare(self.spec)
+                self.run(warm)
         except Exception as exc:  # any build or backend failure is the manager's to report
             self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
             raise
@@ -178,11 +204,15 @@ class StageExecutor(Node):
         if self.geometry is not None:
             self.geometry[:] = (image.width, image.height)
         stamp = image.header.stamp
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        now = time.monotonic()
+        age = time.time() - stamp_ns * 1e-9
         header = FrameHeader(
             seq=self.source.written,
-            stamp_ns=stamp.sec * 1_000_000_000 + stamp.nanosec,
+            stamp_ns=stamp_ns,
             frame_id=image.header.frame_id,
-            origin=time.monotonic(),
+            # deadlines count from capture when the stamp is from this host's clock
+            origin=now - age if 0.0 <= age <= MAX_STAMP_AGE_S else now,
         )
         self.source.put(tensor, header)
 
@@ -194,8 +224,12 @@ class StageExecutor(Node):
         )
 
     def _serve(self) -> None:
-        wiring = worker.StageWiring("", "", "", self.row, self.owner_pid)
-        worker.serve(self.run, self.source, self.sink, _BoardView(self.board, self.stop), wiring)  # type: ignore[arg-type]
+        board = _BoardView(self.board, self.stop)
+        if self.arbitrated:
+            with torch.inference_mode():
+                worker.serve_units(self.spec, self.units, self.arbiter, self.source, self.sink, board, self.wiring)  # type: ignore[arg-type]
+        else:
+            worker.serve(self.run, self.source, self.sink, board, self.wiring)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.stop.set()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rankmap_ros.core.mapping import Mapping
+from rankmap_ros.core.realtime import RealTimeError, parse_policy
 from rankmap_ros.ros import diagnostics, endpoints, planning, results
 from rankmap_ros.ros.diagnostics import Status
 from rankmap_ros.ros.rclpy_compat import (
@@ -36,7 +37,16 @@ from rankmap_ros.ros.rclpy_compat import (
     srv,
 )
 from rankmap_ros.ros.registry import Registration, Registry, RequestError
-from rankmap_ros.ros.supervisor import Chain, ChainConfig, Failure, StageKey, check_chain, start_chain, stop_chain
+from rankmap_ros.ros.supervisor import (
+    Arbiters,
+    Chain,
+    ChainConfig,
+    Failure,
+    StageKey,
+    check_chain,
+    start_chain,
+    stop_chain,
+)
 from rankmap_ros.runtime import shm
 from rankmap_ros.runtime.errors import HostRuntimeError
 from rankmap_ros.runtime.stage import boundary_shapes
@@ -46,6 +56,8 @@ FAILURE_WINDOW_S = 60.0
 SUPERVISE_PERIOD_S = 0.25
 # A re-plan for a DNN below its minimum rate at most this often: each one restarts chains.
 STARVATION_COOLDOWN_S = 30.0
+# A real-time DNN missing more than this fraction of its deadlines is reported WARN (issue 7).
+MAX_MISS_RATE = 0.01
 
 
 def _float_range(low: float, high: float) -> list[Any]:
@@ -64,6 +76,13 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     ("planner", "rankmap", "rankmap, omniboost or gpu (all on the reference component)", {}),
     ("priority_mode", "static", "static (registered weights) or dynamic (from each DNN's profile)", {}),
     ("estimator_checkpoint", "", "learned estimator checkpoint; empty: the calibrated simulator", {}),
+    (
+        "scheduling_policy",
+        "time_sharing",
+        "order of stages sharing a component: time_sharing (the OS), fifo, rms, dms, np_edf or edf "
+        "(preemptive EDF at unit boundaries: use it with real-time DNNs)",
+        {},
+    ),
     ("search_simulations", 300, "planner budget: mappings evaluated", {"integer_range": _int_range(1, 1_000_000)}),
     ("search_time_limit", 1.0, "planner budget: seconds", {"floating_point_range": _float_range(0.01, 600.0)}),
     (
@@ -138,6 +157,10 @@ class Manager(Node):
         for key, allowed in (("planner", planning.PLANNERS), ("priority_mode", planning.MODES)):
             if v[key] not in allowed:
                 raise ValueError(f"parameter {key} must be one of {', '.join(allowed)}, got {v[key]!r}")
+        try:
+            self.policy = parse_policy(v["scheduling_policy"])
+        except RealTimeError as exc:
+            raise ValueError(f"parameter scheduling_policy: {exc}") from exc
         shm.remove_stale()
         self.platform = planning.load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
         self.model = planning.throughput_model(self.platform, v["estimator_checkpoint"])
@@ -146,8 +169,10 @@ class Manager(Node):
             simulations=v["search_simulations"],
             time_limit_s=v["search_time_limit"],
             min_potential=v["starvation_threshold"],
+            policy=self.policy.value,
         )
-        self.registry = Registry(v["max_dnns"])
+        self.registry = Registry(v["max_dnns"], self.platform)
+        self.arbiters = Arbiters(self.platform, self.policy)
         self.registry.mode = v["priority_mode"]
         self.lock = threading.RLock()
         self.plan = PlanInForce(None, {}, {}, v["planner"], 0.0)
@@ -215,6 +240,8 @@ class Manager(Node):
             min_rate=float(request.min_rate),
             output_kind=request.output_kind,
             output_topic="",
+            period=float(request.period),
+            deadline=float(request.deadline),
         )
         try:
             with self.lock:
@@ -227,8 +254,14 @@ class Manager(Node):
             return self._refuse(response, "register", exc)
         response.success = True
         response.output_topic = stored.output_topic
-        response.message = f"registered {name} ({stored.model}, {stored.output_kind}); planning"
+        kind = f"real-time, deadline {stored.task.deadline * 1e3:g} ms" if stored.period else "best-effort"
+        response.message = f"registered {name} ({stored.model}, {stored.output_kind}, {kind}); planning"
         self.get_logger().info(response.message)
+        if stored.period and not self.policy.arbitrated:
+            self.get_logger().warning(
+                f"{name} is real-time but scheduling_policy is time_sharing: its deadlines compete with every "
+                "stage on its components; set scheduling_policy to edf"
+            )
         return response
 
     def on_unregister(self, request: Any, response: Any) -> Any:
@@ -371,7 +404,9 @@ class Manager(Node):
             return
         for name, reg in dnns.items():
             if name not in self.chains:
-                self.chains[name] = start_chain(self._config(reg), platform, stages_of(outcome.mapping, name))
+                self.chains[name] = start_chain(
+                    self._config(reg), platform, stages_of(outcome.mapping, name), arbiters=self.arbiters
+                )
                 self.below_since.pop(name, None)
         summary = "; ".join(
             f"{n}: " + " ".join(f"{a}-{b - 1}@{c}" for a, b, c in stages_of(outcome.mapping, n)) for n in dnns
@@ -391,6 +426,9 @@ class Manager(Node):
             input_reliability=self.v["qos.input_reliability"],
             input_depth=self.v["qos.input_depth"],
             results_depth=self.v["qos.results_depth"],
+            period=reg.period,
+            deadline=reg.task.deadline or 0.0,
+            policy=self.policy.value,
         )
 
     # ---- supervision ------------------------------------------------------------------------
@@ -424,7 +462,9 @@ class Manager(Node):
             self.chains.pop(name)
             self._replan(f"component {failure.component} failed {self.v['max_failures']} times; planning without it")
             return
-        self.chains[name] = start_chain(chain.config, self._platform_in_use(), chain.stages, chain.restarts + 1)
+        self.chains[name] = start_chain(
+            chain.config, self._platform_in_use(), chain.stages, chain.restarts + 1, self.arbiters
+        )
 
     def _check_rates(self, now: float) -> None:
         """A DNN below its minimum rate for `starvation_grace` s: correct the model and re-plan."""
@@ -484,6 +524,9 @@ class Manager(Node):
                     model=reg.model,
                     priority=self.plan.priorities.get(name, math.nan),
                     min_rate=reg.min_rate,
+                    period=reg.period,
+                    deadline=reg.task.deadline or 0.0,
+                    deadline_miss_rate=chain.miss_rate(now) if chain is not None and reg.period else math.nan,
                     stages=stages,
                     predicted_rate=predicted,
                     measured_rate=measured,
@@ -527,6 +570,7 @@ class Manager(Node):
         for chain in chains:
             stop_chain(chain)
         self.planner_thread.join(timeout=5.0)
+        self.arbiters.close()
 
 
 def dnn_status(d: Any, chain: Chain | None, now: float, starvation: float, grace: float) -> Status:
@@ -539,6 +583,10 @@ def dnn_status(d: Any, chain: Chain | None, now: float, starvation: float, grace
     status.add("predicted_rate", d.predicted_rate)
     status.add("min_rate", d.min_rate)
     status.add("potential_throughput", d.potential_throughput)
+    if d.period > 0:
+        status.add("period_s", d.period)
+        status.add("deadline_s", d.deadline)
+        status.add("deadline_miss_rate", d.deadline_miss_rate)
     if chain is None:
         status.summary(diagnostics.WARN, "waiting for a mapping")
         return status
@@ -551,6 +599,8 @@ def dnn_status(d: Any, chain: Chain | None, now: float, starvation: float, grace
         status.summary(diagnostics.ERROR, f"starved: {d.measured_rate:.2f}/s (P {d.potential_throughput:.2f})")
     elif d.min_rate > 0 and d.measured_rate < d.min_rate:
         status.summary(diagnostics.WARN, f"below minimum rate: {d.measured_rate:.2f} < {d.min_rate:g}/s")
+    elif d.period > 0 and d.deadline_miss_rate > MAX_MISS_RATE:
+        status.summary(diagnostics.WARN, f"misses {d.deadline_miss_rate:.1%} of deadlines ({d.deadline * 1e3:g} ms)")
     else:
         status.summary(diagnostics.OK, f"{d.measured_rate:.2f} inferences/s")
     return status
@@ -564,7 +614,10 @@ def stage_statuses(chain: Chain) -> list[Status]:
         status = Status(f"stage {chain.config.dnn}[{a}:{b}]@{comp}")
         status.add("component", comp)
         status.add("pid", p.process.pid)
-        for key in ("service_time_s", "last_service_s", "queue_depth", "drops", "frames", "state"):
+        keys = ("service_time_s", "last_service_s", "queue_depth", "drops", "frames", "state")
+        if chain.config.policy != "time_sharing":
+            keys += ("late_drops", "preempted")
+        for key in keys:
             status.add(key, stats[key])
         ok = stats["state"] == "ready"
         status.summary(diagnostics.OK if ok else diagnostics.WARN, str(stats["state"]))

@@ -31,6 +31,7 @@ class PlanSettings:
     time_limit_s: float = 1.0
     min_potential: float = 0.1
     seed: int = 0
+    policy: str = "time_sharing"  # the components' scheduling policy (core.realtime.Policy)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,11 @@ def make_plan(
         planner = GpuPlanner(model)
     dynamic = settings.mode == "dynamic"
     plan = planner.plan(workload, None if dynamic else priorities, warm_start)
+    if any(d.realtime for d in workload.dnns):
+        from rankmap_ros.core.planner.policy import plan_for_policy
+
+        # among the search's best mappings, the one the policy makes miss the fewest deadlines
+        plan, _ = plan_for_policy(plan, model.platform, workload, settings.policy, seed=settings.seed)
     p = priorities_in_force(
         workload,
         model.platform,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rankmap_ros.core import zoo
+from rankmap_ros.core.platform import Platform
+from rankmap_ros.core.realtime import RealTimeError, TaskClass, infeasibility
 from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
 from rankmap_ros.ros import planning, results
 
@@ -26,7 +28,10 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class Registration:
-    """One DNN as registered: `priority` is the raw static weight, `weights` a local model file."""
+    """One DNN as registered: `priority` is the raw static weight, `weights` a local model file.
+
+    `period` > 0 makes it real-time, each job due `deadline` seconds after its image (0: the period).
+    """
 
     name: str
     model: str
@@ -36,9 +41,17 @@ class Registration:
     output_kind: str
     output_topic: str
     weights: str | None = None
+    period: float = 0.0
+    deadline: float = 0.0
 
     def spec(self) -> DnnSpec:
-        return DnnSpec(self.name, self.model, self.priority, self.min_rate or None)
+        return DnnSpec(
+            self.name, self.model, self.priority, self.min_rate or None, self.period or None, self.deadline or None
+        )
+
+    @property
+    def task(self) -> TaskClass:
+        return TaskClass(self.period or None, self.deadline or None)
 
 
 def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | None]:
@@ -88,8 +101,9 @@ def check_number(what: str, value: float) -> None:
 class Registry:
     """Registrations in registration order (the workload order) plus the priority mode."""
 
-    def __init__(self, max_dnns: int) -> None:
+    def __init__(self, max_dnns: int, platform: Platform | None = None) -> None:
         self.max_dnns = max_dnns
+        self.platform = platform
         self.dnns: dict[str, Registration] = {}
         self.mode = "static"
 
@@ -121,7 +135,16 @@ class Registry:
         check_topic(reg.input_topic)
         check_number("priority", reg.priority)
         check_number("min_rate", reg.min_rate)
+        check_number("period", reg.period)
+        check_number("deadline", reg.deadline)
+        try:
+            task = reg.task
+        except RealTimeError as exc:
+            raise RequestError(str(exc)) from exc
         model, weights = resolve_model(reg.model, allowed_dirs)
+        why = infeasibility(self.platform, model, task) if self.platform is not None else None
+        if why is not None:
+            raise RequestError(f"real-time {reg.name!r} refused: {why}")
         kind = reg.output_kind or results.default_kind(model)
         if kind not in results.OUTPUT_KINDS:
             raise RequestError(f"output_kind {kind!r} is not one of {', '.join(results.OUTPUT_KINDS)} (or empty)")

@@ -24,15 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rankmap_ros.core.platform import Platform
+from rankmap_ros.core.realtime import parse_policy
+from rankmap_ros.runtime.arbiter import Arbiter
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, Policy
 from rankmap_ros.runtime.shm import Segment, new_name
 from rankmap_ros.runtime.stage import boundary_shapes, tensor_bytes, threads_for
+from rankmap_ros.runtime.worker import stage_context
 
 INPUT_SLOTS = 1  # a camera frame waits for the first stage in one slot: newest wins
 BETWEEN_SLOTS = 2
 RATE_WINDOW_S = 3.0
 STOP_GRACE_S = 3.0
+ARBITER_SLOTS = 24  # executors one component can hold at once: 5 DNNs with a few stages each
 
 StageKey = tuple[int, int, str]  # unit_start, unit_stop, component
 
@@ -52,6 +56,51 @@ class ChainConfig:
     input_reliability: str = "best_effort"
     input_depth: int = 5
     results_depth: int = 10
+    period: float = 0.0  # real-time: seconds between images (0: best-effort)
+    deadline: float = 0.0
+    policy: str = "time_sharing"
+    drop_late: bool = True
+
+
+class Arbiters:
+    """The components' arbiters under an arbitrated policy, each with a slot per running executor.
+
+    The manager owns them for its lifetime: chains come and go, slots are taken and given back.
+    Under time-sharing there are none and executors run whole stages as before.
+    """
+
+    def __init__(self, platform: Platform, policy: str) -> None:
+        self.policy = parse_policy(policy)
+        self._arbiters: dict[str, Arbiter] = {}
+        self._free: dict[str, list[int]] = {}
+        if self.policy.arbitrated:
+            try:
+                for component in platform.component_names:
+                    self._arbiters[component] = Arbiter.create(component, ARBITER_SLOTS)
+                    self._free[component] = list(range(ARBITER_SLOTS))
+            except BaseException:
+                self.close()
+                raise
+
+    def take(self, component: str) -> tuple[str, int]:
+        """(arbiter name, slot) for a new executor on `component`; ("", -1) under time-sharing."""
+        if component not in self._arbiters:
+            return "", -1
+        if not self._free[component]:
+            raise RuntimeError(f"all {ARBITER_SLOTS} arbiter slots of {component} are in use")
+        return self._arbiters[component].name, self._free[component].pop(0)
+
+    def give(self, component: str, slot: int) -> None:
+        if component in self._free and slot >= 0 and slot not in self._free[component]:
+            self._free[component].append(slot)
+
+    def close(self) -> None:
+        for arbiter in self._arbiters.values():
+            with contextlib.suppress(Exception):
+                arbiter.detach()
+                arbiter.unlink()
+        self._arbiters.clear()
+        self._free.clear()
 
 
 def _executor_entry(argv: list[str]) -> None:
@@ -68,8 +117,7 @@ class ExecutorProcess:
 
     def __init__(self, argv: list[str]) -> None:
         if ExecutorProcess._context is None:
-            ExecutorProcess._context = mp.get_context("forkserver")
-            ExecutorProcess._context.set_forkserver_preload(["rankmap_ros.ros.executor_node"])
+            ExecutorProcess._context = stage_context("rankmap_ros.ros.executor_node")
         self._process = ExecutorProcess._context.Process(target=_executor_entry, args=(argv,), daemon=False)
         self._process.start()
         self.pid: int = self._process.pid  # type: ignore[assignment]
@@ -124,6 +172,12 @@ class Chain:
     started: float
     restarts: int = 0
     samples: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
+    # (time, images taken by the first stage, results on time) behind the deadline miss rate
+    deadline_samples: collections.deque[tuple[float, int, int]] = field(
+        default_factory=lambda: collections.deque(maxlen=64)
+    )
+    slots: list[tuple[str, int]] = field(default_factory=list)  # (component, arbiter slot) per stage
+    arbiters: Arbiters | None = None
 
     def ready(self) -> bool:
         return all(self.board.state(p.index) == StageState.READY for p in self.processes)
@@ -134,6 +188,22 @@ class Chain:
     def sample(self, now: float) -> None:
         if self.ready():
             self.samples.append((now, self.frames()))
+            if self.config.period > 0:
+                late = int(self.board.rows["late"][len(self.stages) - 1])
+                self.deadline_samples.append((now, self.channels[0].written, self.frames() - late))
+
+    def miss_rate(self, now: float) -> float:
+        """Real-time DNNs: share of images of the last RATE_WINDOW_S not answered by their deadline.
+
+        An image counts as missed when the first stage's newest-wins slot dropped it, a stage
+        dropped it as late, or its result came after the deadline; NaN until a second has passed.
+        """
+        recent = [s for s in self.deadline_samples if now - s[0] <= RATE_WINDOW_S]
+        if len(recent) < 2 or recent[-1][0] - recent[0][0] < 1.0:
+            return math.nan
+        taken = recent[-1][1] - recent[0][1]
+        on_time = recent[-1][2] - recent[0][2]
+        return min(max(1.0 - on_time / taken, 0.0), 1.0) if taken > 0 else math.nan
 
     def rate(self, now: float) -> float:
         """Results/s over the last RATE_WINDOW_S (NaN until the chain has run for a second)."""
@@ -153,6 +223,8 @@ class Chain:
             "last_service_s": float(row["last_service_s"]),
             "queue_depth": channel.depth,
             "drops": channel.dropped,
+            "late_drops": int(row["dropped"]),
+            "preempted": int(row["preempted"]),
             "state": StageState(int(row["state"])).name.lower(),
         }
 
@@ -189,6 +261,10 @@ def executor_command(
         "output_topic": config.output_topic if last else "",
         "output_kind": config.output_kind,
         "results_depth": config.results_depth,
+        "period": float(config.period),
+        "deadline": float(config.deadline),
+        "policy": config.policy,
+        "drop_late": config.drop_late,
         **wiring,
     }
     argv = ["rankmap_executor", "--ros-args", "-r", f"__node:={node_name}"]
@@ -199,9 +275,16 @@ def executor_command(
     return node_name, argv
 
 
-def start_chain(config: ChainConfig, platform: Platform, stages: tuple[StageKey, ...], restarts: int = 0) -> Chain:
+def start_chain(
+    config: ChainConfig,
+    platform: Platform,
+    stages: tuple[StageKey, ...],
+    restarts: int = 0,
+    arbiters: Arbiters | None = None,
+) -> Chain:
     """Create the chain's shared memory and start one executor per stage (returns at once)."""
     shapes = boundary_shapes(config.model)
+    taken: list[tuple[str, int]] = []
     board = Board.create(len(stages))
     channels: list[Channel] = []
     geometry = None
@@ -212,9 +295,13 @@ def start_chain(config: ChainConfig, platform: Platform, stages: tuple[StageKey,
             channels.append(Channel.create(f"{config.dnn}-in{k}", slots, tensor_bytes(shapes[start]), policy))
         if config.output_kind == "detection":
             geometry = Segment.create(new_name(f"{config.dnn}-size"), 16)
-        chain = Chain(config, stages, board, channels, geometry, [], time.monotonic(), restarts)
+        chain = Chain(
+            config, stages, board, channels, geometry, [], time.monotonic(), restarts, slots=taken, arbiters=arbiters
+        )
         for k, key in enumerate(stages):
             last = k == len(stages) - 1
+            arbiter, slot = arbiters.take(key[2]) if arbiters is not None else ("", -1)
+            taken.append((key[2], slot))
             wiring: dict[str, str | int] = {
                 "input_channel": channels[k].name,
                 "output_channel": "" if last else channels[k + 1].name,
@@ -222,14 +309,23 @@ def start_chain(config: ChainConfig, platform: Platform, stages: tuple[StageKey,
                 "board_row": k,
                 "geometry": geometry.name if geometry else "",
                 "owner_pid": os.getpid(),
+                "arbiter": arbiter,
+                "arbiter_slot": slot,
             }
             node_name, argv = executor_command(config, platform, key, k, last, wiring)
             process = ExecutorProcess(argv)
             chain.processes.append(StageProcess(k, key, node_name, process, time.monotonic()))
     except BaseException:
         release(board, channels, geometry, [])
+        _give_slots(taken, arbiters)
         raise
     return chain
+
+
+def _give_slots(slots: list[tuple[str, int]], arbiters: Arbiters | None) -> None:
+    if arbiters is not None:
+        for component, slot in slots:
+            arbiters.give(component, slot)
 
 
 def release(board: Board, channels: list[Channel], geometry: Segment | None, processes: list[StageProcess]) -> None:
@@ -260,6 +356,8 @@ def stop_chain(chain: Chain, grace_s: float = STOP_GRACE_S) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.process.wait(timeout=max(0.0, deadline - time.monotonic()))
     release(chain.board, chain.channels, chain.geometry, chain.processes)
+    _give_slots(chain.slots, chain.arbiters)
+    chain.slots.clear()
 
 
 def check_chain(chain: Chain, now: float, hung_s: float, start_s: float) -> Failure | None:

@@ -5,12 +5,18 @@
   Stages run channels-last (NHWC): torch's CPU pooling and convolutions are up to 2x faster
   in that layout (max pooling with ceil_mode in NCHW costs more than the convolution before it);
   tensors cross channels in the usual contiguous NCHW layout.
-- `cuda`: torch on a CUDA device, on a high-priority stream for DNNs above priority 1.
+- `cuda`: torch on a CUDA device; the stream's priority is high for real-time DNNs under an
+  arbitrated policy (low for best-effort), and for DNNs above priority 1 under time-sharing.
 - `opencl`: OpenCV 4.x DNN with DNN_TARGET_OPENCL running an ONNX export of the stage, on any
   OpenCL device, including CPU devices such as PoCL (which OpenCV refuses unless
   OPENCV_DNN_OPENCL_ALLOW_ALL_DEVICES=1). Its output is checked against torch once, at start.
 
-`bind` and `prepare` run inside the stage process; `backend_status` runs anywhere and says why a
+`prepare` returns the stage as one call; `prepare_units` returns it as a chain of steps, one per
+partition unit (torch backends) with the intermediate tensor kept between steps: the preemption
+points of an arbitrated stage (runtime/arbiter.py). OpenCL stages are one step (the ONNX export
+is one network; exporting every unit separately would multiply start-up and copies).
+
+`bind`, `prepare` and `prepare_units` run inside the stage process; `backend_status` runs anywhere and says why a
 backend is missing, so a platform never lists a component that cannot run.
 """
 
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,7 +134,7 @@ def prepare(spec: StageSpec, module: torch.nn.Module | None = None, verify: bool
 def _torch_runner(module: torch.nn.Module, device: torch.device, spec: StageSpec) -> Runner:
     module = module.to(device).eval()
     if device.type == "cuda":
-        stream = torch.cuda.Stream(device=device, priority=-1 if spec.priority > 1 else 0)
+        stream = torch.cuda.Stream(device=device, priority=_stream_priority(spec))
 
         def run_cuda(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode(), torch.cuda.stream(stream):
@@ -146,6 +153,89 @@ def _torch_runner(module: torch.nn.Module, device: torch.device, spec: StageSpec
             return module(t).contiguous().numpy()
 
     return run_cpu
+
+
+def _stream_priority(spec: StageSpec) -> int:
+    """torch's stream priority: lower is more urgent; -1 is the high tier of every CUDA device."""
+    return -1 if spec.high_priority_stream else 0
+
+
+@dataclass(frozen=True)
+class UnitRunner:
+    """A stage as steps: `enter` the input array, run `steps` in order, `leave` with the output array.
+
+    Between two steps the state (a tensor, on the stage's device) stays in the process: a stage
+    may give its component away there and resume later. Run the steps inside one
+    `torch.inference_mode()` (the stage process holds one for its whole loop: a guard per step
+    would cost ~2% of a MobileNet-V2 on one core); calling the runner does it for you.
+    """
+
+    enter: Callable[[np.ndarray], Any]
+    steps: tuple[Callable[[Any], Any], ...]
+    leave: Callable[[Any], np.ndarray]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            state = self.enter(x)
+            for step in self.steps:
+                state = step(state)
+            return self.leave(state)
+
+
+def prepare_units(spec: StageSpec, module: torch.nn.Module | None = None, verify: bool = True) -> UnitRunner:
+    """The stage as one step per partition unit (torch backends) or one step (OpenCL)."""
+    module = module if module is not None else build_stage_module(spec)
+    if spec.backend == "opencl":
+        run = _opencl_runner(module, spec, verify)
+        return UnitRunner(_identity, (run,), _identity)
+    if spec.backend == "cuda":
+        require("cuda")
+        device = torch.device(spec.device or "cuda:0")
+    elif spec.backend == "cpu":
+        device = torch.device("cpu")
+    else:
+        raise BackendError(f"stage {spec.label}: unknown backend {spec.backend!r}")
+    module = module.to(device).eval()
+    found = getattr(module, "units", None)  # a zoo UnitSlice; any other module is one unit
+    units: list[torch.nn.Module] = list(found) if isinstance(found, torch.nn.ModuleList) else [module]
+    if device.type == "cuda":
+        stream = torch.cuda.Stream(device=device, priority=_stream_priority(spec))
+
+        def enter_cuda(x: np.ndarray) -> torch.Tensor:
+            with torch.cuda.stream(stream):
+                t = torch.from_numpy(x).to(device, non_blocking=True)
+            stream.synchronize()
+            return t
+
+        def cuda_step(unit: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+            def step(t: torch.Tensor) -> torch.Tensor:
+                with torch.cuda.stream(stream):
+                    y = unit(t)
+                stream.synchronize()  # the unit is done when the component is handed on
+                return y
+
+            return step
+
+        def leave_cuda(t: torch.Tensor) -> np.ndarray:
+            with torch.cuda.stream(stream):
+                return t.cpu().numpy()
+
+        return UnitRunner(enter_cuda, tuple(cuda_step(u) for u in units), leave_cuda)
+
+    module = module.to(memory_format=torch.channels_last)
+
+    def enter_cpu(x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x)
+        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+    def leave_cpu(t: torch.Tensor) -> np.ndarray:
+        return t.contiguous().numpy()
+
+    return UnitRunner(enter_cpu, tuple(units), leave_cpu)
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def configure_opencl(device: str) -> None:

@@ -24,6 +24,12 @@ ROW = np.dtype(
         ("wait_in_s", "<f8"),  # time waiting for input
         ("wait_out_s", "<f8"),  # time blocked by a full output channel (back-pressure)
         ("last_service_s", "<f8"),
+        # arbitrated policies only (runtime/arbiter.py); zero under time-sharing
+        ("wait_arb_s", "<f8"),  # time waiting for the component (first grant and after preemptions)
+        ("dropped", "<i8"),  # real-time jobs dropped as late (not forwarded)
+        ("preempted", "<i8"),  # jobs that gave the component away at least once
+        ("yields", "<i8"),  # times a job gave the component away at a unit boundary
+        ("late", "<i8"),  # real-time results delivered after their deadline (last stage)
         ("error", "S240"),
     ]
 )

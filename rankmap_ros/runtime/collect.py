@@ -7,7 +7,6 @@ denominator of P) is its measured rate alone on the platform's reference compone
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
@@ -23,7 +22,7 @@ from rankmap_ros.runtime import backends
 from rankmap_ros.runtime.pipeline import Pipeline, PipelineError
 from rankmap_ros.runtime.profiler import time_call, unit_spec
 from rankmap_ros.runtime.stage import boundary_shapes, build_model
-from rankmap_ros.runtime.worker import become_child
+from rankmap_ros.runtime.worker import become_child, stage_context
 
 MIN_FRAMES = 3
 MAX_SECONDS = 60.0
@@ -81,8 +80,7 @@ def _ideal_main(platform: Platform, models: list[str], conn: Any) -> None:
 
 def ideal_rates(platform: Platform, models: tuple[str, ...] | list[str]) -> dict[str, float]:
     """Inferences/s of each model alone on the reference component, measured in a bound process."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["rankmap_ros.runtime.worker"])
+    ctx = stage_context()
     parent, child = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_ideal_main, args=(platform, list(models), child), daemon=True)
     process.start()

@@ -7,7 +7,17 @@ frames along through shared-memory channels, and a collector thread here reads t
 
 Inputs are synthetic tensors fed as fast as the pipeline takes them (`source="synthetic"`,
 back-pressure all the way, which measures throughput), or frames handed to `submit`
-(`source="external"`, drop-oldest input for real-time sources such as a camera).
+(`source="external"`, drop-oldest input for real-time sources such as a camera). A real-time
+DNN (a workload entry with a `period`) with a synthetic source gets one input per period
+instead, through a drop-oldest input channel (a slow pipeline drops inputs, never builds a
+backlog).
+
+`policy` (core.realtime.Policy) orders the stage jobs on each component: `time_sharing`
+leaves it to the operating system (no arbiter, stages run whole); every other policy gives each
+component one arbiter (runtime/arbiter.py) and runs stages unit by unit, preempted at unit
+boundaries under rms/dms/edf, and real-time jobs that can no longer meet their deadline are
+dropped (`drop_late`). `measure_realtime` reports deadline misses, drops, preemptions and the
+arbiters' cost per decision.
 
 Stage processes come from a fork server that has torch already imported, so a 9-stage mapping
 starts in about a second instead of one interpreter start per stage. A monitor thread notices a
@@ -19,7 +29,6 @@ killed, every segment and semaphore unlinked, also when the owner is interrupted
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import signal
 import threading
@@ -35,14 +44,16 @@ import numpy as np
 
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import Platform
+from rankmap_ros.core.realtime import DnnRtStats, Policy, RtResult, TaskClass, parse_policy
 from rankmap_ros.core.workload import Workload
 from rankmap_ros.runtime import backends
+from rankmap_ros.runtime.arbiter import Arbiter, ArbiterStats
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, Frame, FrameHeader
 from rankmap_ros.runtime.errors import HostRuntimeError
 from rankmap_ros.runtime.shm import remove_stale
 from rankmap_ros.runtime.stage import StageSpec, stage_specs, tensor_bytes
-from rankmap_ros.runtime.worker import StageWiring, stage_main
+from rankmap_ros.runtime.worker import StageWiring, stage_context, stage_main
 
 Source = Literal["synthetic", "external"]
 POLL_S = 0.05
@@ -138,6 +149,7 @@ class _Chain:
     channels: list[Channel]
     stages: list[_Stage]
     input_shape: tuple[int, ...]
+    task: TaskClass = field(default_factory=TaskClass)
     running: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     done: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=100_000))  # (time, latency)
@@ -147,15 +159,16 @@ class _Chain:
     depth_sum: list[float] = field(default_factory=list)
     depth_samples: int = 0
     seq: int = 0
+    released: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=100_000))  # (seq, origin)
+    finished: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=100_000))  # (seq, time)
 
 
 def _context() -> Any:
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["rankmap_ros.runtime.worker"])
+    ctx = stage_context()
     return ctx
 
 
-def _release(chains: dict[str, _Chain], board: list[Board]) -> None:
+def _release(chains: dict[str, _Chain], board: list[Board], arbiters: dict[str, Arbiter] | None = None) -> None:
     """Stop and remove everything (also the finaliser when a pipeline is dropped unstopped)."""
     if board:
         board[0].request_stop()
@@ -169,6 +182,11 @@ def _release(chains: dict[str, _Chain], board: list[Board]) -> None:
             ch.detach()
             ch.unlink()
     chains.clear()
+    for arbiter in (arbiters or {}).values():
+        arbiter.detach()
+        arbiter.unlink()
+    if arbiters:
+        arbiters.clear()
     if board:
         board[0].detach()
         board[0].unlink()
@@ -207,9 +225,13 @@ class Pipeline:
         on_result: Callable[[str, Frame], None] | None = None,
         on_failure: Callable[[StageFailure], None] | None = None,
         start_timeout_s: float = 180.0,
+        policy: Policy | str = Policy.TIME_SHARING,
+        drop_late: bool = True,
     ) -> None:
         if source not in ("synthetic", "external"):
             raise PipelineError(f"unknown source {source!r} (synthetic or external)")
+        self.policy = parse_policy(str(policy))
+        self.drop_late = drop_late
         self.platform = platform
         self.workload = workload
         self.source = source
@@ -227,7 +249,9 @@ class Pipeline:
         self._monitor: threading.Thread | None = None
         self._monitoring = threading.Event()
         self._lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _release, self._chains, self._board)
+        self._arbiters: dict[str, Arbiter] = {}  # component -> its arbiter (arbitrated policies)
+        self._slots: dict[tuple[str, int], tuple[str, int]] = {}  # (dnn, stage) -> (arbiter, slot)
+        self._finalizer = weakref.finalize(self, _release, self._chains, self._board, self._arbiters)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -243,7 +267,7 @@ class Pipeline:
                 raise backends.BackendError(
                     f"component {name!r} is pinned to CPUs {sorted(missing)} that this process cannot use"
                 )
-        return stage_specs(self.platform, self.workload, mapping, self.weights, self.seed)
+        return stage_specs(self.platform, self.workload, mapping, self.weights, self.seed, self.policy, self.drop_late)
 
     def start(self, mapping: Mapping) -> None:
         """Start every stage of every DNN and wait until all are ready (PipelineError if one fails)."""
@@ -257,13 +281,14 @@ class Pipeline:
         self._reported.clear()
         self.mapping = mapping
         try:
+            self._make_arbiters(specs)
             row = 0
             for name, stage_list in specs.items():
                 self._chains[name] = self._make_chain(name, stage_list, row)
                 row += len(stage_list)
             self._wait_ready(list(self._chains.values()))
         except BaseException:
-            _release(self._chains, self._board)
+            _release(self._chains, self._board, self._arbiters)
             self.mapping = None
             raise
         self._start_monitor()
@@ -306,7 +331,8 @@ class Pipeline:
         if self._monitor is not None:
             self._monitor.join(timeout=STOP_GRACE_S)
             self._monitor = None
-        _release(self._chains, self._board)
+        _release(self._chains, self._board, self._arbiters)
+        self._slots.clear()
         self.mapping = None
 
     def __enter__(self) -> Pipeline:
@@ -341,6 +367,7 @@ class Pipeline:
         chain.seq += 1
         header = header or FrameHeader(seq=chain.seq, stamp_ns=time.time_ns())
         header = FrameHeader(header.seq, header.stamp_ns, header.frame_id, time.monotonic())
+        chain.released.append((header.seq, header.origin))
         chain.channels[0].put(np.asarray(array, np.float32), header, timeout=STOP_GRACE_S)
         chain.owner_copy_cpu_s += chain.channels[0].last_copy_cpu_s
         return header
@@ -442,24 +469,155 @@ class Pipeline:
                 host_busy[comp.name] = sum(jiffies1[c][0] - jiffies0[c][0] for c in cpus) / total
         return RunReport(window, tuple(dnns), utilisation, host_busy, self.failures)
 
+    def measure_realtime(self, seconds: float, warmup_s: float = 0.5) -> RtResult:
+        """Deadline misses, drops, preemptions, throughput and latency per DNN over a window.
+
+        Jobs released in the window count; after it the measurement waits for the longest
+        relative deadline, so each of them has completed or passed its deadline. A real-time
+        job is missed when it completed after release + deadline, was dropped (by a stage as
+        late, or replaced in the input channel), or was unfinished at its deadline. `completed`
+        counts the window's released jobs that completed (in time or late) for real-time DNNs,
+        completions in the window for best-effort ones; throughput is completions per second
+        in the window; `dropped` and `preempted` (stage jobs that gave their component away at
+        least once) are counted in the window. Utilisation is as in `measure`; decisions and
+        overhead come from the arbiters (0 under time-sharing).
+        """
+        if not self._chains:
+            raise PipelineError("pipeline is not running")
+        time.sleep(warmup_s)
+        board = self._board[0]
+        before = board.snapshot()
+        ticks0 = {s.row: _cpu_ticks(s.process.pid) for c in self._chains.values() for s in c.stages}
+        in0 = {n: c.channels[0].dropped for n, c in self._chains.items()}
+        arb0 = {n: a.stats() for n, a in self._arbiters.items()}
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        t1 = time.monotonic()
+        after = board.snapshot()
+        ticks1 = {s.row: _cpu_ticks(s.process.pid) for c in self._chains.values() for s in c.stages}
+        in1 = {n: c.channels[0].dropped for n, c in self._chains.items()}
+        arb1 = {n: a.stats() for n, a in self._arbiters.items()}
+        window = t1 - t0
+        grace = max((c.task.deadline or 0.0) for c in self._chains.values())
+        if grace:
+            time.sleep(grace + POLL_S)
+        dnns = []
+        busy_time: dict[str, float] = {}
+        cpu_time: dict[str, float] = {}
+        for name, chain in self._chains.items():
+            dropped = in1[name] - in0[name]
+            preempted = 0
+            for s in chain.stages:
+                dropped += int(after["dropped"][s.row] - before["dropped"][s.row])
+                preempted += int(after["preempted"][s.row] - before["preempted"][s.row])
+                comp = s.spec.component
+                busy_time[comp] = busy_time.get(comp, 0.0) + float(after["busy_s"][s.row] - before["busy_s"][s.row])
+                cpu_time[comp] = cpu_time.get(comp, 0.0) + (ticks1[s.row] - ticks0[s.row]) / _CLOCK_TICKS
+            finished = dict(list(chain.finished))
+            done_times = [t for _, t in list(chain.finished) if t0 <= t <= t1]
+            if chain.task.realtime:
+                assert chain.task.deadline is not None
+                jobs = [(q, o) for q, o in list(chain.released) if t0 <= o < t1]
+                latencies = [finished[q] - o for q, o in jobs if q in finished]
+                met = sum(1 for lat in latencies if lat <= chain.task.deadline)
+                released, completed, missed = len(jobs), len(latencies), len(jobs) - met
+            else:
+                released = sum(1 for _, o in list(chain.released) if t0 <= o < t1)
+                latencies = [lat for t, lat in list(chain.done) if t0 <= t <= t1]
+                completed, missed = len(done_times), 0
+            lat = np.array(latencies) if latencies else np.array([np.nan])
+            dnns.append(
+                DnnRtStats(
+                    name=name,
+                    realtime=chain.task.realtime,
+                    released=released,
+                    completed=completed,
+                    missed=missed,
+                    dropped=dropped,
+                    preempted=preempted,
+                    throughput=_rate(done_times, window),
+                    latency_p50_s=float(np.percentile(lat, 50)),
+                    latency_p95_s=float(np.percentile(lat, 95)),
+                )
+            )
+        utilisation = {}
+        for comp, busy in busy_time.items():
+            c = self.platform.component(comp)
+            if c.backend == "cpu" and c.cpus:
+                utilisation[comp] = min(cpu_time[comp] / (window * len(c.cpus)), 1.0)
+            else:
+                utilisation[comp] = min(busy / window, 1.0)
+        spent = [arb1[n] - arb0[n] for n in arb1]
+        decisions = sum(d.decisions for d in spent)
+        overhead = sum(d.decide_s for d in spent) / decisions if decisions else 0.0
+        return RtResult(
+            policy=self.policy.value,
+            seconds=window,
+            dnns=tuple(dnns),
+            utilisation=utilisation,
+            decisions=decisions,
+            overhead_s_per_decision=overhead,
+            simulated=False,
+        )
+
+    def realtime_counters(self) -> dict[str, dict[str, int]]:
+        """Per DNN since its chain started: frames out, jobs dropped (by stages as late and at the
+        input channel), stage jobs preempted, and preemptions (yields at unit boundaries)."""
+        rows = self._board[0].snapshot() if self._board else None
+        out = {}
+        for name, chain in self._chains.items():
+            r = [s.row for s in chain.stages]
+            out[name] = {
+                "frames": int(rows["frames"][r[-1]]) if rows is not None else 0,
+                "dropped": chain.channels[0].dropped + (int(rows["dropped"][r].sum()) if rows is not None else 0),
+                "preempted": int(rows["preempted"][r].sum()) if rows is not None else 0,
+                "yields": int(rows["yields"][r].sum()) if rows is not None else 0,
+            }
+        return out
+
+    def arbiter_stats(self) -> dict[str, ArbiterStats]:
+        """Each component's arbiter counters since start (empty under time-sharing)."""
+        return {name: a.stats() for name, a in self._arbiters.items()}
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _make_arbiters(self, specs: dict[str, tuple[StageSpec, ...]]) -> None:
+        """One arbiter per component that runs stages, one slot per stage (arbitrated policies)."""
+        self._slots.clear()
+        if not self.policy.arbitrated:
+            return
+        on: dict[str, list[tuple[str, int]]] = {}
+        for name, stage_list in specs.items():
+            for spec in stage_list:
+                on.setdefault(spec.component, []).append((name, spec.index))
+        for component, stages in on.items():
+            arbiter = Arbiter.create(component, len(stages))
+            self._arbiters[component] = arbiter
+            for slot, stage in enumerate(stages):
+                self._slots[stage] = (arbiter.name, slot)
+
+    # -- internals (chains) -------------------------------------------------------------------
 
     def _make_chain(self, name: str, specs: list[StageSpec] | tuple[StageSpec, ...], first_row: int) -> _Chain:
         board = self._board[0]
         first = specs[0]
+        task = first.task
         channels = [
             Channel.create(
                 "in",
                 self.slots,
                 tensor_bytes(first.input_shape),
-                "drop_oldest" if self.source == "external" else "block",
+                "drop_oldest" if self.source == "external" or task.realtime else "block",
             )
         ]
         channels += [Channel.create("ch", self.slots, tensor_bytes(s.output_shape), "block") for s in specs]
-        chain = _Chain(name, first.model, channels, [], first.input_shape)
+        chain = _Chain(name, first.model, channels, [], first.input_shape, task)
         ctx = _context()
         for k, spec in enumerate(specs):
-            wiring = StageWiring(channels[k].name, channels[k + 1].name, board.name, first_row + k, os.getpid())
+            arbiter, slot = self._slots.get((name, k), ("", -1))
+            wiring = StageWiring(
+                channels[k].name, channels[k + 1].name, board.name, first_row + k, os.getpid(), arbiter, slot
+            )
             process = ctx.Process(target=stage_main, args=(spec, wiring), name=f"rankmap:{spec.label}", daemon=True)
             process.start()
             chain.stages.append(_Stage(spec, first_row + k, process))
@@ -487,9 +645,8 @@ class Pipeline:
         collector = threading.Thread(target=self._collect, args=(chain,), name=f"collect:{chain.name}", daemon=True)
         chain.threads = [collector]
         if self.source == "synthetic":
-            chain.threads.append(
-                threading.Thread(target=self._feed, args=(chain,), name=f"feed:{chain.name}", daemon=True)
-            )
+            feed = self._feed_periodic if chain.task.realtime else self._feed
+            chain.threads.append(threading.Thread(target=feed, args=(chain,), name=f"feed:{chain.name}", daemon=True))
         for thread in chain.threads:
             thread.start()
 
@@ -499,9 +656,36 @@ class Pipeline:
         while chain.running.is_set():
             chain.seq += 1
             header = FrameHeader(chain.seq, time.time_ns(), "synthetic", time.monotonic())
+            chain.released.append((header.seq, header.origin))
             while chain.running.is_set() and not channel.put(x, header, timeout=POLL_S):
                 pass
             chain.owner_copy_cpu_s += channel.last_copy_cpu_s
+
+    def _feed_periodic(self, chain: _Chain) -> None:
+        """A real-time source: one input per period into a drop-oldest channel (never blocks).
+
+        A job's release (its header's `origin`) is when it is handed to the channel. A feeder
+        that fell more than a period behind (the owner was not scheduled) skips the releases it
+        missed rather than bursting them.
+        """
+        assert chain.task.period is not None
+        period = chain.task.period
+        x = np.random.default_rng(self.seed).standard_normal(chain.input_shape).astype(np.float32)
+        channel = chain.channels[0]
+        due = time.monotonic()
+        while chain.running.is_set():
+            now = time.monotonic()
+            if now < due:
+                time.sleep(min(due - now, POLL_S))
+                continue
+            if now - due > period:
+                due = now
+            chain.seq += 1
+            header = FrameHeader(chain.seq, time.time_ns(), "synthetic", time.monotonic())
+            chain.released.append((header.seq, header.origin))
+            channel.put(x, header)
+            chain.owner_copy_cpu_s += channel.last_copy_cpu_s
+            due += period
 
     def _collect(self, chain: _Chain) -> None:
         channel = chain.channels[-1]
@@ -512,6 +696,7 @@ class Pipeline:
             now = time.monotonic()
             chain.owner_copy_cpu_s += channel.last_copy_cpu_s
             chain.done.append((now, now - frame.header.origin))
+            chain.finished.append((frame.header.seq, now))
             with chain.result_ready:
                 chain.results.append(frame)
                 chain.result_ready.notify_all()

@@ -8,7 +8,6 @@ units (a burst of load from elsewhere spoils one pass of a unit, not all of them
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import statistics
 import time
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from rankmap_ros.core.platform import Component, Platform
 from rankmap_ros.runtime import backends
 from rankmap_ros.runtime.channel import Channel, FrameHeader
 from rankmap_ros.runtime.stage import DEFAULT_SEED, StageSpec, boundary_shapes, build_model, threads_for
-from rankmap_ros.runtime.worker import become_child
+from rankmap_ros.runtime.worker import become_child, stage_context
 
 MIN_REPEATS = 3
 MIN_SECONDS = 0.05
@@ -106,8 +105,7 @@ def profile_units(platform: Platform, component: str, models: Sequence[str], pas
     """Time every unit of `models` alone on `component`, in a process bound to it."""
     comp = platform.component(component)
     backends.require(comp.backend)
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["rankmap_ros.runtime.worker"])
+    ctx = stage_context()
     parent, child = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_profile_main, args=(comp, list(models), passes, child), daemon=True)
     process.start()
@@ -146,8 +144,7 @@ def hop_seconds(shape: tuple[int, ...], frames: int = 300) -> float:
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     a = Channel.create("hop", 2, x.nbytes)
     b = Channel.create("hop", 2, x.nbytes)
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["rankmap_ros.runtime.worker"])
+    ctx = stage_context()
     process = ctx.Process(target=_echo_main, args=(a.name, b.name, frames), daemon=True)
     process.start()
     samples = []

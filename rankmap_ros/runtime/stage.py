@@ -16,6 +16,7 @@ import torch
 from rankmap_ros.core import zoo
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import Component, Platform
+from rankmap_ros.core.realtime import Policy, TaskClass, parse_policy
 from rankmap_ros.core.workload import Workload
 
 DEFAULT_SEED = 0
@@ -28,7 +29,11 @@ class StageSpec:
     `cpus` is the CPU affinity (empty: leave it), `threads` torch's intra-op threads, `device`
     the OpenCL ("opencl:<platform>:<device>") or CUDA ("cuda:<i>") device. `input_shape` and
     `output_shape` are the real tensor shapes at the stage's boundaries (batch 1). `priority` is
-    the DNN's; a CUDA stage of a DNN above priority 1 gets a high-priority stream.
+    the DNN's. `period` and `deadline` are the DNN's task class (None: best-effort), `policy`
+    the components' scheduling policy (core.realtime.Policy) and `drop_late` whether an
+    arbitrated stage drops real-time jobs that can no longer meet their deadline. The CUDA
+    stream's priority follows the task class under an arbitrated policy (real-time high,
+    best-effort low) and the DNN's priority under time-sharing (high above priority 1).
     """
 
     dnn: str
@@ -46,10 +51,29 @@ class StageSpec:
     weights: str | None = None
     seed: int = DEFAULT_SEED
     priority: float = 1.0
+    period: float | None = None
+    deadline: float | None = None
+    policy: str = Policy.TIME_SHARING.value
+    drop_late: bool = True
 
     @property
     def label(self) -> str:
         return f"{self.dnn}[{self.start}:{self.stop}]@{self.component}"
+
+    @property
+    def task(self) -> TaskClass:
+        return TaskClass(self.period, self.deadline)
+
+    @property
+    def scheduling(self) -> Policy:
+        return parse_policy(self.policy)
+
+    @property
+    def high_priority_stream(self) -> bool:
+        """Whether a CUDA stage runs on the high-priority stream."""
+        if self.scheduling.arbitrated:
+            return self.period is not None
+        return self.priority > 1
 
 
 @cache
@@ -84,11 +108,15 @@ def stage_specs(
     mapping: Mapping,
     weights: dict[str, str] | None = None,
     seed: int = DEFAULT_SEED,
+    policy: Policy | str = Policy.TIME_SHARING,
+    drop_late: bool = True,
 ) -> dict[str, tuple[StageSpec, ...]]:
     """Every stage of every DNN, in pipeline order; the mapping must already be validated.
 
     `weights` maps a DNN name to a state_dict file; DNNs without one use seeded random weights.
+    `policy` is the components' scheduling policy; each stage carries its DNN's task class.
     """
+    policy = parse_policy(str(policy))
     weights = weights or {}
     out: dict[str, tuple[StageSpec, ...]] = {}
     for dnn in mapping.dnns:
@@ -114,6 +142,10 @@ def stage_specs(
                     weights=weights.get(dnn.name),
                     seed=seed,
                     priority=spec.priority,
+                    period=spec.period,
+                    deadline=spec.deadline,
+                    policy=policy.value,
+                    drop_late=drop_late,
                 )
             )
         out[dnn.name] = tuple(specs)

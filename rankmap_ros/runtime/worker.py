@@ -4,26 +4,47 @@ The process dies with its owner: PR_SET_PDEATHSIG kills it when its parent goes,
 polls the owner's pid (a process started through a fork server has the server as parent).
 Ctrl-C is ignored here because it reaches the whole process group; the owner stops stages
 through the board's stop flag, then SIGTERM, then SIGKILL.
+
+Under time-sharing a stage runs as one call (`serve`). Under an arbitrated policy
+(core.realtime.Policy) it runs unit by unit while holding its component's arbiter
+(`serve_units`): it asks for the component with the job's key, runs units, yields at unit
+boundaries to a more urgent job when the policy is preemptive, drops real-time jobs that can no
+longer meet their deadline (when `spec.drop_late`), and gives the component back before
+forwarding the result (a full output channel must never block a component).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
+import functools
+import multiprocessing as mp
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
+from rankmap_ros.core.realtime import TaskClass, job_key, late
 from rankmap_ros.runtime import backends
+from rankmap_ros.runtime.arbiter import Arbiter
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel
 from rankmap_ros.runtime.stage import StageSpec
 
 POLL_S = 0.1
+# libgomp's default spin (about 300k iterations) keeps a stage's OpenMP threads busy for
+# milliseconds after each parallel region; with several stage processes on one CPU cluster that
+# time is taken from whichever stage runs next (docs/RUNTIME.md, "OpenMP spinning"). 10k spins
+# keep the back-to-back operators of one job as fast and let the threads sleep right after it.
+GOMP_SPINCOUNT = "10000"
+ESTIMATE_WINDOW = 16  # recent timings per unit behind a stage's work estimate
+PROBE_AFTER = 4  # drops on the estimate alone in a row before a job runs anyway
 _PR_SET_PDEATHSIG = 1
 EXIT_FAILED = 3
 
@@ -37,6 +58,20 @@ class StageWiring:
     board: str
     row: int
     owner_pid: int
+    arbiter: str = ""  # the component's arbiter under an arbitrated policy ("" under time-sharing)
+    slot: int = -1
+
+
+def stage_context(preload: str = "rankmap_ros.runtime.worker") -> Any:
+    """The fork server stage processes come from (torch preloaded), with their OpenMP settings.
+
+    The server is a fresh interpreter started on first use: it inherits the environment then,
+    so a GOMP_SPINCOUNT the user set wins.
+    """
+    os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([preload])
+    return ctx
 
 
 def become_child() -> None:
@@ -71,20 +106,76 @@ def stage_main(spec: StageSpec, wiring: StageWiring) -> None:
         sys.exit(0)
     board = Board.open(wiring.board)
     board.rows["pid"][wiring.row] = os.getpid()
+    arbitrated = bool(wiring.arbiter) and spec.scheduling.arbitrated
     try:
         backends.bind(spec)
-        run = backends.prepare(spec)
         source = Channel.open(wiring.input)
         sink = Channel.open(wiring.output)
         warm = np.zeros(spec.input_shape, np.float32)
-        for _ in range(2):
-            run(warm)
+        if arbitrated:
+            units, arbiter = prepare_arbitrated(spec, wiring, warm)
+        else:
+            run = backends.prepare(spec)
+            for _ in range(2):
+                run(warm)
     except Exception as exc:  # reported to the owner, whatever it is
         board.set_state(wiring.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
         sys.exit(EXIT_FAILED)
     board.set_state(wiring.row, StageState.READY)
-    serve(run, source, sink, board, wiring)
+    if arbitrated:
+        with torch.inference_mode():  # one guard for every step of every job
+            serve_units(spec, units, arbiter, source, sink, board, wiring)
+    else:
+        serve(run, source, sink, board, wiring)
     board.set_state(wiring.row, StageState.STOPPED)
+
+
+def prepare_arbitrated(spec: StageSpec, wiring: StageWiring, warm: np.ndarray) -> tuple[backends.UnitRunner, Arbiter]:
+    """Build the stage unit by unit and warm it up holding the component, as any job would."""
+    units = backends.prepare_units(spec)
+    arbiter = Arbiter.open(wiring.arbiter)
+    if not arbiter.request(wiring.slot, (0.0, 0.0, 0.0), lambda: not owner_alive(wiring.owner_pid)):
+        sys.exit(0)
+    try:
+        with torch.inference_mode():
+            for _ in range(2):
+                units.leave(functools.reduce(lambda state, step: step(state), units.steps, units.enter(warm)))
+    finally:
+        arbiter.release(wiring.slot)
+    return units, arbiter
+
+
+class WorkEstimate:
+    """A lower bound of a job's remaining work on this stage: each unit's fastest recent time.
+
+    Only served jobs are timed (warm-up runs while other stages still build their models and
+    would inflate the times); a unit not timed yet counts 0. A job dropped on the estimate alone
+    is never timed, so after `PROBE_AFTER` such drops in a row one job runs anyway: a stale,
+    inflated estimate cannot drop every job forever.
+    """
+
+    def __init__(self, units: int) -> None:
+        self._recent = [collections.deque[float](maxlen=ESTIMATE_WINDOW) for _ in range(units)]
+        self._estimated_drops = 0
+
+    def record(self, unit: int, seconds: float) -> None:
+        self._recent[unit].append(seconds)
+
+    def remaining(self, first: int) -> float:
+        return sum(min(r) for r in self._recent[first:] if r)
+
+    def drop(self, task: TaskClass, release: float, now: float, first: int) -> bool:
+        """Whether a real-time job at unit `first` can no longer meet its deadline."""
+        if late(task, release, now):
+            return True
+        if not late(task, release, now, self.remaining(first)):
+            self._estimated_drops = 0
+            return False
+        self._estimated_drops += 1
+        if self._estimated_drops > PROBE_AFTER:
+            self._estimated_drops = 0
+            return False
+        return True
 
 
 def serve(
@@ -123,4 +214,103 @@ def serve(
         row["wait_in_s"] += t1 - t0 - source.last_copy_s
         row["wait_out_s"] += t3 - t2 - sink.last_copy_s
         row["last_service_s"] = t2 - t1
+        row["frames"] += 1
+
+
+def serve_units(
+    spec: StageSpec,
+    units: backends.UnitRunner,
+    arbiter: Arbiter,
+    source: Channel,
+    sink: Channel,
+    board: Board,
+    wiring: StageWiring,
+) -> None:
+    """`serve` under an arbitrated policy: hold the component per job, unit by unit.
+
+    A real-time job is dropped once even the lower bound of its remaining work (WorkEstimate)
+    cannot end by its deadline (core.realtime.late).
+    """
+    row = board.rows[wiring.row : wiring.row + 1]
+    policy, task, slot = spec.scheduling, spec.task, wiring.slot
+    preemptive = policy.preemptive
+    drop = spec.drop_late and task.realtime
+    steps = units.steps
+    owner = wiring.owner_pid
+    estimate = WorkEstimate(len(steps))
+
+    def stop() -> bool:
+        return board.stopping or not owner_alive(owner)
+
+    buffer: np.ndarray | None = None
+    while not board.stopping:
+        t0 = time.perf_counter()
+        frame = source.get(timeout=POLL_S, out=buffer)
+        t1 = time.perf_counter()
+        if frame is None:
+            row["wait_in_s"] += t1 - t0
+            if not owner_alive(owner):
+                return
+            continue
+        buffer = frame.array
+        row["wait_in_s"] += t1 - t0 - source.last_copy_s
+        row["copy_s"] += source.last_copy_s
+        row["copy_cpu_s"] += source.last_copy_cpu_s
+        origin = frame.header.origin
+        now = time.monotonic()
+        if drop and estimate.drop(task, origin, now, 0):
+            row["dropped"] += 1
+            continue
+        key = job_key(policy, task, origin, now - frame.queued_s, spec.priority)
+        if not arbiter.request(slot, key, stop):
+            return
+        t2 = time.perf_counter()
+        waited, busy, cpu, yields, dropped = t2 - t1, 0.0, 0.0, 0, False
+        c0 = time.process_time()
+        state = units.enter(frame.array)
+        busy += time.perf_counter() - t2
+        for i, step in enumerate(steps):
+            if i and preemptive and arbiter.should_yield(slot):
+                arbiter.release(slot)
+                cpu += time.process_time() - c0
+                w = time.perf_counter()
+                if not arbiter.request(slot, key, stop):
+                    return
+                c0 = time.process_time()
+                waited += time.perf_counter() - w
+                yields += 1
+            if drop and estimate.drop(task, origin, time.monotonic(), i):
+                dropped = True
+                break
+            s0 = time.perf_counter()
+            state = step(state)
+            dt = time.perf_counter() - s0
+            busy += dt
+            estimate.record(i, dt)
+        if dropped:
+            arbiter.release(slot)
+            cpu += time.process_time() - c0
+        else:
+            s0 = time.perf_counter()
+            y = units.leave(state)
+            busy += time.perf_counter() - s0
+            cpu += time.process_time() - c0
+            arbiter.release(slot)
+        row["wait_arb_s"] += waited
+        row["busy_s"] += busy
+        row["busy_cpu_s"] += cpu
+        row["yields"] += yields
+        row["preempted"] += 1 if yields else 0
+        if dropped:
+            row["dropped"] += 1
+            continue
+        t3 = time.perf_counter()
+        while not sink.put(y, frame.header, timeout=POLL_S):
+            if board.stopping or not owner_alive(owner):
+                return
+        t4 = time.perf_counter()
+        row["copy_s"] += sink.last_copy_s
+        row["copy_cpu_s"] += sink.last_copy_cpu_s
+        row["wait_out_s"] += t4 - t3 - sink.last_copy_s
+        row["last_service_s"] = busy
         row["frames"] += 1

@@ -137,6 +137,29 @@ def test_registry_refusals_change_nothing(tmp_path: Path) -> None:
     assert registry.weights() == [1.0, 3.0]
 
 
+def test_real_time_registration_is_checked_against_the_platform() -> None:
+    from rankmap_ros.core.platform import load_platform
+
+    registry = Registry(max_dnns=3, platform=load_platform("orange_pi_5"))
+    for reg, expected in [
+        (
+            _reg("v", model="vgg16", period=0.1, deadline=0.02),
+            r"real-time 'v' refused: deadline 20.0 ms .* vgg16 .*\(gpu: 20\d.\d ms\)",
+        ),
+        (_reg("v", model="vgg16", period=0.1, deadline=0.3), r"period 100.0 ms is shorter than one vgg16 job"),
+        (_reg("v", period=math.nan), "period must be a finite number"),
+        (_reg("v", deadline=0.05), "a deadline needs a period"),
+    ]:
+        with pytest.raises(RequestError, match=expected):
+            registry.register(reg, [])
+        assert registry.dnns == {}
+    stored = registry.register(_reg("s", period=0.1, deadline=0.06), [])
+    spec = registry.workload().dnns[0]
+    assert spec.realtime and spec.period == 0.1 and spec.deadline == 0.06 and stored.task.deadline == 0.06
+    registry.register(_reg("b"), [])
+    assert not registry.workload().dnns[1].realtime
+
+
 def test_model_file_in_an_allowed_directory_is_accepted(tmp_path: Path) -> None:
     import torch
 
@@ -153,10 +176,11 @@ def test_dnn_levels() -> None:
 
     chain = SimpleNamespace(restarts=0, started=0.0, ready=lambda: True)
 
-    def level(measured: float, min_rate: float = 0.0, p: float = 0.5) -> int:
+    def level(measured: float, min_rate: float = 0.0, p: float = 0.5, period: float = 0.0, miss: float = 0.0) -> int:
         d = SimpleNamespace(
             name="x", model="m", priority=0.5, stages=[], measured_rate=measured, predicted_rate=1.0,
-            min_rate=min_rate, potential_throughput=p,
+            min_rate=min_rate, potential_throughput=p, period=period, deadline=period,
+            deadline_miss_rate=miss if period else math.nan,
         )  # fmt: skip
         return level_value(dnn_status(d, chain, 100.0, 0.1, 5.0).level)  # type: ignore[arg-type]
 
@@ -164,6 +188,9 @@ def test_dnn_levels() -> None:
     assert level(10.0, min_rate=20.0) == 1
     assert level(0.0) == 2
     assert level(10.0, p=0.05) == 2
+    assert level(10.0, period=0.1, miss=0.01) == 0
+    assert level(10.0, period=0.1, miss=0.02) == 1  # a real-time DNN missing over 1% of deadlines
+    assert level(10.0, period=0.1, miss=math.nan) == 0  # not measured yet
 
 
 def _launch_calls(path: Path) -> tuple[set[str], set[str], set[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rankmap_ros.core.mapping import Mapping
@@ -50,6 +50,8 @@ class Plan:
     order, inferences/s); `reward` is the planner's own objective; `feasible` says whether every
     DNN met its threshold (always True for planners without thresholds). `simulations` counts
     mappings evaluated by the throughput model, `measurements` those run on the board (GA).
+    `candidates` holds the search's best few (mapping, reward, predicted throughput), best first,
+    so a caller can choose among near-equals on another criterion (deadlines, core.rtsim).
     """
 
     planner: str
@@ -63,6 +65,7 @@ class Plan:
     measurements: int = 0
     priorities: tuple[float, ...] | None = None
     thresholds: tuple[float, ...] | None = None
+    candidates: tuple[tuple[Mapping, float, tuple[float, ...]], ...] = field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         names = [d.name for d in self.mapping.dnns]

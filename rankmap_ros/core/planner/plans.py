@@ -200,6 +200,7 @@ def finish(name: str, evaluator: Evaluator, started: float, measurements: int = 
     rates = evaluator.rates[key]
     objective = evaluator.objective
     has_thresholds = bool(np.any(objective.thresholds > 0))
+    leaders = [key, *(k for k in evaluator.leaders if k != key)]
     return Plan(
         planner=name,
         mapping=evaluator.builder.mapping(key),
@@ -212,4 +213,8 @@ def finish(name: str, evaluator: Evaluator, started: float, measurements: int = 
         measurements=measurements,
         priorities=objective.priorities,
         thresholds=tuple(float(t) for t in objective.thresholds) if has_thresholds else None,
+        candidates=tuple(
+            (evaluator.builder.mapping(k), float(evaluator.scores[k]), tuple(float(r) for r in evaluator.rates[k]))
+            for k in leaders
+        ),
     )

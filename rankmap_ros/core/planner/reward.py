@@ -56,10 +56,16 @@ class Objective:
 
 
 def thresholds(platform: Platform, workload: Workload, min_potential: float = DEFAULT_MIN_POTENTIAL) -> np.ndarray:
-    """th per DNN (inferences/s): its min_rate when given, else min_potential times its isolated rate."""
+    """th per DNN (inferences/s): its min_rate when given, else min_potential times its isolated rate.
+
+    A real-time DNN needs at least one job per relative deadline (issue 7), whichever is higher.
+    """
     return np.array(
         [
-            d.min_rate if d.min_rate is not None else min_potential * ideal_throughput(platform, d.model)
+            max(
+                d.min_rate if d.min_rate is not None else min_potential * ideal_throughput(platform, d.model),
+                d.task.threshold_rate,
+            )
             for d in workload.dnns
         ]
     )

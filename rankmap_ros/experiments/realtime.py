@@ -1,0 +1,429 @@
+"""Real-time scheduling policies compared on three Pantheon-like applications (issue 7).
+
+Three scenarios in the spirit of Pantheon's robot, drone and traffic applications, three DNNs
+each: two real-time DNNs fed by one camera and one best-effort DNN. Deadlines are scaled to the
+platform (a factor times the DNN's fastest job alone, core.realtime.fastest_job) and the camera
+period follows from the laxest deadline, so the same scenarios run on any platform. Each
+scenario runs under two mappings: every DNN on the platform's reference component (Pantheon's
+setting, one shared GPU) and the RankMap planner's mapping. Every policy of
+core.realtime.POLICIES then runs through a runner, by default the discrete-event simulator
+(core/rtsim.py); a runner that measures on this host plugs in through `run_scenarios`.
+Runs are cached under the output directory, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rankmap_ros.core.mapping import Mapping
+from rankmap_ros.core.planner import Budget, RankMapPlanner
+from rankmap_ros.core.platform import Platform, load_platform
+from rankmap_ros.core.realtime import POLICIES, Policy, RtResult, fastest_job
+from rankmap_ros.core.rtsim import (
+    chain_seconds,
+    deadline_feasible,
+    edf_schedulable,
+    json_safe,
+    realtime_density,
+    schedulable,
+    simulate_rt,
+)
+from rankmap_ros.core.throughput import SimulatorModel
+from rankmap_ros.core.workload import DnnSpec, Workload
+
+Runner = Callable[[Platform, Workload, Mapping, Policy, float], RtResult]
+MAPPINGS = ("shared", "rankmap")
+# Pantheon's laxest deadline is 31 ms of a 33.3 ms frame: the camera period is the laxest
+# real-time deadline over this share.
+LAXEST_DEADLINE_SHARE = 0.9
+# Targets of issue 7 (docs/BENCHMARKS.md).
+TARGET_REDUCTION = 0.9
+TARGET_BEST_EFFORT_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class RtRole:
+    """One DNN of a scenario: real-time with deadline = `deadline_factor` x its fastest job, or best-effort."""
+
+    name: str
+    model: str
+    deadline_factor: float | None = None  # None: best-effort
+    priority: float = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """An application as data; `workload(platform)` scales its deadlines and period to the platform."""
+
+    name: str
+    description: str
+    roles: tuple[RtRole, ...]
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(r.model for r in self.roles)
+
+    def workload(self, platform: Platform, job_seconds: dict[str, float] | None = None) -> Workload:
+        """Deadlines from the platform model's fastest job, or from `job_seconds` measured per model."""
+        deadlines = {
+            r.name: r.deadline_factor
+            * (job_seconds[r.model] if job_seconds is not None else fastest_job(platform, r.model)[0])
+            for r in self.roles
+            if r.deadline_factor is not None
+        }
+        period = max(deadlines.values()) / LAXEST_DEADLINE_SHARE
+        return Workload(
+            tuple(
+                DnnSpec(
+                    r.name,
+                    r.model,
+                    priority=r.priority,
+                    period=period if r.name in deadlines else None,
+                    deadline=deadlines.get(r.name),
+                )
+                for r in self.roles
+            )
+        )
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "robot",
+        "mobile robot: obstacle detection and person recognition on one camera, scene recognition best-effort",
+        (
+            RtRole("obstacles", "ssd_mobilenet", 2.5),
+            RtRole("person", "mobilenet_v2", 4.0),
+            RtRole("scene", "resnet50"),
+        ),
+    ),
+    Scenario(
+        "drone",
+        "drone: wildfire detection and scene classification on one camera, wildlife survey best-effort",
+        (
+            RtRole("wildfire", "efficientnet_b0", 3.0),
+            RtRole("terrain", "googlenet", 4.0),
+            RtRole("wildlife", "vgg16"),
+        ),
+    ),
+    Scenario(
+        "traffic",
+        "smart traffic: sign and vehicle classification on one camera, vehicle re-identification best-effort",
+        (
+            RtRole("signs", "squeezenet", 3.0),
+            RtRole("vehicles", "mobilenet", 4.0),
+            RtRole("reid", "inception_v4"),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Seconds each policy runs; the planner's budget for the RankMap mapping; the seed."""
+
+    horizon: float = 30.0
+    budget: int = 3000
+    seed: int = 0
+
+
+FULL = Settings()
+QUICK = Settings(horizon=5.0, budget=600)
+# Measured runs take wall time (plus a few seconds to start and stop each mapping).
+MEASURED = Settings(horizon=12.0, budget=600)
+MEASURED_QUICK = Settings(horizon=4.0, budget=300)
+MEASURED_WARMUP_S = 1.5
+
+
+def simulated_runner(seed: int = 0) -> Runner:
+    """The default runner: core.rtsim, late dropping on for arbitrated policies.
+
+    The real-time DNNs of a scenario share one camera, so their jobs are released together (phase
+    0, the critical instant); the best-effort DNN starts at time 0 too.
+    """
+
+    def run(platform: Platform, workload: Workload, mapping: Mapping, policy: Policy, horizon: float) -> RtResult:
+        phases = {d.name: 0.0 for d in workload.dnns if d.realtime}
+        return simulate_rt(platform, workload, mapping, policy, horizon=horizon, seed=seed, phases=phases)
+
+    run.__name__ = f"simulated(seed={seed})"
+    return run
+
+
+def measured_runner(warmup_s: float = MEASURED_WARMUP_S) -> Runner:
+    """Runs the mapping for real on this host under the policy (runtime/realtime.py)."""
+    from rankmap_ros.runtime.realtime import run_realtime as run_on_host
+
+    def run(platform: Platform, workload: Workload, mapping: Mapping, policy: Policy, horizon: float) -> RtResult:
+        return run_on_host(platform, workload, mapping, policy, horizon, warmup_s=warmup_s)
+
+    run.__name__ = "measured(host)"
+    return run
+
+
+def host_setup(
+    scenarios: Sequence[Scenario], cache: Path | None = None, say: Callable[[str], None] | None = None
+) -> tuple[Platform, dict[str, float]]:
+    """This host as one CPU component, fitted to the scenario models' unit times measured on it,
+    and each model's measured job time (the sum of its units alone), which scales the deadlines.
+
+    The measurement is kept under `cache`, so a resumed run scales its deadlines the same way.
+    """
+    from rankmap_ros.runtime.calibrate import copy_bandwidth_gbs, fit_component
+    from rankmap_ros.runtime.host import host_platform
+    from rankmap_ros.runtime.profiler import UnitTimes, profile_units
+
+    host = host_platform(opencl_cpu_as_gpu=False)
+    component = host.reference_component
+    models = sorted({m for s in scenarios for m in s.models})
+    path = None if cache is None else cache / "host_units.json"
+    if path is not None and path.is_file():
+        saved = json.loads(path.read_text())
+        units = UnitTimes(component, {m: tuple(t) for m, t in saved["times"].items()}, {})
+        bandwidth = saved["bandwidth_gbs"]
+    else:
+        (say or (lambda _m: None))(f"timing every unit of {len(models)} models on this host's {component}")
+        units = profile_units(host, component, models)
+        bandwidth = copy_bandwidth_gbs()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"times": units.times, "bandwidth_gbs": bandwidth}))
+    platform = fit_component(host, units, bandwidth)
+    return platform, {m: float(sum(t or 0.0 for t in units.times[m])) for m in models}
+
+
+def scenario_mapping(kind: str, platform: Platform, workload: Workload, settings: Settings) -> Mapping:
+    """`shared`: every DNN whole on the reference component; `rankmap`: the planner's (RankMap_S)."""
+    if kind == "shared":
+        return Mapping.all_on(workload, platform.reference_component)
+    planner = RankMapPlanner(SimulatorModel(platform), budget=Budget(simulations=settings.budget), seed=settings.seed)
+    return planner.plan(workload).mapping
+
+
+def reduction(miss: float, reference: float) -> float | None:
+    """1 - miss / reference; None when the reference misses nothing (no reduction is defined)."""
+    return None if reference <= 0 else 1.0 - miss / reference
+
+
+def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per policy: the headline numbers and the reductions against time-sharing and FIFO."""
+    ts, fifo = runs[Policy.TIME_SHARING.value], runs[Policy.FIFO.value]
+    out: dict[str, Any] = {
+        "miss_rate": {p: r["miss_rate"] for p, r in runs.items()},
+        "preempted": {p: r["preempted"] for p, r in runs.items()},
+        "preempted_ratio": {},
+        "best_effort_throughput": {p: r["best_effort_throughput"] for p, r in runs.items()},
+        "best_effort_vs_time_sharing": {},
+        "miss_rate_reduction_vs_time_sharing": {},
+        "miss_rate_reduction_vs_fifo": {},
+    }
+    for p, r in runs.items():
+        released = sum(d["released"] for d in r["dnns"].values())
+        out["preempted_ratio"][p] = r["preempted"] / released if released else 0.0
+        base = ts["best_effort_throughput"]
+        out["best_effort_vs_time_sharing"][p] = r["best_effort_throughput"] / base if base > 0 else None
+        out["miss_rate_reduction_vs_time_sharing"][p] = reduction(r["miss_rate"], ts["miss_rate"])
+        out["miss_rate_reduction_vs_fifo"][p] = reduction(r["miss_rate"], fifo["miss_rate"])
+    return out
+
+
+def _targets(entry: dict[str, Any]) -> dict[str, Any]:
+    """Issue 7's targets for preemptive EDF in one scenario and mapping."""
+    edf = Policy.EDF.value
+    ts, fifo = entry["miss_rate"][Policy.TIME_SHARING.value], entry["miss_rate"][Policy.FIFO.value]
+    miss = entry["miss_rate"][edf]
+
+    def cut(reference: float) -> bool:
+        # Nothing to cut when the reference misses nothing: then EDF must miss nothing either.
+        return miss <= 0.0 if reference <= 0 else 1.0 - miss / reference >= TARGET_REDUCTION
+
+    share = entry["best_effort_vs_time_sharing"][edf]
+    return {
+        "edf_cuts_misses_90pct_vs_time_sharing": cut(ts),
+        "edf_cuts_misses_90pct_vs_fifo": cut(fifo),
+        "edf_keeps_half_best_effort": share is None or share >= TARGET_BEST_EFFORT_SHARE,
+    }
+
+
+def _fingerprint(settings: Settings, platform: Platform, scenarios: Sequence[Scenario], runner: Runner) -> str:
+    text = json.dumps(
+        [asdict(settings), platform.to_dict(), [asdict(s) for s in scenarios], getattr(runner, "__name__", "")],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_scenarios(
+    platform: Platform,
+    scenarios: Sequence[Scenario] = SCENARIOS,
+    runner: Runner | None = None,
+    settings: Settings = FULL,
+    cache: Path | None = None,
+    mappings: Sequence[str] = MAPPINGS,
+    job_seconds: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Every scenario under every mapping and policy; per-run results cached as JSON under `cache`."""
+    runner = runner or simulated_runner(settings.seed)
+    plans: list[tuple[Scenario, Workload, str, Mapping]] = []
+    for scenario in scenarios:
+        workload = scenario.workload(platform, job_seconds)
+        for kind in mappings:
+            plans.append((scenario, workload, kind, scenario_mapping(kind, platform, workload, settings)))
+    jobs = [(plan, policy) for plan in plans for policy in POLICIES]
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    label = "realtime (simulated)" if getattr(runner, "__name__", "").startswith("simulated") else "realtime"
+    for (scenario, workload, kind, mapping), policy in tqdm(jobs, desc=label, file=sys.stderr, disable=None):
+        path = None if cache is None else cache / f"{scenario.name}_{kind}_{policy.value}.json"
+        if path is not None and path.is_file():
+            run = json.loads(path.read_text())
+        else:
+            run = json_safe(runner(platform, workload, mapping, policy, settings.horizon).to_dict())
+            if path is not None:
+                path.write_text(json.dumps(run))
+        results.setdefault(f"{scenario.name}/{kind}", {})[policy.value] = run
+    report: dict[str, Any] = {}
+    for scenario, workload, kind, mapping in plans:
+        runs = results[f"{scenario.name}/{kind}"]
+        entry: dict[str, Any] = {
+            "stages": {d.name: [f"{s.component}[{s.start}:{s.stop}]" for s in d.stages] for d in mapping.dnns},
+            "feasible": schedulable(platform, workload, mapping),
+            "deadline_feasible": deadline_feasible(platform, workload, mapping),
+            "edf_schedulable": edf_schedulable(platform, workload, mapping),
+            "realtime_density": realtime_density(platform, workload, mapping),
+            "job_seconds": chain_seconds(platform, workload, mapping),
+            **summarize(runs),
+            "policies": runs,
+        }
+        entry["targets"] = _targets(entry)
+        target = report.setdefault(scenario.name, {"description": scenario.description})
+        target["workload"] = workload.to_dict()["dnns"]
+        target["mappings"] = {**target.get("mappings", {}), kind: entry}
+    for name, target in report.items():
+        # The headline is the shared mapping, where the DNNs contend for one component.
+        target.update({k: v for k, v in target["mappings"][mappings[0]].items() if k != "policies"})
+        target["mapping"] = mappings[0]
+        target["policies"] = target["mappings"][mappings[0]]["policies"]
+        report[name] = target
+    return report
+
+
+def run_realtime(
+    out_dir: Path | None = None,
+    *,
+    quick: bool = False,
+    platform: str | Platform = "orange_pi_5",
+    seed: int = 0,
+    runner: Runner | None = None,
+    scenarios: Sequence[Scenario] = SCENARIOS,
+    measured: bool = False,
+) -> dict[str, Any]:
+    """Run the experiment; with `out_dir`, write realtime.json and realtime.png, and cache per run.
+
+    `measured` runs every scenario for real on this host instead (one CPU component: every DNN
+    shares it), deadlines scaled by the models' job times measured here.
+    """
+    if measured:
+        base = MEASURED_QUICK if quick else MEASURED
+        settings = Settings(base.horizon, base.budget, seed)
+        runner = measured_runner()
+        host_cache = None if out_dir is None else Path(out_dir) / "cache" / "host"
+        plat, job_seconds = host_setup(scenarios, host_cache, lambda m: print(m, file=sys.stderr))
+        mappings: Sequence[str] = ("shared",)
+    else:
+        plat = platform if isinstance(platform, Platform) else load_platform(platform)
+        base = QUICK if quick else FULL
+        settings = Settings(base.horizon, base.budget, seed)
+        runner = runner or simulated_runner(seed)
+        job_seconds, mappings = None, MAPPINGS
+    simulated = getattr(runner, "__name__", "").startswith("simulated")
+    cache = None
+    if out_dir is not None:
+        cache = Path(out_dir) / "cache" / _fingerprint(settings, plat, scenarios, runner)
+        cache.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    report = run_scenarios(plat, scenarios, runner, settings, cache, mappings, job_seconds)
+    feasible = [s for s in report.values() if s["feasible"]]
+    result: dict[str, Any] = {
+        "experiment": "realtime",
+        "simulated": simulated,
+        "runner": getattr(runner, "__name__", type(runner).__name__),
+        "platform": plat.name,
+        "quick": quick,
+        "settings": asdict(settings),
+        "policies": [p.value for p in POLICIES],
+        "scenarios": report,
+        "targets": {
+            "feasible_scenarios": [name for name, s in report.items() if s["feasible"]],
+            "edf_cuts_misses_90pct_vs_time_sharing": all(
+                s["targets"]["edf_cuts_misses_90pct_vs_time_sharing"] for s in feasible
+            ),
+            "edf_cuts_misses_90pct_vs_fifo": all(s["targets"]["edf_cuts_misses_90pct_vs_fifo"] for s in feasible),
+            "edf_keeps_half_best_effort": all(s["targets"]["edf_keeps_half_best_effort"] for s in feasible),
+        },
+    }
+    result["seconds"] = time.perf_counter() - started
+    if out_dir is not None:
+        out = Path(out_dir)
+        (out / "realtime.json").write_text(json.dumps(result, indent=2) + "\n")
+        plot(out / "realtime.png", result)
+    return result
+
+
+def plot(path: Path, result: dict[str, Any]) -> None:
+    """Pantheon's Figure 2 for our scenarios: miss rate, preempted-job ratio, best-effort throughput."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    names = list(result["scenarios"])
+    policies = result["policies"]
+    panels = (
+        ("miss_rate", "deadline miss rate"),
+        ("preempted_ratio", "preempted jobs / jobs"),
+        ("best_effort_vs_time_sharing", "best-effort throughput\n(vs time-sharing)"),
+    )
+    fig = Figure(figsize=(11, 3.8))
+    axes = fig.subplots(1, 3)
+    x = np.arange(len(names))
+    width = 0.8 / len(policies)
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for k, policy in enumerate(policies):
+            values = [result["scenarios"][n][key][policy] or 0.0 for n in names]
+            ax.bar(x + (k - (len(policies) - 1) / 2) * width, values, width, label=policy)
+        ax.set_xticks(x, names)
+        ax.set_ylabel(label)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(policies), fontsize=8, frameon=False)
+    kind = "simulated" if result["simulated"] else "measured"
+    fig.suptitle(f"Scheduling policies, every DNN on {result['platform']}'s reference component ({kind})")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=120)
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """A table per scenario for the terminal."""
+    kind = "simulated" if result["simulated"] else "measured"
+    lines = [f"realtime experiment on {result['platform']} ({kind}), {result['settings']['horizon']:.0f} s per run"]
+    for name, s in result["scenarios"].items():
+        for kind_name, entry in s["mappings"].items():
+            lines.append(f"{name} / {kind_name} mapping (feasible: {entry['feasible']}):")
+            lines.append("  policy        miss    preempted  best-effort/s  cut vs TS  cut vs FIFO")
+            for p in result["policies"]:
+                ts_cut = entry["miss_rate_reduction_vs_time_sharing"][p]
+                fifo_cut = entry["miss_rate_reduction_vs_fifo"][p]
+                lines.append(
+                    f"  {p:<12}  {entry['miss_rate'][p]:6.3f}  {entry['preempted_ratio'][p]:9.3f}"
+                    f"  {entry['best_effort_throughput'][p]:13.2f}"
+                    f"  {'n/a' if ts_cut is None else f'{ts_cut:9.3f}'}"
+                    f"  {'n/a' if fifo_cut is None else f'{fifo_cut:11.3f}'}"
+                )
+    lines.append("targets (feasible scenarios): " + json.dumps(result["targets"]))
+    return "\n".join(lines)

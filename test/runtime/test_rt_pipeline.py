@@ -1,0 +1,167 @@
+"""Pipelines under arbitrated policies (issue 7): preempted outputs, late drops, measurement, no leaks."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rankmap_ros.core.mapping import DnnMapping, Mapping
+from rankmap_ros.core.platform import Platform
+from rankmap_ros.core.realtime import Policy
+from rankmap_ros.core.workload import DnnSpec, Workload
+from rankmap_ros.runtime import backends
+from rankmap_ros.runtime.host import host_platform
+from rankmap_ros.runtime.pipeline import Pipeline
+from rankmap_ros.runtime.realtime import run_realtime
+from rankmap_ros.runtime.shm import owned_entries
+from rankmap_ros.runtime.stage import build_model, stage_specs
+
+pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs for big/little")
+
+
+@pytest.fixture(scope="module")
+def platform() -> Platform:
+    return host_platform("big:0,little:1", opencl_cpu_as_gpu=False)
+
+
+def alive(pids) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append(pid)
+    return out
+
+
+def whole_model(model: str, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return build_model(model)(torch.from_numpy(x)).numpy()
+
+
+def test_a_stage_run_unit_by_unit_with_other_work_between_units_is_bit_identical(platform):
+    workload = Workload.from_models(["squeezenet_v2", "shufflenet"])
+    mapping = Mapping(
+        (DnnMapping("squeezenet_v2", "squeezenet_v2", ("big",) * 18), *Mapping.all_on(workload, "big").dnns[1:])
+    )
+    specs = stage_specs(platform, workload, mapping, policy=Policy.EDF)
+    spec, other = specs["squeezenet_v2"][0], specs["shufflenet"][0]
+    whole, units, intruder = backends.prepare(spec), backends.prepare_units(spec), backends.prepare_units(other)
+    assert len(units.steps) == 18
+    x = np.random.default_rng(2).standard_normal(spec.input_shape).astype(np.float32)
+    y = np.random.default_rng(3).standard_normal(other.input_shape).astype(np.float32)
+    with torch.inference_mode():
+        state = units.enter(x)
+        for i, step in enumerate(units.steps):
+            if i % 5 == 4:  # "preempted": another DNN's job runs here, then this one resumes
+                intruder(y)
+            state = step(state)
+        got = units.leave(state)
+    np.testing.assert_array_equal(got, whole(x))
+    np.testing.assert_array_equal(units(x), whole(x))
+
+
+def test_preempted_jobs_compute_what_the_whole_model_computes(platform):
+    # a best-effort MobileNet-V2 (20 units) shares the big core with a 50 Hz real-time SqueezeNet
+    workload = Workload((DnnSpec("bg", "mobilenet_v2"), DnnSpec("det", "squeezenet_v2", period=0.02, deadline=0.5)))
+    mapping = Mapping.all_on(workload, "big")
+    rng = np.random.default_rng(11)
+    with Pipeline(platform, workload, source="external", policy=Policy.EDF) as pipeline:
+        pipeline.start(mapping)
+        stop = threading.Event()
+        frame = rng.standard_normal((1, 3, 227, 227)).astype(np.float32)
+
+        def camera() -> None:
+            while not stop.is_set():
+                pipeline.submit("det", frame)
+                time.sleep(0.02)
+
+        feeder = threading.Thread(target=camera, daemon=True)
+        feeder.start()
+        try:
+            for _ in range(4):
+                x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+                got = pipeline.result("bg", pipeline.submit("bg", x).seq, timeout=60).array
+                np.testing.assert_allclose(got, whole_model("mobilenet_v2", x), rtol=1e-4, atol=1e-5)
+        finally:
+            stop.set()
+            feeder.join()
+        counters = pipeline.realtime_counters()
+        pids = [p for ps in pipeline.pids().values() for p in ps]
+    assert counters["bg"]["frames"] == 4
+    assert counters["bg"]["preempted"] >= 1, "the real-time DNN never preempted the best-effort one"
+    assert counters["det"]["preempted"] == 0 and counters["det"]["frames"] > 0
+    assert alive(pids) == []
+    assert owned_entries(os.getpid()) == []
+
+
+def test_edf_measures_misses_drops_preemptions_and_leaves_nothing_behind(platform):
+    workload = Workload(
+        (
+            DnnSpec("det", "squeezenet_v2", period=0.05, deadline=0.05),  # feasible: ~8 ms a job here
+            DnnSpec("hopeless", "shufflenet", period=0.05, deadline=0.002),  # no job fits in 2 ms
+            DnnSpec("bg", "mobilenet_v2"),
+        )
+    )
+    half = DnnMapping("hopeless", "shufflenet", ("big",) * 9 + ("little",) * 9)
+    mapping = Mapping((*Mapping.all_on(workload, "big").dnns[:1], half, Mapping.all_on(workload, "big").dnns[2]))
+    with Pipeline(platform, workload, policy="edf") as pipeline:
+        pipeline.start(mapping)
+        result = pipeline.measure_realtime(2.0, warmup_s=0.5)
+        pids = [p for ps in pipeline.pids().values() for p in ps]
+        arbiters = pipeline.arbiter_stats()
+        # one arbiter per component: big (3 stages) and little (1); each a segment and a semaphore per slot
+        assert set(arbiters) == {"big", "little"}
+        assert len(owned_entries(os.getpid())) == 1 + 4 * 7 + (1 + 3) + (1 + 1)
+    assert alive(pids) == []
+    assert owned_entries(os.getpid()) == []
+    assert result.policy == "edf" and not result.simulated
+
+    det, hopeless, bg = (result.dnn(n) for n in ("det", "hopeless", "bg"))
+    assert 30 <= det.released <= 45, "one input per 50 ms period"
+    assert det.completed >= det.released * 0.8
+    assert det.latency_p95_s < 0.05 or det.missed > 0
+    # every job of the hopeless DNN is dropped as late by its first stage, none forwarded
+    assert 30 <= hopeless.released <= 45
+    assert hopeless.completed == 0 and hopeless.missed == hopeless.released
+    assert hopeless.dropped >= hopeless.released - 2
+    assert hopeless.miss_rate == 1.0
+    # the best-effort DNN saturates, gives the core away at unit boundaries, never misses
+    assert not bg.realtime and bg.throughput > 5 and bg.missed == 0 and bg.dropped == 0
+    assert bg.preempted > 0
+    assert result.decisions > 0 and 0 < result.overhead_s_per_decision < 1e-3
+    assert result.utilisation["big"] > 0.5
+
+
+def test_without_drop_late_a_late_job_completes_and_counts_as_missed(platform):
+    workload = Workload((DnnSpec("hopeless", "squeezenet_v2", period=0.05, deadline=0.002),))
+    result = run_realtime(
+        platform, workload, Mapping.all_on(workload, "big"), Policy.NP_EDF, 1.0, warmup_s=0.3, drop_late=False
+    )
+    (d,) = result.dnns
+    assert d.released >= 10
+    assert d.dropped == 0 and d.completed >= d.released - 1
+    assert d.missed == d.released
+    assert d.latency_p50_s > 0.002
+    assert owned_entries(os.getpid()) == []
+
+
+def test_time_sharing_runs_without_arbiters(platform):
+    workload = Workload((DnnSpec("det", "squeezenet_v2", period=0.05),))
+    with Pipeline(platform, workload) as pipeline:
+        pipeline.start(Mapping.all_on(workload, "big"))
+        assert pipeline.arbiter_stats() == {}
+        assert len(owned_entries(os.getpid())) == 1 + 4 * 2  # board and two channels, as before
+        result = pipeline.measure_realtime(1.0, warmup_s=0.3)
+    (d,) = result.dnns
+    assert result.policy == "time_sharing" and result.decisions == 0 and result.overhead_s_per_decision == 0
+    assert 15 <= d.released <= 25 and d.completed >= d.released - 1
+    assert owned_entries(os.getpid()) == []
