@@ -2,9 +2,15 @@
 
 Starts a manager and a 640x480 rgb8 camera at 30 Hz on a private localhost domain, then measures
 from this process (a ROS node): the answer time of each registration of three DNNs and the time
-to their first result, the status round trip, the time from SIGKILL of an executor to the first
-result of a frame captured after the kill, the resident memory of everything started, and that
-shutdown leaves no process or shared memory behind.
+to their first result, frame loss and latency per hop over a window, the status round trip, the
+time from SIGKILL of an executor to the first result of a frame captured after the kill, the
+resident memory of everything started, and that shutdown leaves no process or shared memory
+behind.
+
+Latency per hop: a result's age when it arrives here (now - its image's capture stamp) minus what
+the DNN itself took (each stage's mean service time and the mean time a frame waited in the
+stage's input for the stage to become free), over its hops: camera -> first stage (DDS, decode),
+stage -> stage (shared memory), last stage -> this node (DDS).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from rankmap_ros.ros.demo import auto_split, demo_environment, descendants, memo
 from rankmap_ros.ros.perception_demo_node import DEMO_DNNS
 
 STATUS_CALLS = 50
+WINDOW_S = 10.0
 
 
 def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -62,21 +69,34 @@ def _stamp_ns(result: Any) -> int:
 
 
 def _measure(manager: subprocess.Popen[bytes], kills: int) -> dict[str, Any]:
-    from rankmap_ros.ros.rclpy_compat import Node, msg, rclpy, srv
+    from rankmap_ros.ros.rclpy_compat import Node, msg, qos_profile_sensor_data, rclpy, srv
 
     register_type, status_type = srv(endpoints.REGISTER_TYPE), srv(endpoints.STATUS_TYPE)
     rclpy.init(args=[])
     node = Node("rankmap_bench_face")
     arrivals: dict[str, list[tuple[float, int]]] = {}
+    ages: dict[str, list[float]] = {}
     pids: dict[str, list[int]] = {}
+    stages: dict[str, dict[str, dict[str, str]]] = {}  # dnn -> stage label -> latest values
+    camera: list[int] = []
+    # dnn -> (camera frames seen here, frames its first stage received) at each diagnostics array
+    counts: dict[str, list[tuple[int, int]]] = {}
 
     def on_diagnostics(array: Any) -> None:
         for s in array.status:
             name = s.name.split(": ", 1)[-1]
             if name.startswith("stage "):
                 dnn = name[6:].split("[", 1)[0]
-                pid = int({kv.key: kv.value for kv in s.values}["pid"])
-                pids.setdefault(dnn, []).append(pid)
+                values = {kv.key: kv.value for kv in s.values}
+                pids.setdefault(dnn, []).append(int(values["pid"]))
+                stages.setdefault(dnn, {})[name] = values
+                if "[0:" in name:
+                    counts.setdefault(dnn, []).append((len(camera), int(values["received"])))
+
+    def on_result(name: str, result: Any) -> None:
+        stamp = _stamp_ns(result)
+        arrivals[name].append((time.monotonic(), stamp))
+        ages[name].append((time.time_ns() - stamp) * 1e-9)
 
     def spin_until(done: Any, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -87,6 +107,12 @@ def _measure(manager: subprocess.Popen[bytes], kills: int) -> dict[str, Any]:
     try:
         node.create_subscription(
             msg("diagnostic_msgs/msg/DiagnosticArray"), endpoints.DIAGNOSTICS_TOPIC, on_diagnostics, 10
+        )
+        node.create_subscription(
+            msg("sensor_msgs/msg/Image"),
+            "/camera/image_raw",
+            lambda m: camera.append(_stamp_ns(m)),
+            qos_profile_sensor_data,
         )
         register = node.create_client(register_type, endpoints.REGISTER_SERVICE)
         status = node.create_client(status_type, endpoints.STATUS_SERVICE)
@@ -100,15 +126,16 @@ def _measure(manager: subprocess.Popen[bytes], kills: int) -> dict[str, Any]:
             spin_until(future.done, 10.0)
             answers[name] = (time.monotonic() - t0) * 1000
             registered[name] = t0
-            arrivals[name] = []
+            arrivals[name], ages[name] = [], []
             node.create_subscription(
                 msg("vision_msgs/msg/Classification"),
                 future.result().output_topic,
-                lambda m, n=name: arrivals[n].append((time.monotonic(), _stamp_ns(m))),
+                lambda m, n=name: on_result(n, m),
                 10,
             )
         spin_until(lambda: all(arrivals.values()), 180.0)
         first = {n: round(a[0][0] - registered[n], 2) for n, a in arrivals.items() if a}
+        hops = _window(spin_until, camera, ages, stages, counts)
         rtts = []
         for _ in range(STATUS_CALLS):
             t0 = time.monotonic()
@@ -130,11 +157,52 @@ def _measure(manager: subprocess.Popen[bytes], kills: int) -> dict[str, Any]:
             "register_answer_ms": {n: round(v, 1) for n, v in answers.items()},
             "first_result_after_register_s": first,
             "status_rtt_ms_median": round(statistics.median(rtts), 2),
+            **hops,
             "kill_to_results_again_s": recoveries,
         }
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _window(
+    spin_until: Any,
+    camera: list[int],
+    ages: dict[str, list[float]],
+    stages: dict[str, dict[str, dict[str, str]]],
+    counts: dict[str, list[tuple[int, int]]],
+) -> dict[str, Any]:
+    """Frames the camera sent against frames each DNN's first stage received, and the latency
+    per hop above the DNN's own compute and queueing, over WINDOW_S.
+
+    Both counts are read when a diagnostics array arrives (the camera's here, the first stage's
+    in the array), so they cover the same stretch of the stream up to the DDS delay of one array.
+    """
+    spin_until(lambda: all(stages.get(n) for n in ages), 10.0)
+    spin_until(lambda: False, 2.0)  # diagnostics of the settled chains
+    start = {n: len(counts.get(n, [])) for n in ages}
+    sent0 = len(camera)
+    for latest in ages.values():
+        latest.clear()
+    spin_until(lambda: False, WINDOW_S)
+    sent = len(camera) - sent0
+    out: dict[str, Any] = {"window_s": WINDOW_S, "camera_frames": sent, "camera_rate_hz": round(sent / WINDOW_S, 2)}
+    loss, per_hop, detail = {}, {}, {}
+    for n, latest in ages.items():
+        seen = counts.get(n, [])[max(start[n] - 1, 0) :]
+        if len(seen) >= 2 and seen[-1][0] > seen[0][0]:
+            (cam0, got0), (cam1, got1) = seen[0], seen[-1]
+            loss[n] = round(1.0 - (got1 - got0) / (cam1 - cam0), 4)
+        else:
+            loss[n] = None
+        chain = stages.get(n, {})
+        dnn_s = sum(float(v["service_time_s"]) + float(v["queue_wait_s"]) for v in chain.values())
+        hops = len(chain) + 1
+        age = statistics.median(latest) if latest else float("nan")
+        per_hop[n] = round((age - dnn_s) / hops * 1e3, 2)
+        detail[n] = {"result_age_ms": round(age * 1e3, 1), "compute_and_queue_ms": round(dnn_s * 1e3, 1), "hops": hops}
+    out.update(first_stage_frame_loss=loss, latency_per_hop_ms=per_hop, latency_detail=detail)
+    return out
 
 
 def report(result: dict[str, Any]) -> str:
@@ -143,6 +211,8 @@ def report(result: dict[str, Any]) -> str:
         f"registration answer (ms): {result['register_answer_ms']}",
         f"first result after registration (s): {result['first_result_after_register_s']}",
         f"status round trip median: {result['status_rtt_ms_median']} ms",
+        f"camera {result['camera_rate_hz']} Hz; frames lost before the first stage: {result['first_stage_frame_loss']}",
+        f"latency per hop above the DNN's compute and queueing (ms): {result['latency_per_hop_ms']}",
         f"killed executor -> results again (s): {result['kill_to_results_again_s']}",
         f"memory: {m['processes']} processes, RSS {m['rss_mb_total']} MB, PSS {m['pss_mb_total']} MB, "
         f"largest {m['rss_mb_max_process']} MB",

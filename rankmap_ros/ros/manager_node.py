@@ -83,6 +83,12 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
         "(preemptive EDF at unit boundaries: use it with real-time DNNs)",
         {},
     ),
+    (
+        "drop_late_jobs",
+        True,
+        "under an arbitrated policy, drop a real-time job once it can no longer meet its deadline",
+        {},
+    ),
     ("search_simulations", 300, "planner budget: mappings evaluated", {"integer_range": _int_range(1, 1_000_000)}),
     ("search_time_limit", 1.0, "planner budget: seconds", {"floating_point_range": _float_range(0.01, 600.0)}),
     (
@@ -429,6 +435,7 @@ class Manager(Node):
             period=reg.period,
             deadline=reg.task.deadline or 0.0,
             policy=self.policy.value,
+            drop_late=self.v["drop_late_jobs"],
         )
 
     # ---- supervision ------------------------------------------------------------------------
@@ -614,7 +621,16 @@ def stage_statuses(chain: Chain) -> list[Status]:
         status = Status(f"stage {chain.config.dnn}[{a}:{b}]@{comp}")
         status.add("component", comp)
         status.add("pid", p.process.pid)
-        keys = ("service_time_s", "last_service_s", "queue_depth", "drops", "frames", "state")
+        keys = (
+            "service_time_s",
+            "queue_wait_s",
+            "last_service_s",
+            "queue_depth",
+            "received",
+            "drops",
+            "frames",
+            "state",
+        )
         if chain.config.policy != "time_sharing":
             keys += ("late_drops", "preempted")
         for key in keys:

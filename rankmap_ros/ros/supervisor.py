@@ -220,6 +220,8 @@ class Chain:
         return {
             "frames": frames,
             "service_time_s": float(row["busy_s"]) / frames if frames else math.nan,
+            "queue_wait_s": float(row["queued_s"]) / frames if frames else math.nan,
+            "received": channel.written,
             "last_service_s": float(row["last_service_s"]),
             "queue_depth": channel.depth,
             "drops": channel.dropped,

@@ -24,6 +24,7 @@ ROW = np.dtype(
         ("wait_in_s", "<f8"),  # time waiting for input
         ("wait_out_s", "<f8"),  # time blocked by a full output channel (back-pressure)
         ("last_service_s", "<f8"),
+        ("queued_s", "<f8"),  # time frames waited in the stage's input channel (put to get)
         # arbitrated policies only (runtime/arbiter.py); zero under time-sharing
         ("wait_arb_s", "<f8"),  # time waiting for the component (first grant and after preemptions)
         ("dropped", "<i8"),  # real-time jobs dropped as late (not forwarded)

@@ -214,6 +214,7 @@ def serve(
         row["wait_in_s"] += t1 - t0 - source.last_copy_s
         row["wait_out_s"] += t3 - t2 - sink.last_copy_s
         row["last_service_s"] = t2 - t1
+        row["queued_s"] += frame.queued_s
         row["frames"] += 1
 
 
@@ -313,4 +314,5 @@ def serve_units(
         row["copy_cpu_s"] += sink.last_copy_cpu_s
         row["wait_out_s"] += t4 - t3 - sink.last_copy_s
         row["last_service_s"] = busy
+        row["queued_s"] += frame.queued_s
         row["frames"] += 1
