@@ -454,13 +454,7 @@ class Pipeline:
                     stages=tuple(stages),
                 )
             )
-        utilisation = {}
-        for comp, busy in busy_time.items():
-            c = self.platform.component(comp)
-            if c.backend == "cpu" and c.cpus:
-                utilisation[comp] = min(cpu_time[comp] / (window * len(c.cpus)), 1.0)
-            else:
-                utilisation[comp] = min(busy / window, 1.0)
+        utilisation = self._utilisation(busy_time, cpu_time, window)
         host_busy = {}
         for comp in self.platform.components:
             cpus = [c for c in comp.cpus if c in jiffies0 and c in jiffies1]
@@ -540,13 +534,7 @@ class Pipeline:
                     latency_p95_s=float(np.percentile(lat, 95)),
                 )
             )
-        utilisation = {}
-        for comp, busy in busy_time.items():
-            c = self.platform.component(comp)
-            if c.backend == "cpu" and c.cpus:
-                utilisation[comp] = min(cpu_time[comp] / (window * len(c.cpus)), 1.0)
-            else:
-                utilisation[comp] = min(busy / window, 1.0)
+        utilisation = self._utilisation(busy_time, cpu_time, window)
         spent = [arb1[n] - arb0[n] for n in arb1]
         decisions = sum(d.decisions for d in spent)
         overhead = sum(d.decide_s for d in spent) / decisions if decisions else 0.0
@@ -580,6 +568,17 @@ class Pipeline:
         return {name: a.stats() for name, a in self._arbiters.items()}
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _utilisation(self, busy_time: dict[str, float], cpu_time: dict[str, float], window: float) -> dict[str, float]:
+        """Busy fraction per component: CPU time over its cores for a CPU cluster, else time computing."""
+        utilisation = {}
+        for comp, busy in busy_time.items():
+            c = self.platform.component(comp)
+            if c.backend == "cpu" and c.cpus:
+                utilisation[comp] = min(cpu_time[comp] / (window * len(c.cpus)), 1.0)
+            else:
+                utilisation[comp] = min(busy / window, 1.0)
+        return utilisation
 
     def _make_arbiters(self, specs: dict[str, tuple[StageSpec, ...]]) -> None:
         """One arbiter per component that runs stages, one slot per stage (arbitrated policies)."""
