@@ -14,6 +14,7 @@ a poll of the manager's pid) and stops on SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -79,6 +80,7 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("drop_late", True, "drop real-time jobs that can no longer meet their deadline"),
     ("arbiter", "", "the component's arbiter (arbitrated policies)"),
     ("arbiter_slot", -1, "this executor's slot in the arbiter"),
+    ("compute_niceness", 5, "niceness of the compute thread, above the node's transport threads"),
 )
 # An image stamp further from now than this is not from this host's clock (simulated time, a
 # bag): its job's deadline then counts from when the image arrived.
@@ -162,6 +164,7 @@ class StageExecutor(Node):
             "", "", "", v["board_row"], v["owner_pid"] or os.getppid(), v["arbiter"], v["arbiter_slot"]
         )
         self.arbitrated = bool(v["arbiter"]) and self.spec.scheduling.arbitrated
+        self.niceness = int(v["compute_niceness"])
         self.row = v["board_row"]
         self.kind = v["output_kind"]
         self.board = Board.open(v["board"])
@@ -224,6 +227,11 @@ class StageExecutor(Node):
         )
 
     def _serve(self) -> None:
+        # Below the threads that take images in and publish results (and below the camera and
+        # the manager): on saturated cores the transport then waits for a core far less. Torch's
+        # OpenMP workers for this thread are created by it and inherit the niceness.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.niceness)
         board = _BoardView(self.board, self.stop)
         if self.arbitrated:
             with torch.inference_mode():

@@ -132,6 +132,13 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     ("qos.input_depth", 5, "first stages' image queue depth", {"integer_range": _int_range(1, 100)}),
     ("qos.results_depth", 10, "result publishers' queue depth (reliable)", {"integer_range": _int_range(1, 1000)}),
     (
+        "compute_niceness",
+        5,
+        "niceness of the executors' compute threads (0-19): above it, their transport threads, cameras "
+        "and other nodes get a saturated core first",
+        {"integer_range": _int_range(0, 19)},
+    ),
+    (
         "diagnostics_period",
         1.0,
         "seconds between /diagnostics arrays",
@@ -432,6 +439,7 @@ class Manager(Node):
             input_reliability=self.v["qos.input_reliability"],
             input_depth=self.v["qos.input_depth"],
             results_depth=self.v["qos.results_depth"],
+            compute_niceness=self.v["compute_niceness"],
             period=reg.period,
             deadline=reg.task.deadline or 0.0,
             policy=self.policy.value,

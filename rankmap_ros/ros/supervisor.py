@@ -56,6 +56,7 @@ class ChainConfig:
     input_reliability: str = "best_effort"
     input_depth: int = 5
     results_depth: int = 10
+    compute_niceness: int = 5
     period: float = 0.0  # real-time: seconds between images (0: best-effort)
     deadline: float = 0.0
     policy: str = "time_sharing"
@@ -263,6 +264,7 @@ def executor_command(
         "output_topic": config.output_topic if last else "",
         "output_kind": config.output_kind,
         "results_depth": config.results_depth,
+        "compute_niceness": config.compute_niceness,
         "period": float(config.period),
         "deadline": float(config.deadline),
         "policy": config.policy,

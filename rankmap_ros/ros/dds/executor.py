@@ -148,22 +148,40 @@ class Executor:
                     return work
         return None
 
-    def _next_work(self, timeout_sec: float | None) -> Work | None:
-        if not self._context.ok():
-            raise ExternalShutdownException
-        if self._is_shutdown:
-            raise ShutdownException
-        work = self._pop_runnable()
-        if work is not None:
-            return work
-        self._collect(timeout_sec)
-        if not self._context.ok():
-            raise ExternalShutdownException
-        return self._pop_runnable()
+    def _next_work(self, timeout_sec: float | None, until: Callable[[], bool] | None = None) -> Work | None:
+        """The next runnable work, waiting up to `timeout_sec` (None: for ever) like rclpy, or
+        None as soon as `until()` holds (a future being waited for is done).
+
+        A wake-up without work (a node added or removed: the guard condition) only rebuilds what
+        is waited on and waits again for the time left. Returning instead turned
+        `while ...: rclpy.spin_once(node, timeout_sec=0.1)` into a busy loop, since
+        `rclpy.spin_once` adds and removes the node, which wakes the executor every time.
+        """
+        deadline = None if timeout_sec is None or timeout_sec < 0 else time.monotonic() + timeout_sec
+        while True:
+            if not self._context.ok():
+                raise ExternalShutdownException
+            if self._is_shutdown:
+                raise ShutdownException
+            work = self._pop_runnable()
+            if work is not None or (until is not None and until()):
+                return work
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left < 0:
+                return None
+            self._collect(left)
+            if not self._context.ok():
+                raise ExternalShutdownException
+            work = self._pop_runnable()
+            if work is not None or (left is not None and left <= 0) or (until is not None and until()):
+                return work
 
     # --- spinning -----------------------------------------------------------------------------
 
     def spin_once(self, timeout_sec: float | None = None) -> None:
+        self._spin_once(timeout_sec)
+
+    def _spin_once(self, timeout_sec: float | None, until: Callable[[], bool] | None = None) -> None:
         raise NotImplementedError
 
     def spin(self) -> None:
@@ -181,18 +199,18 @@ class Executor:
             if remaining is not None and remaining <= 0:
                 return
             try:
-                self.spin_once(remaining)
+                self._spin_once(remaining, future.done)
             except ShutdownException:
                 return
 
     def spin_once_until_future_complete(self, future: Future, timeout_sec: float | None = None) -> None:
         future.add_done_callback(lambda _: self.wake())
-        self.spin_once(timeout_sec)
+        self._spin_once(timeout_sec, future.done)
 
 
 class SingleThreadedExecutor(Executor):
-    def spin_once(self, timeout_sec: float | None = None) -> None:
-        work = self._next_work(timeout_sec)
+    def _spin_once(self, timeout_sec: float | None, until: Callable[[], bool] | None = None) -> None:
+        work = self._next_work(timeout_sec, until)
         if work is not None:
             work[1]()
 
@@ -203,11 +221,11 @@ class MultiThreadedExecutor(Executor):
         self._pool = ThreadPoolExecutor(max_workers=num_threads or os.cpu_count() or 2)
         self._errors: deque[BaseException] = deque()
 
-    def spin_once(self, timeout_sec: float | None = None) -> None:
+    def _spin_once(self, timeout_sec: float | None, until: Callable[[], bool] | None = None) -> None:
         """Dispatch every runnable unit of work to the pool; callback errors surface here."""
         if self._errors:
             raise self._errors.popleft()
-        work = self._next_work(timeout_sec)
+        work = self._next_work(timeout_sec, until)
         while work is not None:
             entity, run = work
             group = getattr(entity, "callback_group", None)

@@ -196,8 +196,12 @@ class Client:
                 if pending is future:
                     del self._pending[sequence]
 
-    def take(self) -> None:
-        """Reply filtering: replies to other clients of the service are taken and dropped."""
+    def take(self) -> Callable[[], None] | None:
+        """Reply filtering: replies to other clients of the service are taken and dropped.
+
+        A reply is work for the executor, as in rclpy: completing its future is the callback, so
+        `spin_once` returns once a reply is in (the caller is typically waiting for it).
+        """
         for sample in self._reader.take(1):
             if not isinstance(sample, RawSample):
                 continue
@@ -207,7 +211,9 @@ class Client:
             with self._lock:
                 future = self._pending.pop(sequence, None)
             if future is not None:
-                future.set_result(deserialize(body, self.srv_type.Response))
+                response = deserialize(body, self.srv_type.Response)
+                return lambda: future.set_result(response)
+        return None
 
     def service_is_ready(self) -> bool:
         readers = self._writer.get_matched_subscriptions()
