@@ -172,10 +172,11 @@ class Workload:
                 DnnSpec(
                     name=str(entry.get("name", default_name)),
                     model=model,
-                    priority=entry.get("priority", 1.0),
-                    min_rate=entry.get("min_rate"),
-                    period=period,
-                    deadline=entry.get("deadline"),
+                    # values are checked by DnnSpec, whatever the file held
+                    priority=entry.get("priority", 1.0),  # type: ignore[arg-type]
+                    min_rate=entry.get("min_rate"),  # type: ignore[arg-type]
+                    period=period,  # type: ignore[arg-type]
+                    deadline=entry.get("deadline"),  # type: ignore[arg-type]
                 )
             )
         return cls(tuple(dnns), max_dnns=max_dnns)
