@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from rankmap_ros.ros.dds.logging import RcutilsLogger
 
 REPLY_MATCH_WAIT_S = 0.1
+REPLY_HISTORY_DEPTH = 256
 HANDLE_MASK = (1 << 64) - 1
 _sequence = itertools.count(1)
 _sequence_lock = threading.Lock()
@@ -159,8 +161,12 @@ class Client:
         self._writer = DataWriter(
             participant, request_topic, to_cyclone(qos, client_id + type_hash_user_data(srv_type.Request._TYPE))
         )
+        # Every client of a service reads every reply and keeps its own (reply filtering), so a
+        # busy service can push a starved client's reply out of a 10-deep history. History is
+        # local to the reader (not part of QoS matching): keep more.
+        reply_qos = dataclasses.replace(qos, depth=max(qos.depth, REPLY_HISTORY_DEPTH))
         self._reader = DataReader(
-            participant, reply_topic, to_cyclone(qos, client_id + type_hash_user_data(srv_type.Response._TYPE))
+            participant, reply_topic, to_cyclone(reply_qos, client_id + type_hash_user_data(srv_type.Response._TYPE))
         )
         self._request_wire = topic_type(srv_type.Request._TYPE, True)
         self._guid = self._writer.get_instance_handle() & HANDLE_MASK
