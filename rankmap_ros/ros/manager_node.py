@@ -75,7 +75,12 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     ("opencl_cpu_as_gpu", False, "present an OpenCL CPU device (PoCL) as the 'gpu' component", {}),
     ("planner", "rankmap", "rankmap, omniboost or gpu (all on the reference component)", {}),
     ("priority_mode", "static", "static (registered weights) or dynamic (from each DNN's profile)", {}),
-    ("estimator_checkpoint", "", "learned estimator checkpoint; empty: the calibrated simulator", {}),
+    (
+        "estimator_checkpoint",
+        "",
+        "learned estimator checkpoint; empty: the one shipped for the platform if it fits, else the simulator",
+        {},
+    ),
     (
         "scheduling_policy",
         "time_sharing",
@@ -234,7 +239,10 @@ class Manager(Node):
         self.planner_thread.start()
         self.publish_mapping()
         comps = ", ".join(self.platform.component_names)
-        self.get_logger().info(f"ready: platform {self.platform.name} ({comps}), planner {v['planner']}")
+        self.get_logger().info(
+            f"ready: platform {self.platform.name} ({comps}), planner {v['planner']}, model {self.model.name}, "
+            f"scheduling {self.policy.value}"
+        )
 
     @staticmethod
     def _rel(name: str) -> str:

@@ -51,12 +51,25 @@ def load_platform(name: str, split: str, opencl_cpu_as_gpu: bool) -> Platform:
 
 
 def throughput_model(platform: Platform, checkpoint: str) -> ThroughputModel:
-    """The learned estimator when a checkpoint is given, else the (calibrated) simulator."""
-    if not checkpoint:
-        return SimulatorModel(platform)
+    """The learned estimator of `checkpoint`; without one, the estimator shipped for this
+    platform when there is one that fits it (as `rankmap map` does), else the simulator.
+
+    A shipped checkpoint that no longer fits the platform (a recalibrated platform file, another
+    zoo) is passed over for the simulator rather than stopping the manager; a checkpoint the
+    user names must load.
+    """
     from rankmap_ros.core.estimator.predictor import load_estimator
 
-    return load_estimator(platform, Path(checkpoint))
+    if checkpoint:
+        return load_estimator(platform, Path(checkpoint))
+    from rankmap_ros.core.planner.registry import estimator_available
+
+    if estimator_available(platform):
+        try:
+            return load_estimator(platform)
+        except ValueError:
+            pass
+    return SimulatorModel(platform)
 
 
 class CorrectedModel:

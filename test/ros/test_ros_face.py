@@ -247,3 +247,21 @@ def test_manager_config_declares_only_known_parameters() -> None:
     assert flat == {name for name, *_ in PARAMETERS}
     agg = yaml.safe_load((ROOT / "config" / "diagnostics_aggregator.yaml").read_text())
     assert {"dnns", "stages"} <= set(agg["analyzers"]["ros__parameters"])
+
+
+def test_manager_plans_with_the_shipped_estimator_where_one_fits() -> None:
+    from dataclasses import replace
+
+    from rankmap_ros.core.platform import load_platform
+    from rankmap_ros.core.throughput import SimulatorModel
+    from rankmap_ros.ros import planning
+
+    opi = load_platform("orange_pi_5")
+    assert planning.throughput_model(opi, "").name.startswith("estimator")
+    # a recalibrated orange_pi_5 no longer fits the shipped checkpoint: plan with its simulator
+    recalibrated = replace(opi, components=(replace(opi.components[0], kernel_overhead_us=1.0), *opi.components[1:]))
+    assert isinstance(planning.throughput_model(recalibrated, ""), SimulatorModel)
+    with pytest.raises(ValueError, match="recalibrated"):  # a checkpoint the user names must fit
+        from rankmap_ros.core.estimator import shipped_path
+
+        planning.throughput_model(recalibrated, str(shipped_path("orange_pi_5")))
