@@ -173,7 +173,8 @@ def host_setup(
     scenarios: Sequence[Scenario], cache: Path | None = None, say: Callable[[str], None] | None = None
 ) -> tuple[Platform, dict[str, float]]:
     """This host as one CPU component, fitted to the scenario models' unit times measured on it,
-    and each model's measured job time (the sum of its units alone), which scales the deadlines.
+    and each model's measured job time (the whole model as a chain of units), which scales the
+    deadlines.
 
     The measurement is kept under `cache`, so a resumed run scales its deadlines the same way.
     """
@@ -187,7 +188,7 @@ def host_setup(
     path = None if cache is None else cache / "host_units.json"
     if path is not None and path.is_file():
         saved = json.loads(path.read_text())
-        units = UnitTimes(component, {m: tuple(t) for m, t in saved["times"].items()}, {})
+        units = UnitTimes(component, {m: tuple(t) for m, t in saved["times"].items()}, {}, saved.get("chains", {}))
         bandwidth = saved["bandwidth_gbs"]
     else:
         (say or (lambda _m: None))(f"timing every unit of {len(models)} models on this host's {component}")
@@ -195,9 +196,10 @@ def host_setup(
         bandwidth = copy_bandwidth_gbs()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"times": units.times, "bandwidth_gbs": bandwidth}))
-    platform = fit_component(host, units, bandwidth)
-    return platform, {m: float(sum(t or 0.0 for t in units.times[m])) for m in models}
+            path.write_text(json.dumps({"times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth}))
+    scaled = units.chain_scaled()
+    platform = fit_component(host, scaled, bandwidth)
+    return platform, {m: float(sum(t or 0.0 for t in scaled.times[m])) for m in models}
 
 
 def scenario_mapping(kind: str, platform: Platform, workload: Workload, settings: Settings) -> Mapping:

@@ -1,6 +1,8 @@
 """Calibrate the host platform from measurements, so the simulator predicts this machine.
 
-1. Every unit of the calibration models is timed alone on every component (profiler).
+1. Every unit of the calibration models is timed alone on every component (profiler), and
+   each model as a whole chain; the unit times are scaled per model to add up to the chain
+   (a unit timed alone keeps its weights in cache; in a pipeline stage it does not).
 2. Per component, the simulator's unit cost `t = Σ work_k / G_k + kernels · o` is fitted to
    the unit times by non-negative least squares: G_conv, G_dwconv, G_fc, G_other and the
    per-kernel overhead o. The rows are every contiguous unit range of every model (every
@@ -64,7 +66,9 @@ class Calibration:
         return {
             "platform": self.platform.to_dict(),
             "measured": True,
-            "unit_times": {c: {"times": u.times, "errors": u.errors} for c, u in self.unit_times.items()},
+            "unit_times": {
+                c: {"times": u.times, "errors": u.errors, "chains": u.chains} for c, u in self.unit_times.items()
+            },
             "quality": {c: vars(q) for c, q in self.quality.items()},
             "hop_seconds": self.hops,
             "contention": self.contention,
@@ -201,7 +205,7 @@ def calibrate(
     for comp in base.components:
         say(f"timing {sum(len(profile(m)) for m in models)} units on {comp.name} ({comp.backend})")
         unit_times[comp.name] = profile_units(base, comp.name, models)
-        platform = fit_component(platform, unit_times[comp.name], bandwidth)
+        platform = fit_component(platform, unit_times[comp.name].chain_scaled(), bandwidth)
     contention: dict[str, dict[str, float]] = {}
     workload = Workload.from_models(models[:3])
     if contention_seconds > 0:
@@ -229,7 +233,7 @@ def calibrate(
             "measured sharing."
         ),
     )
-    fit = {c: quality(platform, u) for c, u in unit_times.items()}
+    fit = {c: quality(platform, u.chain_scaled()) for c, u in unit_times.items()}
     return Calibration(platform, unit_times, fit, {str(k): v for k, v in hop.items()}, contention)
 
 

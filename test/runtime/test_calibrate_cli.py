@@ -112,3 +112,13 @@ def test_run_reports_measured_throughput_as_json(capsys, tmp_path):
     (dnn,) = data["dnns"]
     assert [s["component"] for s in dnn["stages"]] == ["big", "little"]
     assert data["mapping"]["dnns"][0]["stages"][0]["units"] == [0, 9]
+
+
+def test_unit_times_are_scaled_to_the_measured_chain() -> None:
+    """Calibration fits stage times as a pipeline runs them: a model's units add up to its chain."""
+    from rankmap_ros.runtime.profiler import UnitTimes
+
+    measured = UnitTimes("big", {"a": (0.01, 0.03), "b": (0.02, None)}, {}, {"a": 0.05})
+    scaled = measured.chain_scaled()
+    assert scaled.times["a"] == pytest.approx((0.0125, 0.0375))
+    assert scaled.times["b"] == (0.02, None)  # no chain (a unit the backend cannot run): as measured
