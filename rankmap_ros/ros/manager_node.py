@@ -582,7 +582,22 @@ class Manager(Node):
                 statuses.append(dnn_status(d, chain, now, self.v["starvation_threshold"], self.v["starvation_grace"]))
                 if chain is not None:
                     statuses += stage_statuses(chain)
+            statuses += self._component_statuses()
             return statuses
+
+    def _component_statuses(self) -> list[Status]:
+        """Under an arbitrated policy, each component's arbiter: decisions and their cost."""
+        out = []
+        for name, (stats, waiting) in self.arbiters.stats().items():
+            status = Status(f"component {name}")
+            status.add("policy", self.policy.value)
+            status.add("decisions", stats.decisions)
+            status.add("overhead_us_per_decision", round(stats.overhead_s_per_decision * 1e6, 2))
+            status.add("waiting_stages", waiting)
+            status.add("dead_holders_cleared", stats.cleared)
+            status.summary(diagnostics.OK, f"{self.policy.value}: {stats.decisions} decisions")
+            out.append(status)
+        return out
 
     def close(self) -> None:
         """Stop planning and every executor, free the shared memory."""

@@ -25,7 +25,7 @@ from typing import Any
 
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.realtime import parse_policy
-from rankmap_ros.runtime.arbiter import Arbiter
+from rankmap_ros.runtime.arbiter import Arbiter, ArbiterStats
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, Policy
 from rankmap_ros.runtime.shm import Segment, new_name
@@ -94,6 +94,10 @@ class Arbiters:
     def give(self, component: str, slot: int) -> None:
         if component in self._free and slot >= 0 and slot not in self._free[component]:
             self._free[component].append(slot)
+
+    def stats(self) -> dict[str, tuple[ArbiterStats, int]]:
+        """Per component: the arbiter's counters since the manager started, and stages waiting now."""
+        return {name: (a.stats(), len(a.waiting())) for name, a in self._arbiters.items()}
 
     def close(self) -> None:
         for arbiter in self._arbiters.values():
