@@ -31,6 +31,7 @@ ROW = np.dtype(
         ("preempted", "<i8"),  # jobs that gave the component away at least once
         ("yields", "<i8"),  # times a job gave the component away at a unit boundary
         ("late", "<i8"),  # real-time results delivered after their deadline (last stage)
+        ("resume_extra_s", "<f8"),  # time units right after a preemption took beyond their usual time
         ("error", "S240"),
     ]
 )

@@ -548,9 +548,10 @@ class Pipeline:
             simulated=False,
         )
 
-    def realtime_counters(self) -> dict[str, dict[str, int]]:
+    def realtime_counters(self) -> dict[str, dict[str, Any]]:
         """Per DNN since its chain started: frames out, jobs dropped (by stages as late and at the
-        input channel), stage jobs preempted, and preemptions (yields at unit boundaries)."""
+        input channel), stage jobs preempted, preemptions (yields at unit boundaries), and the time
+        units right after a preemption took beyond their usual time (what resuming costs)."""
         rows = self._board[0].snapshot() if self._board else None
         out = {}
         for name, chain in self._chains.items():
@@ -560,6 +561,7 @@ class Pipeline:
                 "dropped": chain.channels[0].dropped + (int(rows["dropped"][r].sum()) if rows is not None else 0),
                 "preempted": int(rows["preempted"][r].sum()) if rows is not None else 0,
                 "yields": int(rows["yields"][r].sum()) if rows is not None else 0,
+                "resume_extra_s": float(rows["resume_extra_s"][r].sum()) if rows is not None else 0.0,
             }
         return out
 

@@ -53,10 +53,11 @@ def preemption_cost(
     component: str | None = None,
 ) -> dict[str, Any]:
     """What preemption adds to a stage's compute: the best-effort DNN's service time under edf
-    alone (never preempted) against beside a real-time DNN that preempts it at unit boundaries.
-
-    Service time is the stage's own compute (waits for the component excluded), so the difference
-    is the cost of yielding and resuming, cold caches included. Rounds alternate the two runs.
+    alone (never preempted) against beside a real-time DNN that preempts it at unit boundaries
+    (`preemption_overhead`: resuming, and whatever else sharing the component with another DNN
+    does to the stage's compute), and the part of it that resuming itself accounts for
+    (`resume_overhead`: each unit right after a preemption against that unit's usual time).
+    Service time excludes waits for the component. Rounds alternate the two runs.
     """
     component = component or platform.reference_component
     alone = Workload.from_dict({"dnns": [{"name": "be", "model": best_effort}]})
@@ -77,10 +78,12 @@ def preemption_cost(
                     "frames": counters["be"]["frames"],
                     "preempted_jobs": counters["be"]["preempted"],
                     "yields": counters["be"]["yields"],
+                    "resume_extra_s": counters["be"]["resume_extra_s"],
                 }
             )
     alone_s = float(np.median([r["service_time_s"] for r in runs["alone"]]))
     preempted_s = float(np.median([r["service_time_s"] for r in runs["preempted"]]))
+    resume_s = float(np.median([r["resume_extra_s"] / max(r["frames"], 1) for r in runs["preempted"]]))
     return {
         "component": component,
         "best_effort": best_effort,
@@ -90,5 +93,8 @@ def preemption_cost(
         "service_time_alone_s": alone_s,
         "service_time_preempted_s": preempted_s,
         "preemption_overhead": preempted_s / alone_s - 1.0,
+        # the part due to resuming alone: the first unit after each preemption over its usual time
+        "resume_overhead": resume_s / alone_s,
+        "resume_extra_s_per_job": resume_s,
         "yields_per_job": float(np.median([r["yields"] / max(r["frames"], 1) for r in runs["preempted"]])),
     }

@@ -161,6 +161,11 @@ class WorkEstimate:
     def record(self, unit: int, seconds: float) -> None:
         self._recent[unit].append(seconds)
 
+    def typical(self, unit: int, default: float) -> float:
+        """The unit's median recent time without a preemption before it (`default` if none yet)."""
+        recent = sorted(self._recent[unit])
+        return recent[len(recent) // 2] if recent else default
+
     def remaining(self, first: int) -> float:
         return sum(min(r) for r in self._recent[first:] if r)
 
@@ -271,6 +276,7 @@ def serve_units(
         state = units.enter(frame.array)
         busy += time.perf_counter() - t2
         for i, step in enumerate(steps):
+            resumed = False
             if i and preemptive and arbiter.should_yield(slot):
                 arbiter.release(slot)
                 cpu += time.process_time() - c0
@@ -280,6 +286,7 @@ def serve_units(
                 c0 = time.process_time()
                 waited += time.perf_counter() - w
                 yields += 1
+                resumed = True
             if drop and estimate.drop(task, origin, time.monotonic(), i):
                 dropped = True
                 break
@@ -287,7 +294,11 @@ def serve_units(
             state = step(state)
             dt = time.perf_counter() - s0
             busy += dt
-            estimate.record(i, dt)
+            if resumed:
+                # what resuming costs: this unit against its usual time in this process
+                row["resume_extra_s"] += dt - estimate.typical(i, dt)
+            else:
+                estimate.record(i, dt)
         if dropped:
             arbiter.release(slot)
             cpu += time.process_time() - c0
