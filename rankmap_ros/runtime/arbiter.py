@@ -32,12 +32,11 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from rankmap_ros.runtime.errors import HostRuntimeError
-from rankmap_ros.runtime.shm import SHM_DIR, Segment, Semaphore, ShmError, new_name
+from rankmap_ros.runtime.shm import SHM_DIR, Segment, Semaphore, ShmError, new_name, process_alive
 
 WAIT_S = 0.01  # longest sleep of a waiter between two looks (dead holders are found this fast)
 _MAGIC = 0x524B4152  # "RKAR"
@@ -81,23 +80,6 @@ class ArbiterStats:
             self.check_s - other.check_s,
             self.cleared - other.cleared,
         )
-
-
-def _pid_alive(pid: int) -> bool:
-    """A live, non-zombie process (a killed child stays a zombie until its parent reaps it)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill()
-    return state not in ("Z", "X")
 
 
 class Arbiter:
@@ -195,7 +177,7 @@ class Arbiter:
         for i, w in enumerate(waiting):
             if not w:
                 continue
-            if thorough and not _pid_alive(int(self._pid[i])):
+            if thorough and not process_alive(int(self._pid[i])):
                 self._waiting[i] = 0
                 self._ints[_CLEARED] += 1
                 continue
@@ -219,7 +201,7 @@ class Arbiter:
             self._waiting[slot] = 0
             return True
         if int(ints[_HOLDER]) >= 0:
-            if not thorough or _pid_alive(int(ints[_HOLDER_PID])):
+            if not thorough or process_alive(int(ints[_HOLDER_PID])):
                 return False
             ints[_HOLDER] = -1  # the holder died: its component is free again
             ints[_CLEARED] += 1
@@ -261,7 +243,7 @@ class Arbiter:
                         self._release_locked(slot, wake)
                 return False
             holder = int(ints[_HOLDER])
-            if holder >= 0 and (woken or _pid_alive(int(ints[_HOLDER_PID]))):
+            if holder >= 0 and (woken or process_alive(int(ints[_HOLDER_PID]))):
                 continue  # nothing to decide while a live job holds the component
             with self._locked() as wake:
                 if self._try_grant(slot, not woken, wake):

@@ -127,14 +127,21 @@ def owned_entries(pid: int | None = None) -> list[str]:
     return sorted(found)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """A live, non-zombie process (a killed child stays a zombie until its parent reaps it)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill()
+    return state not in ("Z", "X")
 
 
 def remove_stale() -> list[str]:
@@ -142,7 +149,7 @@ def remove_stale() -> list[str]:
     removed = []
     for entry in owned_entries():
         match = _OWNED.match(entry)
-        if match and not _alive(int(match[1])):
+        if match and not process_alive(int(match[1])):
             (SHM_DIR / entry).unlink(missing_ok=True)
             removed.append(entry)
     return removed

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_pipeline import alive
 
 from rankmap_ros.core.mapping import DnnMapping, Mapping
 from rankmap_ros.core.platform import Platform
@@ -28,18 +28,6 @@ pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 
 @pytest.fixture(scope="module")
 def platform() -> Platform:
     return host_platform("big:0,little:1", opencl_cpu_as_gpu=False)
-
-
-def alive(pids) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            out.append(pid)
-    return out
 
 
 def whole_model(model: str, x: np.ndarray) -> np.ndarray:
