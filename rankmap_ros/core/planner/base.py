@@ -7,10 +7,13 @@ A planner turns a workload into a mapping. RankMap and the five baselines all si
 from __future__ import annotations
 
 import math
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.throughput import ThroughputModel
@@ -108,3 +111,17 @@ class Planner(ABC):
         warm_start: Mapping | None = None,
     ) -> Plan:
         """The best mapping this planner finds; `priorities` and `warm_start` are hints it may ignore."""
+
+    def one_shot(self, workload: Workload, mapping: Mapping, started: float) -> Plan:
+        """The plan of a planner that picks one mapping without searching: its predicted rates."""
+        rates = self.model.predict(workload, [mapping])[0]
+        return Plan(
+            planner=self.name,
+            mapping=mapping,
+            predicted_throughput=tuple(float(r) for r in rates),
+            reward=float(np.mean(rates)),
+            feasible=True,
+            plan_seconds=time.perf_counter() - started,
+            simulations=1,
+            model=self.model.name,
+        )

@@ -38,17 +38,7 @@ class GpuPlanner(Planner):
     ) -> Plan:
         started = time.perf_counter()
         mapping = Mapping.all_on(workload, self.model.platform.reference_component)
-        rates = self.model.predict(workload, [mapping])[0]
-        return Plan(
-            planner=self.name,
-            mapping=mapping,
-            predicted_throughput=tuple(float(r) for r in rates),
-            reward=float(np.mean(rates)),
-            feasible=True,
-            plan_seconds=time.perf_counter() - started,
-            simulations=1,
-            model=self.model.name,
-        )
+        return self.one_shot(workload, mapping, started)
 
 
 class OmniBoostPlanner(Planner):

@@ -111,17 +111,7 @@ class _RegressionPlanner(Planner):
         started = time.perf_counter()
         builder = MappingBuilder(workload, self.components)
         mapping = builder.mapping(tuple(self.dnn_plan(workload, i) for i in range(len(workload))))
-        rates = self.model.predict(workload, [mapping])[0]
-        return Plan(
-            planner=self.name,
-            mapping=mapping,
-            predicted_throughput=tuple(float(r) for r in rates),
-            reward=float(np.mean(rates)),
-            feasible=True,
-            plan_seconds=time.perf_counter() - started,
-            simulations=1,
-            model=self.model.name,
-        )
+        return self.one_shot(workload, mapping, started)
 
 
 class MosaicPlanner(_RegressionPlanner):
