@@ -156,10 +156,12 @@ class WorkEstimate:
 
     def __init__(self, units: int) -> None:
         self._recent = [collections.deque[float](maxlen=ESTIMATE_WINDOW) for _ in range(units)]
+        self._fastest = [0.0] * units  # min of each unit's window, kept so checks per unit stay O(units)
         self._estimated_drops = 0
 
     def record(self, unit: int, seconds: float) -> None:
         self._recent[unit].append(seconds)
+        self._fastest[unit] = min(self._recent[unit])
 
     def typical(self, unit: int, default: float) -> float:
         """The unit's median recent time without a preemption before it (`default` if none yet)."""
@@ -167,7 +169,7 @@ class WorkEstimate:
         return recent[len(recent) // 2] if recent else default
 
     def remaining(self, first: int) -> float:
-        return sum(min(r) for r in self._recent[first:] if r)
+        return sum(self._fastest[first:])
 
     def drop(self, task: TaskClass, release: float, now: float, first: int) -> bool:
         """Whether a real-time job at unit `first` can no longer meet its deadline."""
