@@ -148,9 +148,10 @@ def cmd_bench_realtime(args: argparse.Namespace) -> None:
     text = (
         table(rows, ("processes", "µs per decision", "µs per should_yield"))
         + f"\npreemption: {cost['best_effort']} service time {cost['service_time_alone_s'] * 1e3:.2f} ms alone, "
-        + f"{cost['service_time_preempted_s'] * 1e3:.2f} ms preempted by {cost['realtime']} "
-        + f"({cost['yields_per_job']:.1f} yields per job): {cost['preemption_overhead']:+.1%}, of which resuming "
-        + f"(first unit after each preemption) {cost['resume_overhead']:+.1%} (measured on this host)"
+        + f"{cost['service_time_not_preempted_s'] * 1e3:.2f} ms taking turns with {cost['realtime']} under np_edf "
+        + f"({cost['sharing_overhead']:+.1%}), {cost['service_time_preempted_s'] * 1e3:.2f} ms preempted by it "
+        + f"under edf ({cost['yields_per_job']:.1f} yields per job): preemption {cost['preemption_overhead']:+.1%}, "
+        + f"of which resuming (first unit after each preemption) {cost['resume_overhead']:+.1%} (measured on this host)"
     )
     emit(args, data, text)
 
@@ -222,7 +223,12 @@ def register(sub: Any, experiments: Any) -> None:
     _platform_args(p)
     p.add_argument("--out", required=True, help="platform YAML to write")
     p.add_argument("--models", help="comma-separated zoo models to time (default: four small ones)")
-    p.add_argument("--contention-seconds", type=float, default=4.0, help="per CPU cluster; 0 skips (default 4)")
+    p.add_argument(
+        "--contention-seconds",
+        type=float,
+        default=4.0,
+        help="seconds of each sharing and interference run per CPU cluster; 0 skips (default 4)",
+    )
     p.add_argument("--quiet", action="store_true")
 
     dataset = command_group(sub, "dataset", "throughput datasets")

@@ -53,6 +53,9 @@ class Component:
     kernel from each command queue in turn, at least `timeslice_us` of kernels per turn.
     `concurrency_loss` is the fraction of capacity lost per extra resident stage (cache and
     context thrashing, driver arbitration, oversubscribed thread pools).
+    `interference` is the fraction by which the component slows down while other components
+    are busy too (shared last-level cache and memory bandwidth; on a host, the runtime's own
+    threads): 0 where it was never measured.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Component:
     backend: Backend = "cpu"
     cpus: tuple[int, ...] = ()
     device: str = ""
+    interference: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,8 @@ class Platform:
                 entry["cpus"] = list(c.cpus)
             if c.device:
                 entry["device"] = c.device
+            if c.interference:
+                entry["interference"] = c.interference
             components.append(entry)
         return {
             "name": self.name,
@@ -243,7 +249,7 @@ class _Parser:
             "sharing",
             "concurrency_loss",
         )
-        d = self.fields(where, data, required, ("timeslice_us", "backend", "cpus", "device"))
+        d = self.fields(where, data, required, ("timeslice_us", "backend", "cpus", "device", "interference"))
         name = self.text(f"{where}.name", d["name"])
         if not name or not name.replace("_", "").isalnum() or not name[0].isalpha():
             raise PlatformError(f"{where}.name: expected letters, digits and '_' starting with a letter, got {name!r}")
@@ -257,6 +263,9 @@ class _Parser:
         loss = self.number(f"{where}.concurrency_loss", d["concurrency_loss"], positive=False)
         if loss >= 1:
             raise PlatformError(f"{where}.concurrency_loss: expected a fraction in [0, 1), got {loss!r}")
+        interference = self.number(f"{where}.interference", d.get("interference", 0.0), positive=False)
+        if interference >= 1:
+            raise PlatformError(f"{where}.interference: expected a fraction in [0, 1), got {interference!r}")
         return Component(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -271,6 +280,7 @@ class _Parser:
             backend=self.choice(f"{where}.backend", d.get("backend", "cpu" if kind == "cpu" else "opencl"), BACKENDS),  # type: ignore[arg-type]
             cpus=tuple(cpus),
             device=self.text(f"{where}.device", d.get("device", "")),
+            interference=interference,
         )
 
     def transfer(self, where: str, data: Any) -> TransferCost:

@@ -41,7 +41,7 @@ import numpy as np
 from rankmap_ros.core.mapping import Mapping, MappingError
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.realtime import DnnRtStats, Policy, RtResult, TaskClass, job_key
-from rankmap_ros.core.simulator import model_costs
+from rankmap_ros.core.simulator import interference_factors, model_costs
 from rankmap_ros.core.workload import Workload
 
 DEFAULT_HORIZON = 10.0
@@ -119,6 +119,8 @@ def stage_units(platform: Platform, workload: Workload, mapping: Mapping) -> lis
     if len(mapping.dnns) != len(workload.dnns):
         raise MappingError(f"mapping has {len(mapping.dnns)} DNNs, the workload {len(workload.dnns)}")
     where = {name: c for c, name in enumerate(platform.component_names)}
+    used = {stage.component for dnn in mapping.dnns for stage in dnn.stages}
+    stretch = interference_factors(platform, [name in used for name in platform.component_names])
     out = []
     for spec, dnn in zip(workload.dnns, mapping.dnns, strict=True):
         costs = model_costs(platform, spec.model)
@@ -135,7 +137,7 @@ def stage_units(platform: Platform, workload: Workload, mapping: Mapping) -> lis
             if previous >= 0:
                 src, dst = platform.components[previous].name, platform.components[c].name
                 units[0] += platform.transfer(src, dst).seconds(costs.in_bytes[stage.start])
-            stages.append((c, units))
+            stages.append((c, [u * stretch[c] for u in units]))
             previous = c
         out.append(stages)
     return out

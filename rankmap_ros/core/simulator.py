@@ -6,7 +6,8 @@ Everything it returns is simulated. The equations and their sources are in docs/
    bandwidth, whichever is larger) plus a fixed overhead per kernel launch.
 2. A stage's service time is the sum of its units plus the transfer of its input tensor from the
    previous stage's component (Pipe-All: fixed + linear + quadratic in bytes), stretched by the
-   component's concurrency loss for every other resident stage.
+   component's concurrency loss for every other resident stage, and by its interference when
+   other components are in use too (caches and memory they share).
 3. Components share their time among resident stages: a CPU cluster fairly (Linux CFS), a GPU in
    proportion to each stage's turn, a timeslice plus its mean kernel duration (round-robin
    interleaving of command queues, which starves DNNs made of many short kernels). Time a stage
@@ -167,9 +168,20 @@ def _stages(platform: Platform, workload: Workload, mapping: Mapping) -> list[_S
             stages.append(_Stage(i, c, busy, weight))
             resident[c] += 1
             previous = c
+    stretch = interference_factors(platform, [n > 0 for n in resident])
     for s in stages:
-        s.service *= 1.0 + comps[s.component].concurrency_loss * (resident[s.component] - 1)
+        s.service *= (1.0 + comps[s.component].concurrency_loss * (resident[s.component] - 1)) * stretch[s.component]
     return stages
+
+
+def interference_factors(platform: Platform, in_use: Sequence[bool]) -> list[float]:
+    """Per component, how much slower its stages run because other components are in use too.
+
+    First order: a component's interference (measured with the other CPU clusters busy) applies
+    in full as soon as any other component holds a stage.
+    """
+    busy = sum(in_use)
+    return [1.0 + c.interference if busy - bool(in_use[k]) > 0 else 1.0 for k, c in enumerate(platform.components)]
 
 
 def simulate(platform: Platform, workload: Workload, mapping: Mapping) -> SimResult:

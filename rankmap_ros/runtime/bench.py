@@ -120,23 +120,33 @@ def leak_check(platform: Platform, workload: Workload, mappings: list[Mapping], 
 def random_accuracy(
     platform: Platform, workload: Workload, components: tuple[str, ...], count: int, cfg: BenchConfig
 ) -> dict[str, Any]:
-    """Measured vs simulated per-DNN throughput of random mappings over `components`."""
+    """Measured vs simulated per-DNN throughput of random mappings over `components`.
+
+    Every mapping is measured in `cfg.rounds` interleaved rounds and judged on its per-DNN
+    median: the same mapping measured minutes apart differs by up to 30% on a shared host.
+    """
     rng = np.random.default_rng(cfg.seed)
+    mappings = [Mapping.random(workload, components, rng, max_stages=3) for _ in range(count)]
+    rounds: list[list[RunReport]] = [[] for _ in mappings]
+    for _ in range(cfg.rounds):
+        for k, mapping in enumerate(mappings):
+            rounds[k].append(run_mapping(platform, workload, mapping, cfg.seconds, cfg.warmup_s))
     errors: list[float] = []
     corrected: list[float] = []
     samples = []
-    for _ in range(count):
-        mapping = Mapping.random(workload, components, rng, max_stages=3)
-        report = run_mapping(platform, workload, mapping, cfg.seconds, cfg.warmup_s)
-        err = prediction_errors(platform, workload, mapping, report.throughput)
-        share = available_share(report)
-        err_corrected = prediction_errors(scaled(platform, share), workload, mapping, report.throughput)
+    for mapping, reports in zip(mappings, rounds, strict=True):
+        measured = {n: float(np.median([r.throughput[n] for r in reports])) for n in workload.names}
+        shares = [available_share(r) for r in reports]
+        share = {c: float(np.median([s[c] for s in shares])) for c in shares[0]}
+        err = prediction_errors(platform, workload, mapping, measured)
+        err_corrected = prediction_errors(scaled(platform, share), workload, mapping, measured)
         errors += [abs(e) for e in err.values()]
         corrected += [abs(e) for e in err_corrected.values()]
         samples.append(
             {
                 "mapping": mapping.to_dict(),
-                "measured": report.throughput,
+                "measured": measured,
+                "measured_by_round": [r.throughput for r in reports],
                 "error": err,
                 "available_share": share,
                 "error_load_corrected": err_corrected,

@@ -14,6 +14,9 @@
 4. The concurrency loss of each CPU cluster is fitted to the measured throughput of the
    calibration models all running at once on that cluster, with the cluster's speed scaled by
    the share of it other programs left during that run (runtime/load.py).
+5. The interference of each CPU cluster: a model alone on it, once with the other clusters
+   idle and once with another model busy on each of them, in alternation; the slowdown
+   (median over two models) is what a stage loses to work elsewhere on the machine.
 Unit times are the fastest of several samples, i.e. the machine as if idle.
 The result is a platform file with `calibrated: true`; what was measured is kept beside it.
 """
@@ -61,6 +64,7 @@ class Calibration:
     quality: dict[str, FitQuality]
     hops: dict[str, float]
     contention: dict[str, dict[str, float]] = field(default_factory=dict)
+    interference: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,7 @@ class Calibration:
             "quality": {c: vars(q) for c, q in self.quality.items()},
             "hop_seconds": self.hops,
             "contention": self.contention,
+            "interference": self.interference,
         }
 
 
@@ -176,7 +181,9 @@ def fit_contention(platform: Platform, workload: Workload, component: str, measu
     mapping = Mapping.all_on(workload, component)
     best, best_err = comp.concurrency_loss, math.inf
     for alpha in np.linspace(0.0, 0.95, 96):
-        rates = simulate(_with_loss(platform, component, float(alpha)), workload, mapping).throughput
+        rates = simulate(
+            _with_component(platform, component, concurrency_loss=float(alpha)), workload, mapping
+        ).throughput
         err = sum(math.log(rates[n] / measured[n]) ** 2 for n in measured if measured[n] > 0)
         if err < best_err:
             best, best_err = float(alpha), err
@@ -184,9 +191,40 @@ def fit_contention(platform: Platform, workload: Workload, component: str, measu
 
 
 def measure_all_on(platform: Platform, workload: Workload, component: str, seconds: float) -> RunReport:
+    return measure_on(platform, workload, (component,) * len(workload), seconds)
+
+
+def measure_on(platform: Platform, workload: Workload, components: Sequence[str], seconds: float) -> RunReport:
+    """Run DNN i of the workload whole on components[i] and measure it."""
+    whole = Mapping.all_on(workload, components[0])
+    mapping = Mapping(
+        tuple(replace(d, assignment=(c,) * len(d.assignment)) for d, c in zip(whole.dnns, components, strict=True))
+    )
     with Pipeline(platform, workload) as pipeline:
-        pipeline.start(Mapping.all_on(workload, component))
+        pipeline.start(mapping)
         return pipeline.measure(seconds, warmup_s=1.0)
+
+
+def fit_interference(solo: Sequence[float], busy: Sequence[float]) -> float:
+    """Median slowdown of the probe models when the other clusters are busy (0 if none)."""
+    ratios = [a / b - 1.0 for a, b in zip(solo, busy, strict=True) if a > 0 and b > 0]
+    return round(min(max(float(np.median(ratios)), 0.0), 0.95), 4) if ratios else 0.0
+
+
+def measure_interference(
+    platform: Platform, component: str, probes: Sequence[str], load: str, seconds: float
+) -> dict[str, Any]:
+    """Each probe model alone on `component`, with the other CPU clusters idle, then each running `load`."""
+    others = [c.name for c in platform.components if c.backend == "cpu" and c.name != component]
+    solo: list[float] = []
+    busy: list[float] = []
+    for probe in probes:
+        alone = Workload.from_models([probe])
+        solo.append(measure_on(platform, alone, [component], seconds).throughput[alone.names[0]])
+        loaded = Workload.from_models([probe] + [load] * len(others))
+        report = measure_on(platform, loaded, [component, *others], seconds)
+        busy.append(report.throughput[loaded.names[0]])
+    return {"interference": fit_interference(solo, busy), "probes": list(probes), "solo": solo, "busy": busy}
 
 
 def calibrate(
@@ -207,6 +245,7 @@ def calibrate(
         unit_times[comp.name] = profile_units(base, comp.name, models)
         platform = fit_component(platform, unit_times[comp.name].chain_scaled(), bandwidth)
     contention: dict[str, dict[str, float]] = {}
+    interference: dict[str, dict[str, Any]] = {}
     workload = Workload.from_models(models[:3])
     if contention_seconds > 0:
         for comp in platform.components:
@@ -217,7 +256,13 @@ def calibrate(
             share = available_share(report).get(comp.name, 1.0)
             alpha = fit_contention(scaled(platform, {comp.name: share}), workload, comp.name, report.throughput)
             contention[comp.name] = {"concurrency_loss": alpha, "available_share": share, **report.throughput}
-            platform = _with_loss(platform, comp.name, alpha)
+            platform = _with_component(platform, comp.name, concurrency_loss=alpha)
+        cpus = [c for c in platform.components if c.backend == "cpu"]
+        for comp in cpus if len(cpus) > 1 else ():
+            say(f"measuring {comp.name} alone and with the other CPU clusters busy")
+            found = measure_interference(platform, comp.name, models[:2], models[-1], contention_seconds)
+            interference[comp.name] = found
+            platform = _with_component(platform, comp.name, interference=found["interference"])
     fastest = min(
         (c for c in platform.components if all(t is not None for t in unit_times[c.name].times[models[0]])),
         key=lambda c: sum(t or 0.0 for t in unit_times[c.name].times[models[0]]),
@@ -229,14 +274,15 @@ def calibrate(
         description=(
             f"This host, calibrated {time.strftime('%Y-%m-%d %H:%M')} by `rankmap calibrate` on "
             f"{', '.join(models)}: per-kind rates and kernel overhead fitted to unit times measured on every "
-            "component, transfers to measured shared-memory hops, concurrency loss of each CPU cluster to "
-            "measured sharing."
+            "component, transfers to measured shared-memory hops, concurrency loss and interference of each "
+            "CPU cluster to measured sharing."
         ),
     )
     fit = {c: quality(platform, u.chain_scaled()) for c, u in unit_times.items()}
-    return Calibration(platform, unit_times, fit, {str(k): v for k, v in hop.items()}, contention)
+    hops = {str(k): v for k, v in hop.items()}
+    return Calibration(platform, unit_times, fit, hops, contention, interference)
 
 
-def _with_loss(platform: Platform, component: str, alpha: float) -> Platform:
-    comps = tuple(replace(c, concurrency_loss=alpha) if c.name == component else c for c in platform.components)
+def _with_component(platform: Platform, component: str, **fields: Any) -> Platform:
+    comps = tuple(replace(c, **fields) if c.name == component else c for c in platform.components)
     return replace(platform, components=comps)

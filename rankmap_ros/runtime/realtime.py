@@ -52,22 +52,28 @@ def preemption_cost(
     rounds: int = 2,
     component: str | None = None,
 ) -> dict[str, Any]:
-    """What preemption adds to a stage's compute: the best-effort DNN's service time under edf
-    alone (never preempted) against beside a real-time DNN that preempts it at unit boundaries
-    (`preemption_overhead`: resuming, and whatever else sharing the component with another DNN
-    does to the stage's compute), and the part of it that resuming itself accounts for
-    (`resume_overhead`: each unit right after a preemption against that unit's usual time).
-    Service time excludes waits for the component. Rounds alternate the two runs.
+    """What preemption adds to a stage's compute, with what sharing does held apart.
+
+    The best-effort DNN's service time (waits for the component excluded) in three runs:
+    alone under edf; beside a real-time DNN under np_edf, which never preempts it, so the two
+    DNNs only take turns between jobs; and beside it under edf, which preempts it at unit
+    boundaries. `preemption_overhead` is edf over np_edf with the same neighbour: the cost of
+    preempting (the median of the ratios within a round, as the host drifts).
+    `sharing_overhead` is np_edf over alone: what taking turns with another DNN does to a
+    stage's caches anyway. `resume_overhead` is the part of the first that is measured
+    directly: each unit right after a preemption against that unit's usual time.
+    Rounds alternate the three runs.
     """
     component = component or platform.reference_component
     alone = Workload.from_dict({"dnns": [{"name": "be", "model": best_effort}]})
     shared = Workload.from_dict(
         {"dnns": [{"name": "be", "model": best_effort}, {"name": "rt", "model": realtime, "period": period}]}
     )
-    runs: dict[str, list[dict[str, float]]] = {"alone": [], "preempted": []}
+    runs: dict[str, list[dict[str, float]]] = {"alone": [], "not_preempted": [], "preempted": []}
+    kinds = (("alone", alone, Policy.EDF), ("not_preempted", shared, Policy.NP_EDF), ("preempted", shared, Policy.EDF))
     for _ in range(rounds):
-        for kind, workload in (("alone", alone), ("preempted", shared)):
-            with Pipeline(platform, workload, policy=Policy.EDF) as pipeline:
+        for kind, workload, policy in kinds:
+            with Pipeline(platform, workload, policy=policy) as pipeline:
                 pipeline.start(Mapping.all_on(workload, component))
                 report = pipeline.measure(seconds, warmup_s=DEFAULT_WARMUP_S)
                 be = next(d for d in report.dnns if d.name == "be")
@@ -81,8 +87,9 @@ def preemption_cost(
                     "resume_extra_s": counters["be"]["resume_extra_s"],
                 }
             )
-    alone_s = float(np.median([r["service_time_s"] for r in runs["alone"]]))
-    preempted_s = float(np.median([r["service_time_s"] for r in runs["preempted"]]))
+    alone_s, shared_s, preempted_s = (
+        float(np.median([r["service_time_s"] for r in runs[k]])) for k in ("alone", "not_preempted", "preempted")
+    )
     resume_s = float(np.median([r["resume_extra_s"] / max(r["frames"], 1) for r in runs["preempted"]]))
     return {
         "component": component,
@@ -91,10 +98,18 @@ def preemption_cost(
         "period_s": period,
         "runs": runs,
         "service_time_alone_s": alone_s,
+        "service_time_not_preempted_s": shared_s,
         "service_time_preempted_s": preempted_s,
-        "preemption_overhead": preempted_s / alone_s - 1.0,
-        # the part due to resuming alone: the first unit after each preemption over its usual time
-        "resume_overhead": resume_s / alone_s,
+        "preemption_overhead": _paired(runs["preempted"], runs["not_preempted"]),
+        "sharing_overhead": _paired(runs["not_preempted"], runs["alone"]),
+        "resume_overhead": resume_s / shared_s,
         "resume_extra_s_per_job": resume_s,
         "yields_per_job": float(np.median([r["yields"] / max(r["frames"], 1) for r in runs["preempted"]])),
     }
+
+
+def _paired(runs: list[dict[str, float]], baseline: list[dict[str, float]]) -> float:
+    """Median over rounds of the service-time ratio within a round: the host's drift cancels."""
+    return float(
+        np.median([r["service_time_s"] / b["service_time_s"] - 1.0 for r, b in zip(runs, baseline, strict=True)])
+    )

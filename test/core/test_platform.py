@@ -36,6 +36,17 @@ def test_round_trip_dict_and_yaml_file(tmp_path: Path) -> None:
     assert hash(load_platform(path)) == hash(p)
 
 
+def test_measured_interference_round_trips_and_unmeasured_stays_out_of_the_file() -> None:
+    p = load_platform("orange_pi_5")
+    assert all(c.interference == 0 for c in p.components)
+    assert all("interference" not in c for c in p.to_dict()["components"])
+    data = p.to_dict()
+    data["components"][1]["interference"] = 0.08
+    measured = parse_platform(data)
+    assert measured.component("big").interference == 0.08
+    assert parse_platform(measured.to_dict()) == measured
+
+
 def test_transfer_costs_grow_with_size_and_gpu_links_cost_more() -> None:
     p = load_platform("orange_pi_5")
     cpu_cpu, cpu_gpu, gpu_cpu = p.transfer("big", "little"), p.transfer("big", "gpu"), p.transfer("gpu", "little")
@@ -63,6 +74,8 @@ def _set(data: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, A
         (("components", 0, "gflops", "fc"), float("nan"), "components[0].gflops.fc: expected a positive number"),
         (("components", 1, "sharing"), "lottery", "components[1].sharing: expected one of fair, round_robin"),
         (("components", 1, "concurrency_loss"), 1.5, "components[1].concurrency_loss: expected a fraction in [0, 1)"),
+        (("components", 1, "interference"), 1.0, "components[1].interference: expected a fraction in [0, 1)"),
+        (("components", 2, "interference"), -0.1, "components[2].interference: expected a number >= 0"),
         (("components", 1, "cpus"), [0, -1], "components[1].cpus: expected a list of CPU numbers"),
         (("components", 2, "name"), "big", "components[2].name: duplicate component name 'big'"),
         (("components", 0, "name"), "2gpu", "components[0].name: expected letters, digits"),

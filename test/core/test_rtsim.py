@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -167,6 +168,20 @@ def test_time_sharing_matches_the_analytic_simulator_when_saturated(opi: Platfor
         got = simulate_rt(opi, workload, mapping, Policy.TIME_SHARING, horizon=20.0)
         for d in got.dnns:
             assert d.throughput == pytest.approx(expected[d.name], rel=0.05), (component, d.name)
+
+
+def test_interference_slows_the_job_level_simulator_as_it_does_the_analytic_one(opi: Platform) -> None:
+    comps = tuple(replace(c, interference=0.2 if c.name == "big" else 0.0) for c in opi.components)
+    noisy = replace(opi, components=comps)
+    workload = Workload.from_models(["resnet50", "alexnet"])
+    whole = Mapping.all_on(workload, "big")
+    mapping = Mapping((whole.dnns[0], replace(whole.dnns[1], assignment=("little",) * unit_count("alexnet"))))
+    expected = simulate(noisy, workload, mapping).throughput
+    got = {d.name: d.throughput for d in simulate_rt(noisy, workload, mapping, Policy.EDF, horizon=20.0).dnns}
+    quiet = {d.name: d.throughput for d in simulate_rt(opi, workload, mapping, Policy.EDF, horizon=20.0).dnns}
+    assert got["resnet50"] == pytest.approx(expected["resnet50"], rel=0.02)
+    assert got["resnet50"] == pytest.approx(quiet["resnet50"] / 1.2, rel=0.02)
+    assert got["alexnet"] == pytest.approx(quiet["alexnet"], rel=0.02)
 
 
 def test_best_effort_pipeline_holds_one_job_per_stage_and_transfers_cost(opi: Platform) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -110,6 +111,19 @@ def test_cpu_cluster_shares_time_fairly_with_a_concurrency_loss(opi: Platform) -
     loss = opi.component("big").concurrency_loss
     for rate in result.throughput.values():
         assert rate == pytest.approx(alone / (2 * (1 + loss)))
+
+
+def test_interference_slows_a_component_only_while_another_is_in_use(opi: Platform) -> None:
+    comps = tuple(replace(c, interference=0.1 if c.name == "big" else 0.0) for c in opi.components)
+    noisy = replace(opi, components=comps)
+    alone = Workload.from_models(["resnet50"])
+    on_big = Mapping.all_on(alone, "big")
+    assert simulate(noisy, alone, on_big).throughput == simulate(opi, alone, on_big).throughput
+    pair = Workload.from_models(["resnet50", "alexnet"])
+    split = Mapping((on_big.dnns[0], Mapping.all_on(Workload.from_models(["alexnet"]), "little").dnns[0]))
+    base, slowed = simulate(opi, pair, split).throughput, simulate(noisy, pair, split).throughput
+    assert slowed["resnet50"] == pytest.approx(base["resnet50"] / 1.1)
+    assert slowed["alexnet"] == pytest.approx(base["alexnet"])
 
 
 def test_bad_mapping_is_rejected(opi: Platform) -> None:

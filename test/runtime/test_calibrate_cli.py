@@ -15,7 +15,7 @@ from rankmap_ros.core.platform import WorkRates, load_platform
 from rankmap_ros.core.simulator import unit_time
 from rankmap_ros.core.unitvec import profile
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.runtime.calibrate import fit_component, fit_transfers, nnls, quality
+from rankmap_ros.runtime.calibrate import fit_component, fit_interference, fit_transfers, nnls, quality
 from rankmap_ros.runtime.collect import MeasuredLabels
 from rankmap_ros.runtime.host import host_platform, independent_platform
 from rankmap_ros.runtime.profiler import UnitTimes
@@ -58,6 +58,13 @@ def test_transfer_fit_is_fixed_plus_per_megabyte():
 
 
 @two_cpus
+def test_interference_is_the_median_slowdown_with_the_other_clusters_busy():
+    assert fit_interference([60.0, 80.0, 50.0], [54.0, 72.0, 40.0]) == pytest.approx(1 / 9, abs=1e-4)
+    assert fit_interference([60.0], [66.0]) == 0.0  # faster when busy: noise, not a negative slowdown
+    assert fit_interference([60.0, 0.0], [50.0, 0.0]) == pytest.approx(0.2)  # a failed run is left out
+    assert fit_interference([], []) == 0.0
+
+
 def test_host_platform_presents_pocl_as_gpu_and_planning_leaves_it_out():
     platform = host_platform("big:0,little:1")
     assert platform.component("big").cpus == (0,) and platform.component("little").cpus == (1,)
