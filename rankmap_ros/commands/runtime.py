@@ -128,9 +128,13 @@ def cmd_bench_realtime(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.host import host_platform
     from rankmap_ros.runtime.realtime import preemption_cost
 
-    decisions = [bench(args.cycles, processes=k) for k in (1, 2, 4)]
     platform = host_platform(args.split, opencl_cpu_as_gpu=False)
-    cost = preemption_cost(platform, seconds=args.seconds, rounds=args.rounds)
+    if args.component is not None and args.component not in platform.component_names:
+        raise CliError(f"no component {args.component!r} on this host (it has {', '.join(platform.component_names)})")
+    decisions = [bench(args.cycles, processes=k) for k in (1, 2, 4)]
+    cost = preemption_cost(
+        platform, period=args.period, seconds=args.seconds, rounds=args.rounds, component=args.component
+    )
     data = {
         "measured": True,
         "decision": decisions,
@@ -151,7 +155,8 @@ def cmd_bench_realtime(args: argparse.Namespace) -> None:
         + f"{cost['service_time_not_preempted_s'] * 1e3:.2f} ms taking turns with {cost['realtime']} under np_edf "
         + f"({cost['sharing_overhead']:+.1%}), {cost['service_time_preempted_s'] * 1e3:.2f} ms preempted by it "
         + f"under edf ({cost['yields_per_job']:.1f} yields per job): preemption {cost['preemption_overhead']:+.1%}, "
-        + f"of which resuming (first unit after each preemption) {cost['resume_overhead']:+.1%} (measured on this host)"
+        + f"of which resuming (first unit after each preemption) {cost['resume_overhead']:+.1%}, "
+        + f"on {cost['component']} (measured on this host)"
     )
     emit(args, data, text)
 
@@ -250,8 +255,10 @@ def register(sub: Any, experiments: Any) -> None:
     p = add_command(bench, "realtime", cmd_bench_realtime, "arbiter decision cost and preemption overhead (issue 7)")
     p.add_argument("--cycles", type=int, default=2000, help="decisions per process in the arbiter benchmark")
     p.add_argument("--seconds", type=float, default=4.0, help="measured window per preemption run")
-    p.add_argument("--rounds", type=int, default=2, help="alternating alone / preempted runs")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of the alone / np_edf / edf runs")
     p.add_argument("--split", help="CPU clusters of the host, e.g. big:0,little:1 (default: one cluster)")
+    p.add_argument("--component", help="component to measure preemption on, e.g. cuda (default: the first CPU)")
+    p.add_argument("--period", type=float, default=0.03, help="the real-time DNN's period in seconds")
     p = add_command(bench, "runtime", cmd_bench_runtime, "measured runtime targets on this host (issue 5)")
     p.add_argument("--workload", default="squeezenet_v2,shufflenet,mobilenet_v2")
     _platform_args(p)

@@ -56,6 +56,9 @@ class Component:
     `interference` is the fraction by which the component slows down while other components
     are busy too (shared last-level cache and memory bandwidth; on a host, the runtime's own
     threads): 0 where it was never measured.
+    `parallelism` is how many resident stages' worth of work the component completes at once:
+    1 for a component that time-shares; more for one whose stages leave most of it idle (a
+    large GPU running batch-1 stages that are bound by kernel launches), as measured.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Component:
     cpus: tuple[int, ...] = ()
     device: str = ""
     interference: float = 0.0
+    parallelism: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ class Platform:
                 entry["device"] = c.device
             if c.interference:
                 entry["interference"] = c.interference
+            if c.parallelism != 1.0:
+                entry["parallelism"] = c.parallelism
             components.append(entry)
         return {
             "name": self.name,
@@ -249,7 +255,9 @@ class _Parser:
             "sharing",
             "concurrency_loss",
         )
-        d = self.fields(where, data, required, ("timeslice_us", "backend", "cpus", "device", "interference"))
+        d = self.fields(
+            where, data, required, ("timeslice_us", "backend", "cpus", "device", "interference", "parallelism")
+        )
         name = self.text(f"{where}.name", d["name"])
         if not name or not name.replace("_", "").isalnum() or not name[0].isalpha():
             raise PlatformError(f"{where}.name: expected letters, digits and '_' starting with a letter, got {name!r}")
@@ -266,6 +274,9 @@ class _Parser:
         interference = self.number(f"{where}.interference", d.get("interference", 0.0), positive=False)
         if interference >= 1:
             raise PlatformError(f"{where}.interference: expected a fraction in [0, 1), got {interference!r}")
+        parallelism = self.number(f"{where}.parallelism", d.get("parallelism", 1.0))
+        if parallelism < 1:
+            raise PlatformError(f"{where}.parallelism: expected a number of stages >= 1, got {parallelism!r}")
         return Component(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -281,6 +292,7 @@ class _Parser:
             cpus=tuple(cpus),
             device=self.text(f"{where}.device", d.get("device", "")),
             interference=interference,
+            parallelism=parallelism,
         )
 
     def transfer(self, where: str, data: Any) -> TransferCost:

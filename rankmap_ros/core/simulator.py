@@ -12,7 +12,8 @@ Everything it returns is simulated. The equations and their sources are in docs/
    proportion to each stage's turn, a timeslice plus its mean kernel duration (round-robin
    interleaving of command queues, which starves DNNs made of many short kernels). Time a stage
    cannot use because its DNN is held back by another stage is redistributed (water-filling);
-   the shares of all components form a fixed point.
+   the shares of all components form a fixed point. A component of parallelism k completes k
+   stages' worth of time at once; no stage runs faster than alone.
 4. A DNN's rate is the smallest over its stages of (time share / service time).
 """
 
@@ -187,7 +188,8 @@ def interference_factors(platform: Platform, in_use: Sequence[bool]) -> list[flo
 def simulate(platform: Platform, workload: Workload, mapping: Mapping) -> SimResult:
     """Steady-state throughput of every DNN of a workload under a mapping (simulated)."""
     stages = _stages(platform, workload, mapping)
-    rates = _equilibrium(stages, len(workload.dnns), len(platform.components))
+    capacity = _capacity(platform)
+    rates = _equilibrium(stages, len(workload.dnns), len(platform.components), capacity)
     names = platform.component_names
     usage = [0.0] * len(names)
     times: dict[str, list[float]] = {d.name: [] for d in workload.dnns}
@@ -202,19 +204,27 @@ def simulate(platform: Platform, workload: Workload, mapping: Mapping) -> SimRes
         throughput={d.name: rates[i] for i, d in enumerate(workload.dnns)},
         stage_time={k: tuple(v) for k, v in times.items()},
         stage_share={k: tuple(v) for k, v in shares.items()},
-        utilisation={name: min(usage[c], 1.0) for c, name in enumerate(names)},
+        utilisation={name: min(usage[c] / (capacity[c] if capacity else 1.0), 1.0) for c, name in enumerate(names)},
     )
 
 
 def throughputs(platform: Platform, workload: Workload, mappings: Sequence[Mapping]) -> np.ndarray:
     """(mappings, DNNs) array of simulated inferences/s: the batch path for searches and experiments."""
     out = np.empty((len(mappings), len(workload.dnns)))
+    capacity = _capacity(platform)
     for row, mapping in enumerate(mappings):
-        out[row] = _equilibrium(_stages(platform, workload, mapping), len(workload.dnns), len(platform.components))
+        stages = _stages(platform, workload, mapping)
+        out[row] = _equilibrium(stages, len(workload.dnns), len(platform.components), capacity)
     return out
 
 
-def _equilibrium(stages: list[_Stage], n_dnns: int, n_comps: int) -> list[float]:
+def _capacity(platform: Platform) -> list[float] | None:
+    """Each component's parallelism, or None when every one time-shares (the common, faster case)."""
+    found = [c.parallelism for c in platform.components]
+    return found if any(p != 1.0 for p in found) else None
+
+
+def _equilibrium(stages: list[_Stage], n_dnns: int, n_comps: int, capacity: list[float] | None = None) -> list[float]:
     """DNN rates at the fixed point of per-component weighted water-filling.
 
     Component c has a level L_c: a stage with weight w gets at most w * L_c of c's time, and
@@ -223,18 +233,26 @@ def _equilibrium(stages: list[_Stage], n_dnns: int, n_comps: int) -> list[float]
     r_i = min_c L_c * m_ic, and c is either saturated, sum_i A_ic * r_i = 1, or L_c is infinite.
     Each round solves every component's piecewise-linear equation exactly given the other
     levels (Gauss-Seidel); rounds repeat until the levels stop moving.
+
+    With `capacity` (component parallelism k_c) a component saturates at sum_i A_ic * r_i = k_c,
+    and no DNN runs faster than its slowest stage alone (r_i <= 1 / max service), a bound that
+    a component of capacity 1 enforces by itself.
     """
     a = [[0.0] * n_comps for _ in range(n_dnns)]
     m = [[math.inf] * n_comps for _ in range(n_dnns)]
+    cap = [math.inf] * n_dnns
     for s in stages:
         a[s.dnn][s.component] += s.service
         m[s.dnn][s.component] = min(m[s.dnn][s.component], s.weight / s.service)
+        if capacity is not None:
+            cap[s.dnn] = min(cap[s.dnn], 1.0 / s.service)
+    room = capacity or [1.0] * n_comps
     members = [[i for i in range(n_dnns) if a[i][c] > 0] for c in range(n_comps)]
     links = [[c for c in range(n_comps) if a[i][c] > 0] for i in range(n_dnns)]
     level = [0.0] * n_comps
     for c in range(n_comps):
         total = sum(a[i][c] * m[i][c] for i in members[c])
-        level[c] = 1.0 / total if total > 0 else math.inf
+        level[c] = room[c] / total if total > 0 else math.inf
     for _ in range(_MAX_ROUNDS):
         moved = 0.0
         for c in range(n_comps):
@@ -242,9 +260,10 @@ def _equilibrium(stages: list[_Stage], n_dnns: int, n_comps: int) -> list[float]
                 continue
             new = _solve_level(
                 [
-                    (a[i][c], m[i][c], min((level[k] * m[i][k] for k in links[i] if k != c), default=math.inf))
+                    (a[i][c], m[i][c], min([*(level[k] * m[i][k] for k in links[i] if k != c), cap[i]]))
                     for i in members[c]
-                ]
+                ],
+                room[c],
             )
             old = level[c]
             if new != old:
@@ -252,11 +271,11 @@ def _equilibrium(stages: list[_Stage], n_dnns: int, n_comps: int) -> list[float]
             level[c] = new
         if moved < _TOLERANCE:
             break
-    return [min(level[c] * m[i][c] for c in links[i]) for i in range(n_dnns)]
+    return [min([*(level[c] * m[i][c] for c in links[i]), cap[i]]) for i in range(n_dnns)]
 
 
-def _solve_level(terms: list[tuple[float, float, float]]) -> float:
-    """Smallest L with sum of A * min(L * m, R) = 1 over (A, m, R) terms, or inf if never reached."""
+def _solve_level(terms: list[tuple[float, float, float]], room: float = 1.0) -> float:
+    """Smallest L with sum of A * min(L * m, R) = room over (A, m, R) terms, or inf if never reached."""
     bounded = sorted((r / mm, aa * r, aa * mm) for aa, mm, r in terms if not math.isinf(r))
     free = sum(aa * mm for aa, mm, r in terms if math.isinf(r))
     # Suffix sums of the slopes, so that the slope past the last breakpoint is exactly `free`.
@@ -266,7 +285,7 @@ def _solve_level(terms: list[tuple[float, float, float]]) -> float:
     fixed = 0.0
     for k, (breakpoint, capped, _) in enumerate(bounded):
         # Below this breakpoint f(L) = fixed + slopes[k] * L.
-        if fixed + slopes[k] * breakpoint >= 1.0:
-            return (1.0 - fixed) / slopes[k]
+        if fixed + slopes[k] * breakpoint >= room:
+            return (room - fixed) / slopes[k]
         fixed += capped
-    return (1.0 - fixed) / free if free > 0 else math.inf
+    return (room - fixed) / free if free > 0 else math.inf

@@ -49,7 +49,7 @@ from rankmap_ros.ros.supervisor import (
 )
 from rankmap_ros.runtime import shm
 from rankmap_ros.runtime.errors import HostRuntimeError
-from rankmap_ros.runtime.stage import boundary_shapes
+from rankmap_ros.runtime.stage import boundary_shapes, stage_threads
 
 MAPPING_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 FAILURE_WINDOW_S = 60.0
@@ -405,7 +405,14 @@ class Manager(Node):
         return planning.make_plan(model, workload, settings, None if mode == "dynamic" else weights, usable)
 
     def _apply(self, dnns: dict[str, Registration], outcome: planning.PlanOutcome | None, platform: Any) -> None:
-        """Stop chains that changed or left, start the new ones; unchanged chains keep running."""
+        """Stop chains that changed or left, start the new ones; unchanged chains keep running.
+
+        A chain also counts as changed when its components' thread split changed (more or fewer
+        stages now share a CPU cluster under time-sharing).
+        """
+        threads = (
+            () if outcome is None else tuple(sorted(stage_threads(platform, outcome.mapping, self.policy).items()))
+        )
         if outcome is None:
             self.plan = PlanInForce(None, {}, {}, self.v["planner"], 0.0)
             to_stop = list(self.chains.values())
@@ -417,7 +424,12 @@ class Manager(Node):
             to_stop = []
             for name in list(self.chains):
                 chain = self.chains[name]
-                if name not in dnns or chain.stages != stages_of(outcome.mapping, name):
+                used = {c for _, _, c in chain.stages}
+                if (
+                    name not in dnns
+                    or chain.stages != stages_of(outcome.mapping, name)
+                    or {c: t for c, t in chain.config.threads if c in used} != {c: t for c, t in threads if c in used}
+                ):
                     to_stop.append(self.chains.pop(name))
         for chain in to_stop:
             stop_chain(chain)
@@ -426,7 +438,7 @@ class Manager(Node):
         for name, reg in dnns.items():
             if name not in self.chains:
                 self.chains[name] = start_chain(
-                    self._config(reg), platform, stages_of(outcome.mapping, name), arbiters=self.arbiters
+                    self._config(reg, threads), platform, stages_of(outcome.mapping, name), arbiters=self.arbiters
                 )
                 self.below_since.pop(name, None)
         summary = "; ".join(
@@ -434,7 +446,7 @@ class Manager(Node):
         )
         self.get_logger().info(f"mapping ({outcome.planner}, {outcome.seconds:.2f} s): {summary}")
 
-    def _config(self, reg: Registration) -> ChainConfig:
+    def _config(self, reg: Registration, threads: tuple[tuple[str, int], ...]) -> ChainConfig:
         return ChainConfig(
             dnn=reg.name,
             model=reg.model,
@@ -452,6 +464,7 @@ class Manager(Node):
             deadline=reg.task.deadline or 0.0,
             policy=self.policy.value,
             drop_late=self.v["drop_late_jobs"],
+            threads=threads,
         )
 
     # ---- supervision ------------------------------------------------------------------------

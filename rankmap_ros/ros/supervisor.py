@@ -61,6 +61,7 @@ class ChainConfig:
     deadline: float = 0.0
     policy: str = "time_sharing"
     drop_late: bool = True
+    threads: tuple[tuple[str, int], ...] = ()  # (component, torch threads) of the plan (stage_threads)
 
 
 class Arbiters:
@@ -257,7 +258,7 @@ def executor_command(
         "component": component.name,
         "backend": component.backend,
         "cpus": ",".join(map(str, component.cpus)),
-        "threads": threads_for(component),
+        "threads": dict(config.threads).get(component.name) or threads_for(component),
         "device": component.device,
         "priority": float(config.priority),
         "input_shape": ",".join(map(str, shapes[start])),

@@ -11,9 +11,11 @@
    Memory bandwidth is measured by a large copy.
 3. The shared-memory hop is timed at several sizes and fitted as fixed + per-MB cost; every
    transfer kind gets it (all stages of this host talk through the same channels).
-4. The concurrency loss of each CPU cluster is fitted to the measured throughput of the
-   calibration models all running at once on that cluster, with the cluster's speed scaled by
-   the share of it other programs left during that run (runtime/load.py).
+4. How each component shares itself is fitted to the measured throughput of the calibration
+   models all running at once on it, with a CPU cluster's speed scaled by the share of it other
+   programs left during that run (runtime/load.py): a concurrency loss when they run slower
+   than fair sharing predicts, a parallelism above 1 when they run faster (a large GPU whose
+   batch-1 stages are bound by kernel launches; a CPU cluster whose stages split its cores).
 5. The interference of each CPU cluster: a model alone on it, once with the other clusters
    idle and once with another model busy on each of them, in alternation; the slowdown
    (median over two models) is what a stage loses to work elsewhere on the machine.
@@ -175,19 +177,26 @@ def fit_transfers(platform: Platform, hops: dict[tuple[int, ...], float]) -> Pla
     return replace(platform, transfers=tuple((k, cost) for k, _ in platform.transfers))
 
 
-def fit_contention(platform: Platform, workload: Workload, component: str, measured: dict[str, float]) -> float:
-    """The concurrency loss of `component` that best explains the measured rates of all-on-it."""
-    comp = platform.component(component)
+def fit_sharing(
+    platform: Platform, workload: Workload, component: str, measured: dict[str, float]
+) -> tuple[float, float]:
+    """The (concurrency loss, parallelism) of `component` that best explain the measured rates of all-on-it.
+
+    Either a loss with parallelism 1, or parallelism in [1, DNNs] with no loss: what the
+    measurement can tell apart.
+    """
     mapping = Mapping.all_on(workload, component)
-    best, best_err = comp.concurrency_loss, math.inf
-    for alpha in np.linspace(0.0, 0.95, 96):
+    candidates = [(float(a), 1.0) for a in np.linspace(0.0, 0.95, 96)]
+    candidates += [(0.0, float(k)) for k in np.linspace(1.0, len(workload), 8 * (len(workload) - 1) + 1)[1:]]
+    best, best_err = candidates[0], math.inf
+    for alpha, k in candidates:
         rates = simulate(
-            _with_component(platform, component, concurrency_loss=float(alpha)), workload, mapping
+            _with_component(platform, component, concurrency_loss=alpha, parallelism=k), workload, mapping
         ).throughput
         err = sum(math.log(rates[n] / measured[n]) ** 2 for n in measured if measured[n] > 0)
         if err < best_err:
-            best, best_err = float(alpha), err
-    return round(float(best), 4)
+            best, best_err = (alpha, k), err
+    return round(best[0], 4), round(best[1], 4)
 
 
 def measure_all_on(platform: Platform, workload: Workload, component: str, seconds: float) -> RunReport:
@@ -249,14 +258,17 @@ def calibrate(
     workload = Workload.from_models(models[:3])
     if contention_seconds > 0:
         for comp in platform.components:
-            if comp.backend != "cpu":
-                continue
             say(f"measuring {len(workload)} DNNs sharing {comp.name}")
             report = measure_all_on(platform, workload, comp.name, contention_seconds)
             share = available_share(report).get(comp.name, 1.0)
-            alpha = fit_contention(scaled(platform, {comp.name: share}), workload, comp.name, report.throughput)
-            contention[comp.name] = {"concurrency_loss": alpha, "available_share": share, **report.throughput}
-            platform = _with_component(platform, comp.name, concurrency_loss=alpha)
+            alpha, k = fit_sharing(scaled(platform, {comp.name: share}), workload, comp.name, report.throughput)
+            contention[comp.name] = {
+                "concurrency_loss": alpha,
+                "parallelism": k,
+                "available_share": share,
+                **report.throughput,
+            }
+            platform = _with_component(platform, comp.name, concurrency_loss=alpha, parallelism=k)
         cpus = [c for c in platform.components if c.backend == "cpu"]
         for comp in cpus if len(cpus) > 1 else ():
             say(f"measuring {comp.name} alone and with the other CPU clusters busy")
@@ -274,8 +286,8 @@ def calibrate(
         description=(
             f"This host, calibrated {time.strftime('%Y-%m-%d %H:%M')} by `rankmap calibrate` on "
             f"{', '.join(models)}: per-kind rates and kernel overhead fitted to unit times measured on every "
-            "component, transfers to measured shared-memory hops, concurrency loss and interference of each "
-            "CPU cluster to measured sharing."
+            "component, transfers to measured shared-memory hops, each component's sharing (concurrency loss "
+            "or parallelism) and each CPU cluster's interference to measured runs."
         ),
     )
     fit = {c: quality(platform, u.chain_scaled()) for c, u in unit_times.items()}

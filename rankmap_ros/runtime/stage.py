@@ -8,6 +8,7 @@ pipelined DNN computes exactly what the whole model computes.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 
@@ -99,7 +100,28 @@ def tensor_bytes(shape: tuple[int, ...], itemsize: int = 4) -> int:
 
 
 def threads_for(component: Component) -> int:
-    return len(component.cpus) if component.cpus else component.cores
+    """torch's intra-op threads for a stage alone: a CPU cluster's cores; one host thread to feed a GPU."""
+    if component.cpus:
+        return len(component.cpus)
+    return component.cores if component.backend == "cpu" else 1
+
+
+def stage_threads(platform: Platform, mapping: Mapping, policy: Policy | str = Policy.TIME_SHARING) -> dict[str, int]:
+    """torch's intra-op threads for each stage of a mapping, per component.
+
+    Under time-sharing the stages of one CPU cluster run at once, so they split its cores: each
+    with every core would put n x cores spinning OpenMP threads on the cluster (three stages of
+    eight threads on eight cores ran 20-40x slower than alone). Under an arbitrated policy one
+    stage holds the cluster at a time and gets all its cores.
+    """
+    resident = Counter(stage.component for dnn in mapping.dnns for stage in dnn.stages)
+    arbitrated = parse_policy(str(policy)).arbitrated
+    out = {}
+    for name, n in resident.items():
+        component = platform.component(name)
+        full = threads_for(component)
+        out[name] = full if arbitrated or component.backend != "cpu" else max(1, full // n)
+    return out
 
 
 def stage_specs(
@@ -118,6 +140,7 @@ def stage_specs(
     """
     policy = parse_policy(str(policy))
     weights = weights or {}
+    threads = stage_threads(platform, mapping, policy)
     out: dict[str, tuple[StageSpec, ...]] = {}
     for dnn in mapping.dnns:
         shapes = boundary_shapes(dnn.model)
@@ -135,7 +158,7 @@ def stage_specs(
                     component=comp.name,
                     backend=comp.backend,
                     cpus=comp.cpus,
-                    threads=threads_for(comp),
+                    threads=threads[comp.name],
                     device=comp.device,
                     input_shape=shapes[stage.start],
                     output_shape=shapes[stage.stop],

@@ -36,6 +36,17 @@ def test_round_trip_dict_and_yaml_file(tmp_path: Path) -> None:
     assert hash(load_platform(path)) == hash(p)
 
 
+def test_measured_parallelism_round_trips_and_the_default_stays_out_of_the_file() -> None:
+    p = load_platform("orange_pi_5")
+    assert all(c.parallelism == 1 for c in p.components)
+    assert all("parallelism" not in c for c in p.to_dict()["components"])
+    data = p.to_dict()
+    data["components"][0]["parallelism"] = 2.5
+    wide = parse_platform(data)
+    assert wide.component(data["components"][0]["name"]).parallelism == 2.5
+    assert parse_platform(wide.to_dict()) == wide
+
+
 def test_measured_interference_round_trips_and_unmeasured_stays_out_of_the_file() -> None:
     p = load_platform("orange_pi_5")
     assert all(c.interference == 0 for c in p.components)
@@ -76,6 +87,8 @@ def _set(data: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, A
         (("components", 1, "concurrency_loss"), 1.5, "components[1].concurrency_loss: expected a fraction in [0, 1)"),
         (("components", 1, "interference"), 1.0, "components[1].interference: expected a fraction in [0, 1)"),
         (("components", 2, "interference"), -0.1, "components[2].interference: expected a number >= 0"),
+        (("components", 0, "parallelism"), 0.5, "components[0].parallelism: expected a number of stages >= 1"),
+        (("components", 0, "parallelism"), float("nan"), "components[0].parallelism: expected a positive number"),
         (("components", 1, "cpus"), [0, -1], "components[1].cpus: expected a list of CPU numbers"),
         (("components", 2, "name"), "big", "components[2].name: duplicate component name 'big'"),
         (("components", 0, "name"), "2gpu", "components[0].name: expected letters, digits"),

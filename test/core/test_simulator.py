@@ -126,6 +126,35 @@ def test_interference_slows_a_component_only_while_another_is_in_use(opi: Platfo
     assert slowed["alexnet"] == pytest.approx(base["alexnet"])
 
 
+def test_a_parallel_component_runs_several_stages_at_once_but_none_faster_than_alone(opi: Platform) -> None:
+    def with_big(parallelism: float) -> Platform:
+        comps = tuple(
+            replace(c, parallelism=parallelism, concurrency_loss=0.0) if c.name == "big" else c for c in opi.components
+        )
+        return replace(opi, components=comps)
+
+    trio = Workload.from_models(["resnet50", "alexnet", "squeezenet_v1"])
+    on_big = Mapping.all_on(trio, "big")
+    shared = simulate(with_big(1.0), trio, on_big)
+    alone = {
+        d.name: simulate(opi, Workload((d,)), Mapping.all_on(Workload((d,)), "big")).throughput[d.name]
+        for d in trio.dnns
+    }
+    # three stages on a component that completes three at once: each as if alone
+    wide = simulate(with_big(3.0), trio, on_big)
+    for name, rate in alone.items():
+        assert wide.throughput[name] == pytest.approx(rate)
+    assert wide.utilisation["big"] == pytest.approx(1.0)
+    # in between: the busy time the stages get adds up to the parallelism, none above alone
+    mid = simulate(with_big(1.5), trio, on_big)
+    busy = sum(mid.stage_share[n][0] for n in alone)
+    assert busy == pytest.approx(1.5)
+    assert all(shared.throughput[n] < mid.throughput[n] <= alone[n] * (1 + 1e-9) for n in alone)
+    assert simulate(with_big(1.5), trio, on_big).throughput == pytest.approx(
+        dict(zip(trio.names, throughputs(with_big(1.5), trio, [on_big])[0], strict=True))
+    )
+
+
 def test_bad_mapping_is_rejected(opi: Platform) -> None:
     workload = Workload.from_models(["alexnet"])
     with pytest.raises(MappingError, match="unknown component 'npu'"):

@@ -12,10 +12,17 @@ import pytest
 from rankmap_ros.cli import build_parser, main
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import WorkRates, load_platform
-from rankmap_ros.core.simulator import unit_time
+from rankmap_ros.core.simulator import simulate, unit_time
 from rankmap_ros.core.unitvec import profile
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.runtime.calibrate import fit_component, fit_interference, fit_transfers, nnls, quality
+from rankmap_ros.runtime.calibrate import (
+    fit_component,
+    fit_interference,
+    fit_sharing,
+    fit_transfers,
+    nnls,
+    quality,
+)
 from rankmap_ros.runtime.collect import MeasuredLabels
 from rankmap_ros.runtime.host import host_platform, independent_platform
 from rankmap_ros.runtime.profiler import UnitTimes
@@ -58,6 +65,20 @@ def test_transfer_fit_is_fixed_plus_per_megabyte():
 
 
 @two_cpus
+@pytest.mark.parametrize(("loss", "parallelism"), [(0.0, 1.0), (0.2, 1.0), (0.0, 2.0), (0.0, 3.0)])
+def test_sharing_fit_recovers_a_loss_or_a_parallelism(loss, parallelism):
+    base = load_platform("orange_pi_5")
+    workload = Workload.from_models(["squeezenet_v2", "shufflenet", "mobilenet_v2"])
+
+    def on_gpu(platform, **fields):
+        comps = tuple(replace(c, **fields) if c.name == "gpu" else c for c in platform.components)
+        return replace(platform, components=comps)
+
+    truth = on_gpu(base, concurrency_loss=loss, parallelism=parallelism)
+    measured = simulate(truth, workload, Mapping.all_on(workload, "gpu")).throughput
+    assert fit_sharing(on_gpu(base, concurrency_loss=0.5), workload, "gpu", measured) == (loss, parallelism)
+
+
 def test_interference_is_the_median_slowdown_with_the_other_clusters_busy():
     assert fit_interference([60.0, 80.0, 50.0], [54.0, 72.0, 40.0]) == pytest.approx(1 / 9, abs=1e-4)
     assert fit_interference([60.0], [66.0]) == 0.0  # faster when busy: noise, not a negative slowdown

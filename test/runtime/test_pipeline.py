@@ -140,10 +140,10 @@ def test_bad_mappings_are_refused_before_anything_starts(platform):
         pipeline.start(Mapping.all_on(workload, "npu"))
     with pytest.raises(MappingError, match="has 18 units, the mapping assigns 20"):
         pipeline.start(Mapping((DnnMapping("squeezenet_v2", "squeezenet_v2", ("big",) * 20),)))
-    cuda_host = parse_platform(
-        {**platform.to_dict(), "components": [*platform.to_dict()["components"], _cuda_component()]}
-    )
     if not torch.cuda.is_available():
+        cuda_host = parse_platform(
+            {**platform.to_dict(), "components": [*platform.to_dict()["components"], _cuda_component()]}
+        )
         with pytest.raises(backends.BackendError, match="'cuda' is not available"):
             Pipeline(cuda_host, workload).start(Mapping.all_on(workload, "cuda"))
     assert not pipeline.running
