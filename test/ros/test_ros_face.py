@@ -12,10 +12,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from rankmap_ros.core.platform import load_platform
 from rankmap_ros.ros import image_codec, results
 from rankmap_ros.ros.diagnostics import level_value
 from rankmap_ros.ros.rclpy_compat import msg
 from rankmap_ros.ros.registry import Registration, Registry, RequestError
+from rankmap_ros.ros.supervisor import ChainConfig, executor_command
 
 ROOT = Path(__file__).resolve().parents[2]
 Image = msg("sensor_msgs/msg/Image")
@@ -265,3 +267,18 @@ def test_manager_plans_with_the_shipped_estimator_where_one_fits() -> None:
         from rankmap_ros.core.estimator import shipped_path
 
         planning.throughput_model(recalibrated, str(shipped_path("orange_pi_5")))
+
+
+def test_executors_get_the_plans_thread_split_of_their_cluster() -> None:
+    platform = load_platform("orange_pi_5")  # four-core big and little clusters
+    base = dict(dnn="det", model="squeezenet_v2", weights=None, priority=1.0, input_topic="/in", output_topic="/out")
+    base |= dict(output_kind="classification", namespace="/")
+
+    def threads(config: ChainConfig, component: str) -> int:
+        _, argv = executor_command(config, platform, (0, 18, component), 0, True, {})
+        return int(next(a for a in argv if a.startswith("threads:=")).split(":=")[1])
+
+    split = ChainConfig(**base, threads=(("big", 2), ("gpu", 1)))
+    assert threads(split, "big") == 2
+    assert threads(split, "little") == 4  # not in the plan's split: the whole cluster
+    assert threads(ChainConfig(**base), "big") == 4
