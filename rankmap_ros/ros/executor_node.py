@@ -233,11 +233,21 @@ class StageExecutor(Node):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.niceness)
         board = _BoardView(self.board, self.stop)
+        convert = backends.input_converter(self.spec)
         if self.arbitrated:
             with torch.inference_mode():
-                worker.serve_units(self.spec, self.units, self.arbiter, self.source, self.sink, board, self.wiring)  # type: ignore[arg-type]
+                worker.serve_units(
+                    self.spec,
+                    self.units,
+                    self.arbiter,
+                    self.source,
+                    self.sink,
+                    board,
+                    self.wiring,
+                    convert,  # type: ignore[arg-type]
+                )
         else:
-            worker.serve(self.run, self.source, self.sink, board, self.wiring)  # type: ignore[arg-type]
+            worker.serve(self.run, self.source, self.sink, board, self.wiring, convert)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.stop.set()

@@ -40,6 +40,7 @@ from rankmap_ros.runtime.errors import HostRuntimeError
 from rankmap_ros.runtime.stage import StageSpec, build_stage_module
 
 Runner = Callable[[np.ndarray], np.ndarray]
+Converter = Callable[[np.ndarray], "torch.Tensor | None"]
 ONNX_OPSET = 13
 VERIFY_RTOL = 1e-3
 
@@ -145,14 +146,33 @@ def _torch_runner(module: torch.nn.Module, device: torch.device, spec: StageSpec
 
     module = module.to(memory_format=torch.channels_last)
 
-    def run_cpu(x: np.ndarray) -> np.ndarray:
+    def run_cpu(x: np.ndarray | torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            t = torch.from_numpy(x)
+            t = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
             if t.dim() == 4:
                 t = t.contiguous(memory_format=torch.channels_last)
             return module(t).contiguous().numpy()
 
     return run_cpu
+
+
+def input_converter(spec: StageSpec) -> Converter | None:
+    """For a CPU stage with an image-like input: copy a frame straight into a channels-last tensor.
+
+    The stage converts its input to channels-last anyway; doing it from the channel's slot saves
+    the copy out of the slot (channel.Channel.get). The tensor is reused for every frame: a job
+    must be done with it before the next get, as a stage's loop is. None for other stages.
+    """
+    if spec.backend != "cpu" or len(spec.input_shape) != 4:
+        return None
+    buffer = torch.empty(spec.input_shape).contiguous(memory_format=torch.channels_last)
+
+    def convert(view: np.ndarray) -> torch.Tensor | None:
+        if view.shape != spec.input_shape or view.dtype != np.float32:
+            return None
+        return buffer.copy_(torch.from_numpy(view))
+
+    return convert
 
 
 def _stream_priority(spec: StageSpec) -> int:
@@ -224,8 +244,8 @@ def prepare_units(spec: StageSpec, module: torch.nn.Module | None = None, verify
 
     module = module.to(memory_format=torch.channels_last)
 
-    def enter_cpu(x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(x)
+    def enter_cpu(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
         return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
     def leave_cpu(t: torch.Tensor) -> np.ndarray:

@@ -8,9 +8,12 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
+from rankmap_ros.runtime.backends import input_converter
 from rankmap_ros.runtime.channel import Channel, ChannelError, FrameHeader
 from rankmap_ros.runtime.shm import SHM_DIR, Segment, owned_entries, remove_stale
+from rankmap_ros.runtime.stage import StageSpec
 
 
 @pytest.fixture
@@ -56,6 +59,27 @@ def test_shapes_and_dtypes_may_change_per_frame_and_out_buffer_is_reused(channel
     second = ch.get(timeout=1, out=first).array
     assert second is first
     np.testing.assert_array_equal(second, np.arange(6).reshape(2, 3) + 1)
+
+
+def test_a_reader_can_convert_frames_straight_out_of_the_slot(channels):
+    ch = channels(slots=2, max_bytes=4 * 3 * 4 * 4)
+    spec = StageSpec("d", "squeezenet_v2", 0, 0, 1, "big", "cpu", (), 1, "", (1, 3, 4, 4), (1, 8))
+    convert = input_converter(spec)
+    assert convert is not None
+    ch.put(frame(1), FrameHeader(1))
+    ch.put(frame(2)[:, :2], FrameHeader(2))  # another shape: the plain copy instead
+    got = ch.get(timeout=1, convert=convert)
+    assert isinstance(got.array, torch.Tensor) and got.array.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(got.array.numpy(), frame(1))
+    assert ch.last_convert_cpu_s >= 0 and ch.last_convert_s > 0
+    plain = ch.get(timeout=1, convert=convert)
+    assert isinstance(plain.array, np.ndarray) and plain.array.shape == (1, 2, 4, 4)
+    assert ch.last_convert_s == 0
+    # the slot is free again once converted: the writer reuses it without disturbing the tensor
+    ch.put(frame(3), FrameHeader(3))
+    np.testing.assert_array_equal(got.array.numpy(), frame(1))
+    gpu = StageSpec("d", "squeezenet_v2", 0, 0, 1, "gpu", "opencl", (), 1, "", (1, 3, 4, 4), (1, 8))
+    assert input_converter(gpu) is None
 
 
 def test_drop_oldest_keeps_the_newest_frames(channels):
