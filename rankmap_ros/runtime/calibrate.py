@@ -18,7 +18,9 @@
    batch-1 stages are bound by kernel launches; a CPU cluster whose stages split its cores).
 5. The interference of each CPU cluster: a model alone on it, once with the other clusters
    idle and once with another model busy on each of them, in alternation; the slowdown
-   (median over two models) is what a stage loses to work elsewhere on the machine.
+   (median over every calibration model but the last, which is the load; at least one) is what
+   a stage loses to work elsewhere on the machine. Models lose different amounts, so one probe
+   is not enough.
 Unit times are the fastest of several samples, i.e. the machine as if idle.
 The result is a platform file with `calibrated: true`; what was measured is kept beside it.
 """
@@ -272,7 +274,7 @@ def calibrate(
         cpus = [c for c in platform.components if c.backend == "cpu"]
         for comp in cpus if len(cpus) > 1 else ():
             say(f"measuring {comp.name} alone and with the other CPU clusters busy")
-            found = measure_interference(platform, comp.name, models[:2], models[-1], contention_seconds)
+            found = measure_interference(platform, comp.name, models[:-1] or models, models[-1], contention_seconds)
             interference[comp.name] = found
             platform = _with_component(platform, comp.name, interference=found["interference"])
     fastest = min(
