@@ -242,9 +242,9 @@ class StageExecutor(Node):
                     self.arbiter,
                     self.source,
                     self.sink,
-                    board,
+                    board,  # type: ignore[arg-type]
                     self.wiring,
-                    convert,  # type: ignore[arg-type]
+                    convert,
                 )
         else:
             worker.serve(self.run, self.source, self.sink, board, self.wiring, convert)  # type: ignore[arg-type]

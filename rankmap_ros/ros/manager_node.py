@@ -410,9 +410,7 @@ class Manager(Node):
         A chain also counts as changed when its components' thread split changed (more or fewer
         stages now share a CPU cluster under time-sharing).
         """
-        threads = (
-            () if outcome is None else tuple(sorted(stage_threads(platform, outcome.mapping, self.policy).items()))
-        )
+        threads = {} if outcome is None else stage_threads(platform, outcome.mapping, self.policy)
         if outcome is None:
             self.plan = PlanInForce(None, {}, {}, self.v["planner"], 0.0)
             to_stop = list(self.chains.values())
@@ -424,11 +422,10 @@ class Manager(Node):
             to_stop = []
             for name in list(self.chains):
                 chain = self.chains[name]
-                used = {c for _, _, c in chain.stages}
                 if (
                     name not in dnns
                     or chain.stages != stages_of(outcome.mapping, name)
-                    or {c: t for c, t in chain.config.threads if c in used} != {c: t for c, t in threads if c in used}
+                    or any(dict(chain.config.threads).get(c) != threads[c] for _, _, c in chain.stages)
                 ):
                     to_stop.append(self.chains.pop(name))
         for chain in to_stop:
@@ -438,7 +435,10 @@ class Manager(Node):
         for name, reg in dnns.items():
             if name not in self.chains:
                 self.chains[name] = start_chain(
-                    self._config(reg, threads), platform, stages_of(outcome.mapping, name), arbiters=self.arbiters
+                    self._config(reg, tuple(sorted(threads.items()))),
+                    platform,
+                    stages_of(outcome.mapping, name),
+                    arbiters=self.arbiters,
                 )
                 self.below_since.pop(name, None)
         summary = "; ".join(

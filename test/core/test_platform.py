@@ -36,25 +36,17 @@ def test_round_trip_dict_and_yaml_file(tmp_path: Path) -> None:
     assert hash(load_platform(path)) == hash(p)
 
 
-def test_measured_parallelism_round_trips_and_the_default_stays_out_of_the_file() -> None:
+@pytest.mark.parametrize(
+    ("field", "default", "index", "value"), [("parallelism", 1, 0, 2.5), ("interference", 0, 1, 0.08)]
+)
+def test_measured_fields_round_trip_and_defaults_stay_out_of_the_file(field, default, index, value) -> None:
     p = load_platform("orange_pi_5")
-    assert all(c.parallelism == 1 for c in p.components)
-    assert all("parallelism" not in c for c in p.to_dict()["components"])
+    assert all(getattr(c, field) == default for c in p.components)
+    assert all(field not in c for c in p.to_dict()["components"])
     data = p.to_dict()
-    data["components"][0]["parallelism"] = 2.5
-    wide = parse_platform(data)
-    assert wide.component(data["components"][0]["name"]).parallelism == 2.5
-    assert parse_platform(wide.to_dict()) == wide
-
-
-def test_measured_interference_round_trips_and_unmeasured_stays_out_of_the_file() -> None:
-    p = load_platform("orange_pi_5")
-    assert all(c.interference == 0 for c in p.components)
-    assert all("interference" not in c for c in p.to_dict()["components"])
-    data = p.to_dict()
-    data["components"][1]["interference"] = 0.08
+    data["components"][index][field] = value
     measured = parse_platform(data)
-    assert measured.component("big").interference == 0.08
+    assert getattr(measured.component(data["components"][index]["name"]), field) == value
     assert parse_platform(measured.to_dict()) == measured
 
 

@@ -7,13 +7,12 @@ Skipped where torch sees no CUDA device, as on CI; run on a GPU machine with
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import numpy as np
 import pytest
 import torch
 from test_pipeline import alive, split, whole_model
+from test_rt_pipeline import camera
 
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import Platform
@@ -129,24 +128,12 @@ def test_preempted_cuda_jobs_compute_what_the_whole_model_computes(platform):
     frame = rng.standard_normal((1, 3, 227, 227)).astype(np.float32)
     with Pipeline(platform, workload, source="external", policy=Policy.EDF) as pipeline:
         pipeline.start(Mapping.all_on(workload, "cuda"))
-        stop = threading.Event()
-
-        def camera() -> None:
-            while not stop.is_set():
-                pipeline.submit("det", frame)
-                time.sleep(0.005)
-
-        feeder = threading.Thread(target=camera, daemon=True)
-        feeder.start()
-        try:
+        with camera(pipeline, "det", frame, 0.005):
             for _ in range(20):
                 x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
                 got = pipeline.result("bg", pipeline.submit("bg", x).seq, timeout=120).array
                 error = relative_error(got, whole_model("mobilenet_v2", x))
                 assert error < CUDA_TOLERANCE, f"preempted CUDA job differs from the CPU model by {error:.2e}"
-        finally:
-            stop.set()
-            feeder.join()
         counters = pipeline.realtime_counters()
         pids = [p for ps in pipeline.pids().values() for p in ps]
     assert counters["bg"]["frames"] == 20 and counters["det"]["frames"] > 0

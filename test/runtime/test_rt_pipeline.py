@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -33,6 +35,25 @@ def platform() -> Platform:
 def whole_model(model: str, x: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return build_model(model)(torch.from_numpy(x)).numpy()
+
+
+@contextlib.contextmanager
+def camera(pipeline: Pipeline, dnn: str, frame: np.ndarray, period: float) -> Iterator[None]:
+    """Submit `frame` to `dnn` every `period` seconds from a thread while the block runs."""
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            pipeline.submit(dnn, frame)
+            time.sleep(period)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        feeder.join()
 
 
 def test_a_stage_run_unit_by_unit_with_other_work_between_units_is_bit_identical(platform):
@@ -64,24 +85,12 @@ def test_preempted_jobs_compute_what_the_whole_model_computes(platform):
     rng = np.random.default_rng(11)
     with Pipeline(platform, workload, source="external", policy=Policy.EDF) as pipeline:
         pipeline.start(mapping)
-        stop = threading.Event()
         frame = rng.standard_normal((1, 3, 227, 227)).astype(np.float32)
-
-        def camera() -> None:
-            while not stop.is_set():
-                pipeline.submit("det", frame)
-                time.sleep(0.02)
-
-        feeder = threading.Thread(target=camera, daemon=True)
-        feeder.start()
-        try:
+        with camera(pipeline, "det", frame, 0.02):
             for _ in range(4):
                 x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
                 got = pipeline.result("bg", pipeline.submit("bg", x).seq, timeout=60).array
                 np.testing.assert_allclose(got, whole_model("mobilenet_v2", x), rtol=1e-4, atol=1e-5)
-        finally:
-            stop.set()
-            feeder.join()
         counters = pipeline.realtime_counters()
         pids = [p for ps in pipeline.pids().values() for p in ps]
     assert counters["bg"]["frames"] == 4
