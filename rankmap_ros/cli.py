@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rankmap_ros.core.platform import PlatformError
     from rankmap_ros.core.workload import WorkloadError
     from rankmap_ros.core.zoo import ZooError
-    from rankmap_ros.runtime.errors import HostRuntimeError
+    from rankmap_ros.runtime.errors import DiscoveryError, HostRuntimeError
 
     args = build_parser().parse_args(argv)
     try:
@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         WorkloadError,
         ZooError,
         HostRuntimeError,
+        DiscoveryError,
         DatasetError,
         EstimatorError,
         PlannerError,

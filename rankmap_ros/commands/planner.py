@@ -193,7 +193,11 @@ def cmd_experiment_realtime(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.realtime import run_realtime, summary_text
 
     out = Path(args.out) if args.out else None
-    result = run_realtime(out, quick=args.quick, platform=args.platform, seed=args.seed, measured=args.measured)
+    if args.split and not args.measured:
+        raise CliError("--split is for --measured runs (it sets this host's CPU clusters)")
+    result = run_realtime(
+        out, quick=args.quick, platform=args.platform, seed=args.seed, measured=args.measured, split=args.split
+    )
     emit(args, result, summary_text(result))
 
 
@@ -284,6 +288,11 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--quick", action="store_true", help="5 s per run instead of 30 s, a smaller planner budget")
     p.add_argument(
         "--measured", action="store_true", help="run the scenarios for real on this host (12 s per run, 4 s quick)"
+    )
+    p.add_argument(
+        "--split",
+        help="with --measured: this host's CPU clusters, e.g. big:0,little:1; the planner's mapping then runs too "
+        "(default: one cluster of all cores, every DNN on it)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--platform", default="orange_pi_5", help="built-in platform name or YAML file")

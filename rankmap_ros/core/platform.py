@@ -92,6 +92,19 @@ class TransferCost:
 
 
 @dataclass(frozen=True)
+class MeasuredUnits:
+    """Measured seconds of each unit of one model alone on one component (`rankmap calibrate`).
+
+    The simulator takes these over its per-kind rates for that model and component: profiled
+    units are what a board really does, and the rates remain for every model not profiled.
+    """
+
+    model: str
+    component: str
+    seconds: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Platform:
     """Components in a fixed order (the column blocks of the Q tensor) and transfer costs by kind pair.
 
@@ -105,6 +118,7 @@ class Platform:
     reference_component: str
     calibrated: bool = False
     description: str = ""
+    unit_times: tuple[MeasuredUnits, ...] = ()
 
     @property
     def component_names(self) -> tuple[str, ...]:
@@ -118,6 +132,10 @@ class Platform:
 
     def component(self, name: str) -> Component:
         return self.components[self.index(name)]
+
+    def measured_units(self, model: str) -> dict[int, tuple[float, ...]]:
+        """Component index -> measured unit seconds of `model`, where it was profiled."""
+        return {self.index(u.component): u.seconds for u in self.unit_times if u.model == model}
 
     def transfer(self, src: str, dst: str) -> TransferCost:
         """Cost model for a tensor leaving component `src` for component `dst`."""
@@ -150,7 +168,7 @@ class Platform:
             if c.parallelism != 1.0:
                 entry["parallelism"] = c.parallelism
             components.append(entry)
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "calibrated": self.calibrated,
@@ -161,6 +179,12 @@ class Platform:
                 for k, t in self.transfers
             },
         }
+        if self.unit_times:
+            table: dict[str, dict[str, list[float]]] = {}
+            for u in self.unit_times:
+                table.setdefault(u.model, {})[u.component] = [float(f"{t:.6g}") for t in u.seconds]
+            data["unit_times"] = table
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -303,7 +327,10 @@ class _Parser:
 
     def platform(self, data: Any) -> Platform:
         d = self.fields(
-            "", data, ("name", "components", "transfers"), ("description", "calibrated", "reference_component")
+            "",
+            data,
+            ("name", "components", "transfers"),
+            ("description", "calibrated", "reference_component", "unit_times"),
         )
         name = self.text("name", d["name"])
         entries = d["components"]
@@ -334,7 +361,35 @@ class _Parser:
             reference_component=reference,
             calibrated=calibrated,
             description=self.text("description", d.get("description", "")),
+            unit_times=self.unit_times(d.get("unit_times", {}), seen),
         )
+
+    def unit_times(self, data: Any, components: set[str]) -> tuple[MeasuredUnits, ...]:
+        if not data:
+            return ()
+        from rankmap_ros.core.unitvec import profile
+        from rankmap_ros.core.zoo import ZooError
+
+        if not isinstance(data, Mapping):
+            raise PlatformError(f"unit_times: expected a mapping of model -> component -> seconds, got {data!r}")
+        out = []
+        for model, per_component in data.items():
+            where = f"unit_times.{model}"
+            try:
+                count = len(profile(str(model)))
+            except ZooError as exc:
+                raise PlatformError(f"{where}: {exc}") from None
+            if not isinstance(per_component, Mapping):
+                raise PlatformError(f"{where}: expected a mapping of component -> seconds, got {per_component!r}")
+            for component, seconds in per_component.items():
+                here = f"{where}.{component}"
+                if component not in components:
+                    raise PlatformError(f"{here}: no such component ({', '.join(sorted(components))})")
+                if not isinstance(seconds, list) or len(seconds) != count:
+                    raise PlatformError(f"{here}: expected a list of {count} unit times, got {seconds!r}")
+                values = tuple(self.number(f"{here}[{i}]", t) for i, t in enumerate(seconds))
+                out.append(MeasuredUnits(str(model), str(component), values))
+        return tuple(out)
 
 
 def _transfer_possible(key: str, components: tuple[Component, ...]) -> bool:

@@ -183,6 +183,11 @@ class DnnRtStats:
     throughput: float
     latency_p50_s: float
     latency_p95_s: float
+    # Measured runs only (0 when simulated): component time the DNN's stages computed in the
+    # window, and the part of it spent in the first unit after each preemption over that
+    # unit's usual time (what resuming on cold caches costs).
+    busy_s: float = 0.0
+    resume_extra_s: float = 0.0
 
     @property
     def miss_rate(self) -> float:

@@ -89,10 +89,19 @@ def _roofline(platform: Platform, unit: UnitInfo) -> np.ndarray:
     return np.array(out)
 
 
-def costs_of_units(platform: Platform, units: Sequence[UnitInfo]) -> UnitCosts:
-    """Prefix-summed unit costs for any list of units (e.g. a zoo model at another input size)."""
+def costs_of_units(
+    platform: Platform, units: Sequence[UnitInfo], measured: dict[int, tuple[float, ...]] | None = None
+) -> UnitCosts:
+    """Prefix-summed unit costs for any list of units (e.g. a zoo model at another input size).
+
+    `measured` (component index -> seconds per unit) replaces the modelled times of those
+    components; their kernel-free share keeps the model's proportion, for mean kernel durations.
+    """
     times = np.stack([unit_time(platform, u) for u in units])  # (units, components)
     compute = np.stack([_roofline(platform, u) for u in units])
+    for c, seconds in (measured or {}).items():
+        compute[:, c] *= np.asarray(seconds) / times[:, c]
+        times[:, c] = seconds
     zero = np.zeros((1, len(platform.components)))
     cum = np.concatenate([zero, np.cumsum(times, axis=0)]).T
     cum_compute = np.concatenate([zero, np.cumsum(compute, axis=0)]).T
@@ -107,8 +116,11 @@ def costs_of_units(platform: Platform, units: Sequence[UnitInfo]) -> UnitCosts:
 
 @lru_cache(maxsize=512)
 def model_costs(platform: Platform, model: str) -> UnitCosts:
-    """Unit costs of a zoo model on a platform (cached: the search calls the simulator 100k times)."""
-    return costs_of_units(platform, profile(model))
+    """Unit costs of a zoo model on a platform (cached: the search calls the simulator 100k times).
+
+    Units the platform profiled for this model (`Platform.unit_times`) take their measured times.
+    """
+    return costs_of_units(platform, profile(model), platform.measured_units(model))
 
 
 @cache

@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, RankMapPlanner
-from rankmap_ros.core.platform import Platform, load_platform
+from rankmap_ros.core.platform import MeasuredUnits, Platform, load_platform
 from rankmap_ros.core.realtime import POLICIES, Policy, RtResult, fastest_job
 from rankmap_ros.core.rtsim import (
     chain_seconds,
@@ -42,6 +42,10 @@ from rankmap_ros.core.workload import DnnSpec, Workload
 
 Runner = Callable[[Platform, Workload, Mapping, Policy, float], RtResult]
 MAPPINGS = ("shared", "rankmap")
+MAPPING_TITLES = {
+    "shared": "every DNN on the reference component",
+    "rankmap": "the RankMap planner's mapping",
+}
 # Pantheon's laxest deadline is 31 ms of a 33.3 ms frame: the camera period is the laxest
 # real-time deadline over this share.
 LAXEST_DEADLINE_SHARE = 0.9
@@ -170,36 +174,47 @@ def measured_runner(warmup_s: float = MEASURED_WARMUP_S) -> Runner:
 
 
 def host_setup(
-    scenarios: Sequence[Scenario], cache: Path | None = None, say: Callable[[str], None] | None = None
+    scenarios: Sequence[Scenario],
+    cache: Path | None = None,
+    say: Callable[[str], None] | None = None,
+    split: str | None = None,
 ) -> tuple[Platform, dict[str, float]]:
-    """This host as one CPU component, fitted to the scenario models' unit times measured on it,
-    and each model's measured job time (the whole model as a chain of units), which scales the
-    deadlines.
+    """This host's CPU clusters (one of all its cores, or `split`), each fitted to the scenario
+    models' unit times measured on it and carrying them as profiled units, and each model's
+    fastest measured job time (the whole model as a chain of units, on its fastest cluster),
+    which scales the deadlines.
 
-    The measurement is kept under `cache`, so a resumed run scales its deadlines the same way.
+    The measurements are kept under `cache`, so a resumed run scales its deadlines the same way.
     """
     from rankmap_ros.runtime.calibrate import copy_bandwidth_gbs, fit_component
     from rankmap_ros.runtime.host import host_platform
     from rankmap_ros.runtime.profiler import UnitTimes, profile_units
 
-    host = host_platform(opencl_cpu_as_gpu=False)
-    component = host.reference_component
+    host = host_platform(split, opencl_cpu_as_gpu=False)
     models = sorted({m for s in scenarios for m in s.models})
-    path = None if cache is None else cache / "host_units.json"
-    if path is not None and path.is_file():
-        saved = json.loads(path.read_text())
-        units = UnitTimes(component, {m: tuple(t) for m, t in saved["times"].items()}, {}, saved.get("chains", {}))
-        bandwidth = saved["bandwidth_gbs"]
-    else:
-        (say or (lambda _m: None))(f"timing every unit of {len(models)} models on this host's {component}")
-        units = profile_units(host, component, models)
-        bandwidth = copy_bandwidth_gbs()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth}))
-    scaled = units.chain_scaled()
-    platform = fit_component(host, scaled, bandwidth)
-    return platform, {m: float(sum(t or 0.0 for t in scaled.times[m])) for m in models}
+    platform = host
+    job_seconds: dict[str, float] = {}
+    profiled: list[MeasuredUnits] = []
+    for component in (c.name for c in host.components):
+        path = None if cache is None else cache / f"units_{component}.json"
+        if path is not None and path.is_file():
+            saved = json.loads(path.read_text())
+            units = UnitTimes(component, {m: tuple(t) for m, t in saved["times"].items()}, {}, saved.get("chains", {}))
+            bandwidth = saved["bandwidth_gbs"]
+        else:
+            (say or (lambda _m: None))(f"timing every unit of {len(models)} models on this host's {component}")
+            units = profile_units(host, component, models)
+            bandwidth = copy_bandwidth_gbs()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({"times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth}))
+        scaled = units.chain_scaled()
+        platform = fit_component(platform, scaled, bandwidth)
+        profiled += units.profiled()
+        for m in models:
+            seconds = float(sum(t or 0.0 for t in scaled.times[m]))
+            job_seconds[m] = min(seconds, job_seconds.get(m, seconds))
+    return replace(platform, unit_times=tuple(profiled)), job_seconds
 
 
 def scenario_mapping(kind: str, platform: Platform, workload: Workload, settings: Settings) -> Mapping:
@@ -234,7 +249,34 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out["best_effort_vs_time_sharing"][p] = r["best_effort_throughput"] / base if base > 0 else None
         out["miss_rate_reduction_vs_time_sharing"][p] = reduction(r["miss_rate"], ts["miss_rate"])
         out["miss_rate_reduction_vs_fifo"][p] = reduction(r["miss_rate"], fifo["miss_rate"])
+    if not runs[Policy.EDF.value]["simulated"]:
+        out.update(preemption_cost(runs))
     return out
+
+
+def preemption_cost(runs: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """What preemption costs in a measured scenario (the method of `rankmap bench realtime`).
+
+    `preemption_overhead`: the best-effort DNN's compute per completed job under edf over the
+    same under np_edf, which never preempts it, minus 1. `resume_overhead`: under edf, the
+    extra time of the first unit after each preemption over all the DNNs' compute.
+    """
+
+    def service(run: dict[str, Any]) -> float | None:
+        best_effort = [d for d in run["dnns"].values() if not d["realtime"]]
+        done = sum(d["completed"] for d in best_effort)
+        busy = sum(d.get("busy_s", 0.0) for d in best_effort)
+        return busy / done if done and busy > 0 else None
+
+    edf, np_edf = runs[Policy.EDF.value], runs[Policy.NP_EDF.value]
+    preempted, turns = service(edf), service(np_edf)
+    busy = sum(d.get("busy_s", 0.0) for d in edf["dnns"].values())
+    return {
+        "best_effort_service_s_edf": preempted,
+        "best_effort_service_s_np_edf": turns,
+        "preemption_overhead": preempted / turns - 1 if preempted and turns else None,
+        "resume_overhead": sum(d.get("resume_extra_s", 0.0) for d in edf["dnns"].values()) / busy if busy > 0 else None,
+    }
 
 
 def _targets(entry: dict[str, Any]) -> dict[str, Any]:
@@ -327,19 +369,22 @@ def run_realtime(
     runner: Runner | None = None,
     scenarios: Sequence[Scenario] = SCENARIOS,
     measured: bool = False,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Run the experiment; with `out_dir`, write realtime.json and realtime.png, and cache per run.
 
-    `measured` runs every scenario for real on this host instead (one CPU component: every DNN
-    shares it), deadlines scaled by the models' job times measured here.
+    `measured` runs every scenario for real on this host instead, deadlines scaled by the models'
+    job times measured here. The host is one CPU cluster of all its cores, where every DNN shares
+    it, or the clusters of `split` (e.g. "big:0,little:1"), where the planner's mapping runs too.
     """
     if measured:
         base = MEASURED_QUICK if quick else MEASURED
         settings = Settings(base.horizon, base.budget, seed)
         runner = measured_runner()
-        host_cache = None if out_dir is None else Path(out_dir) / "cache" / "host"
-        plat, job_seconds = host_setup(scenarios, host_cache, lambda m: print(m, file=sys.stderr))
-        mappings: Sequence[str] = ("shared",)
+        clusters = (split or "all").replace(":", "").replace(",", "_")
+        host_cache = None if out_dir is None else Path(out_dir) / "cache" / f"host-{clusters}"
+        plat, job_seconds = host_setup(scenarios, host_cache, lambda m: print(m, file=sys.stderr), split)
+        mappings: Sequence[str] = MAPPINGS if len(plat.components) > 1 else ("shared",)
     else:
         plat = platform if isinstance(platform, Platform) else load_platform(platform)
         base = QUICK if quick else FULL
@@ -359,6 +404,7 @@ def run_realtime(
         "simulated": simulated,
         "runner": getattr(runner, "__name__", type(runner).__name__),
         "platform": plat.name,
+        "components": {c.name: list(c.cpus) or c.device for c in plat.components},
         "quick": quick,
         "settings": asdict(settings),
         "policies": [p.value for p in POLICIES],
@@ -381,32 +427,37 @@ def run_realtime(
 
 
 def plot(path: Path, result: dict[str, Any]) -> None:
-    """Pantheon's Figure 2 for our scenarios: miss rate, preempted-job ratio, best-effort throughput."""
+    """Pantheon's Figure 2 for our scenarios, one row per mapping: miss rate, preempted-job ratio,
+    best-effort throughput."""
     import numpy as np
     from matplotlib.figure import Figure
 
     names = list(result["scenarios"])
+    kinds = list(result["scenarios"][names[0]]["mappings"])
     policies = result["policies"]
     panels = (
         ("miss_rate", "deadline miss rate"),
         ("preempted_ratio", "preempted jobs / jobs"),
         ("best_effort_vs_time_sharing", "best-effort throughput\n(vs time-sharing)"),
     )
-    fig = Figure(figsize=(11, 3.8))
-    axes = fig.subplots(1, 3)
+    fig = Figure(figsize=(11, 3.4 * len(kinds) + 0.6))
+    axes = fig.subplots(len(kinds), 3, squeeze=False)
     x = np.arange(len(names))
     width = 0.8 / len(policies)
-    for ax, (key, label) in zip(axes, panels, strict=True):
-        for k, policy in enumerate(policies):
-            values = [result["scenarios"][n][key][policy] or 0.0 for n in names]
-            ax.bar(x + (k - (len(policies) - 1) / 2) * width, values, width, label=policy)
-        ax.set_xticks(x, names)
-        ax.set_ylabel(label)
-    handles, labels = axes[0].get_legend_handles_labels()
+    for row, kind in zip(axes, kinds, strict=True):
+        for ax, (key, label) in zip(row, panels, strict=True):
+            for k, policy in enumerate(policies):
+                values = [result["scenarios"][n]["mappings"][kind][key][policy] or 0.0 for n in names]
+                ax.bar(x + (k - (len(policies) - 1) / 2) * width, values, width, label=policy)
+            ax.set_xticks(x, names)
+            ax.set_ylabel(label)
+        row[0].set_title(MAPPING_TITLES[kind], loc="left", fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(policies), fontsize=8, frameon=False)
-    kind = "simulated" if result["simulated"] else "measured"
-    fig.suptitle(f"Scheduling policies, every DNN on {result['platform']}'s reference component ({kind})")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    measured = "simulated" if result["simulated"] else "measured"
+    clusters = ", ".join(result.get("components", {}))
+    fig.suptitle(f"Scheduling policies on {result['platform']} ({clusters}; {measured})")
+    fig.tight_layout(rect=(0, 0.5 / (3.4 * len(kinds) + 0.6), 1, 1))
     fig.savefig(path, dpi=120)
 
 
@@ -426,6 +477,11 @@ def summary_text(result: dict[str, Any]) -> str:
                     f"  {entry['best_effort_throughput'][p]:13.2f}"
                     f"  {'n/a' if ts_cut is None else f'{ts_cut:9.3f}'}"
                     f"  {'n/a' if fifo_cut is None else f'{fifo_cut:11.3f}'}"
+                )
+            if entry.get("preemption_overhead") is not None:
+                lines.append(
+                    f"  preemption adds {entry['preemption_overhead']:+.1%} to the best-effort DNN's compute per job "
+                    f"(edf vs np_edf); resuming after a preemption {entry['resume_overhead']:.1%} of all compute"
                 )
     lines.append("targets (feasible scenarios): " + json.dumps(result["targets"]))
     return "\n".join(lines)

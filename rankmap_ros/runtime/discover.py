@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from rankmap_ros.core.platform import Platform, parse_platform
+from rankmap_ros.runtime.errors import DiscoveryError
 
 SYSFS_CPU = Path("/sys/devices/system/cpu")
 _CLUSTER_NAMES = {1: ("cpu",), 2: ("big", "little"), 3: ("prime", "big", "little")}
@@ -34,10 +35,6 @@ _CPU_EFFICIENCY = 0.5
 _GPU_FLOPS_PER_CYCLE_PER_CU = 64
 _GPU_EFFICIENCY = 0.3
 _UNKNOWN_CPU_GHZ = 2.0
-
-
-class DiscoveryError(ValueError):
-    """An unusable core split; the message says which part."""
 
 
 @dataclass(frozen=True)

@@ -3,3 +3,7 @@
 
 class HostRuntimeError(RuntimeError):
     """Something the runtime cannot do on this host (missing backend, failed stage, bad channel)."""
+
+
+class DiscoveryError(ValueError):
+    """An unusable core split; the message says which part."""

@@ -30,4 +30,7 @@ def scaled(platform: Platform, share: dict[str, float]) -> Platform:
         f = share.get(c.name, 1.0)
         rates = WorkRates(*(getattr(c.gflops, k) * f for k in WORK_KINDS))
         comps.append(replace(c, gflops=rates, kernel_overhead_us=c.kernel_overhead_us / f))
-    return replace(platform, components=tuple(comps))
+    units = tuple(
+        replace(u, seconds=tuple(t / share.get(u.component, 1.0) for t in u.seconds)) for u in platform.unit_times
+    )
+    return replace(platform, components=tuple(comps), unit_times=units)

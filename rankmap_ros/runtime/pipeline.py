@@ -501,11 +501,15 @@ class Pipeline:
         for name, chain in self._chains.items():
             dropped = in1[name] - in0[name]
             preempted = 0
+            busy = resume = 0.0
             for s in chain.stages:
                 dropped += int(after["dropped"][s.row] - before["dropped"][s.row])
                 preempted += int(after["preempted"][s.row] - before["preempted"][s.row])
                 comp = s.spec.component
-                busy_time[comp] = busy_time.get(comp, 0.0) + float(after["busy_s"][s.row] - before["busy_s"][s.row])
+                stage_busy = float(after["busy_s"][s.row] - before["busy_s"][s.row])
+                busy += stage_busy
+                resume += float(after["resume_extra_s"][s.row] - before["resume_extra_s"][s.row])
+                busy_time[comp] = busy_time.get(comp, 0.0) + stage_busy
                 cpu_time[comp] = cpu_time.get(comp, 0.0) + (ticks1[s.row] - ticks0[s.row]) / _CLOCK_TICKS
             finished = dict(list(chain.finished))
             done_times = [t for _, t in list(chain.finished) if t0 <= t <= t1]
@@ -532,6 +536,8 @@ class Pipeline:
                     throughput=_rate(done_times, window),
                     latency_p50_s=float(np.percentile(lat, 50)),
                     latency_p95_s=float(np.percentile(lat, 95)),
+                    busy_s=busy,
+                    resume_extra_s=resume,
                 )
             )
         utilisation = self._utilisation(busy_time, cpu_time, window)

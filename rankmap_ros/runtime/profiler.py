@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rankmap_ros.core.platform import Component, Platform
+from rankmap_ros.core.platform import Component, MeasuredUnits, Platform
 from rankmap_ros.runtime import backends
 from rankmap_ros.runtime.channel import Channel, FrameHeader
 from rankmap_ros.runtime.stage import DEFAULT_SEED, StageSpec, boundary_shapes, build_model, threads_for
@@ -49,6 +49,14 @@ class UnitTimes:
             factor = chain / total if chain and total > 0 and None not in times else 1.0
             scaled[model] = tuple(None if t is None else t * factor for t in times)
         return UnitTimes(self.component, scaled, self.errors, self.chains)
+
+    def profiled(self) -> tuple[MeasuredUnits, ...]:
+        """The chain-scaled times of every model that ran whole, as platform data for the simulator."""
+        return tuple(
+            MeasuredUnits(model, self.component, tuple(float(t) for t in times if t is not None))
+            for model, times in self.chain_scaled().times.items()
+            if times and all(t is not None and t > 0 for t in times)
+        )
 
 
 def unit_spec(component: Component, model: str, unit: int, seed: int = DEFAULT_SEED) -> StageSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from rankmap_ros.core.platform import PlatformError, builtin_platforms, load_platform, parse_platform
+from rankmap_ros.core.unitvec import profile
 
 
 def _data() -> dict[str, Any]:
@@ -135,3 +137,25 @@ def test_bad_files(tmp_path: Path) -> None:
 def test_unknown_component_is_named() -> None:
     with pytest.raises(PlatformError, match="no component 'npu'"):
         load_platform("orange_pi_5").component("npu")
+
+
+def test_profiled_unit_times_round_trip_and_are_validated() -> None:
+    units = len(profile("alexnet"))
+    data = _data()
+    data["unit_times"] = {"alexnet": {"big": [0.001] * units, "gpu": [0.0005] * units}}
+    p = parse_platform(data)
+    assert p.measured_units("alexnet") == {p.index("big"): (0.001,) * units, p.index("gpu"): (0.0005,) * units}
+    assert p.measured_units("resnet50") == {}
+    assert parse_platform(p.to_dict()) == p
+    assert "unit_times" not in load_platform("orange_pi_5").to_dict()
+    bad = [
+        ({"alexnt": {"big": [0.001] * units}}, "unit_times.alexnt: unknown model"),
+        ({"alexnet": {"npu": [0.001] * units}}, "unit_times.alexnet.npu: no such component"),
+        ({"alexnet": {"big": [0.001] * (units - 1)}}, f"expected a list of {units} unit times"),
+        ({"alexnet": {"big": [0.001] * (units - 1) + [float("nan")]}}, f"unit_times.alexnet.big[{units - 1}]"),
+        ({"alexnet": {"big": [0.001] * (units - 1) + [0]}}, "expected a positive number"),
+    ]
+    for table, message in bad:
+        data["unit_times"] = table
+        with pytest.raises(PlatformError, match=re.escape(message)):
+            parse_platform(data)

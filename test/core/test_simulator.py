@@ -10,7 +10,7 @@ import pytest
 
 from rankmap_ros.core.calibration import evaluate, load_anchors
 from rankmap_ros.core.mapping import DnnMapping, Mapping, MappingError, Stage
-from rankmap_ros.core.platform import Platform, load_platform
+from rankmap_ros.core.platform import MeasuredUnits, Platform, load_platform
 from rankmap_ros.core.simulator import (
     ideal_throughput,
     model_costs,
@@ -182,3 +182,26 @@ def test_calibration_anchors_within_tolerance(opi: Platform) -> None:
     for r in results:
         if r.anchor.kind == "throughput":
             assert abs(r.rel_error) <= 0.15
+
+
+def test_profiled_units_replace_the_modelled_times_of_their_model_and_component(opi: Platform) -> None:
+    n = len(profile("alexnet"))
+    seconds = tuple(0.001 * (k + 1) for k in range(n))
+    profiled = replace(opi, unit_times=(MeasuredUnits("alexnet", "big", seconds),))
+    workload = Workload.from_models(["alexnet", "resnet50"])
+    mapping = Mapping(
+        (
+            DnnMapping.from_stages("alexnet", "alexnet", [Stage(0, 3, "big"), Stage(3, n, "gpu")]),
+            DnnMapping.from_stages("resnet50", "resnet50", [Stage(0, len(profile("resnet50")), "little")]),
+        )
+    )
+    before, after = simulate(opi, workload, mapping), simulate(profiled, workload, mapping)
+    assert after.stage_time["alexnet"][0] == pytest.approx(sum(seconds[:3]))
+    # The GPU stage (input transfer included) and the other model keep their modelled times.
+    assert after.stage_time["alexnet"][1] == pytest.approx(before.stage_time["alexnet"][1])
+    assert after.stage_time["resnet50"] == pytest.approx(before.stage_time["resnet50"])
+    alone = Workload.from_models(["alexnet"])
+    assert ideal_throughput(profiled, "alexnet", "big") == pytest.approx(1 / sum(seconds))
+    assert simulate(profiled, alone, Mapping.all_on(alone, "big")).throughput["alexnet"] == pytest.approx(
+        1 / sum(seconds)
+    )

@@ -12,7 +12,17 @@ from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import Platform, load_platform
 from rankmap_ros.core.realtime import POLICIES, Policy, RtResult
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.realtime import QUICK, SCENARIOS, reduction, run_scenarios, simulated_runner
+from rankmap_ros.experiments.realtime import (
+    QUICK,
+    SCENARIOS,
+    RtRole,
+    Scenario,
+    host_setup,
+    preemption_cost,
+    reduction,
+    run_scenarios,
+    simulated_runner,
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -119,3 +129,48 @@ def test_measured_job_times_scale_the_deadlines() -> None:
     assert obstacles.period == person.period == pytest.approx(0.05 / 0.9)  # laxest deadline / 0.9
     assert not scene.realtime
     assert robot.workload(platform).dnns[0].deadline != obstacles.deadline
+
+
+def test_split_is_refused_without_measured_and_a_bad_split_names_the_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "experiment", "realtime", "--quick", "--split", "big:0,little:1")
+    assert code == 2 and not out and "--split is for --measured runs" in err
+    code, out, err = run(capsys, "experiment", "realtime", "--measured", "--quick", "--split", "big:0,little:99")
+    assert code == 2 and not out and "CPU 99 is not available here" in err
+
+
+def test_a_split_host_is_measured_per_cluster_and_deadlines_follow_the_fastest(tmp_path: Path) -> None:
+    """Each cluster gets its own fitted rates and profiled units; a resumed run reuses them."""
+    tiny = Scenario(
+        "tiny",
+        "two real-time SqueezeNets and a best-effort AlexNet",
+        (RtRole("a", "squeezenet_v2", 3.0), RtRole("b", "squeezenet_v2", 4.0), RtRole("c", "alexnet")),
+    )
+    platform, job_seconds = host_setup((tiny,), tmp_path, split="big:0,little:1")
+    assert platform.component_names == ("big", "little")
+    profiled = {(u.model, u.component) for u in platform.unit_times}
+    assert profiled == {(m, c) for m in ("squeezenet_v2", "alexnet") for c in ("big", "little")}
+    for model, seconds in job_seconds.items():
+        alone = [sum(platform.measured_units(model)[platform.index(c)]) for c in ("big", "little")]
+        assert seconds == pytest.approx(min(alone))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["units_big.json", "units_little.json"]
+    again, seconds_again = host_setup((tiny,), tmp_path, split="big:0,little:1")
+    assert again == platform and seconds_again == job_seconds
+
+
+def test_preemption_cost_compares_the_best_effort_compute_per_job_under_edf_and_np_edf() -> None:
+    def run(policy: str, busy: float, done: int, resume: float) -> dict[str, object]:
+        rt = {"realtime": True, "completed": 50, "busy_s": 0.5, "resume_extra_s": 0.0}
+        be = {"realtime": False, "completed": done, "busy_s": busy, "resume_extra_s": resume}
+        return {"policy": policy, "simulated": False, "dnns": {"rt": rt, "be": be}}
+
+    cost = preemption_cost({"edf": run("edf", 10.5, 100, 0.2), "np_edf": run("np_edf", 10.0, 100, 0.0)})
+    assert cost["best_effort_service_s_edf"] == pytest.approx(0.105)
+    assert cost["preemption_overhead"] == pytest.approx(0.05)
+    assert cost["resume_overhead"] == pytest.approx(0.2 / 11.0)
+    # a best-effort DNN that completed nothing under np_edf leaves the overhead undefined
+    assert (
+        preemption_cost({"edf": run("edf", 10.5, 100, 0.2), "np_edf": run("np_edf", 10.0, 0, 0.0)})[
+            "preemption_overhead"
+        ]
+        is None
+    )

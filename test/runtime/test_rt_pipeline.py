@@ -136,6 +136,10 @@ def test_edf_measures_misses_drops_preemptions_and_leaves_nothing_behind(platfor
     assert bg.preempted > 0
     assert result.decisions > 0 and 0 < result.overhead_s_per_decision < 1e-3
     assert result.utilisation["big"] > 0.5
+    # compute time per DNN: the best-effort one ran most of the window on big, the dropped none
+    assert 0.3 * 2.0 < bg.busy_s < 2.0 and hopeless.busy_s < 0.05 and det.busy_s > 0
+    # what resuming cost (units after a preemption against their usual time) is a small part of it
+    assert all(abs(d.resume_extra_s) < 0.2 * d.busy_s for d in (bg, det))
 
 
 def test_without_drop_late_a_late_job_completes_and_counts_as_missed(platform):
