@@ -150,3 +150,13 @@ def test_unit_times_are_scaled_to_the_measured_chain() -> None:
     scaled = measured.chain_scaled()
     assert scaled.times["a"] == pytest.approx((0.0125, 0.0375))
     assert scaled.times["b"] == (0.02, None)  # no chain (a unit the backend cannot run): as measured
+    # As platform data only models that ran whole are kept; a slower host scales them too.
+    from rankmap_ros.runtime.load import scaled as at_share
+
+    (profiled,) = measured.profiled()
+    assert (profiled.model, profiled.component, profiled.seconds) == ("a", "big", pytest.approx((0.0125, 0.0375)))
+    units = len(profile("alexnet"))
+    alexnet = replace(profiled, model="alexnet", seconds=(0.01,) * units)
+    platform = replace(load_platform("orange_pi_5"), unit_times=(alexnet,))
+    half = at_share(platform, {"big": 0.5})
+    assert half.measured_units("alexnet") == {platform.index("big"): (0.02,) * units}
