@@ -75,7 +75,8 @@ class Calibration:
             "platform": self.platform.to_dict(),
             "measured": True,
             "unit_times": {
-                c: {"times": u.times, "errors": u.errors, "chains": u.chains} for c, u in self.unit_times.items()
+                c: {"times": u.times, "errors": u.errors, "chains": u.chains, "chain_samples": u.chain_samples}
+                for c, u in self.unit_times.items()
             },
             "quality": {c: vars(q) for c, q in self.quality.items()},
             "hop_seconds": self.hops,

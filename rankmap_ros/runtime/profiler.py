@@ -3,9 +3,10 @@
 Units are timed in a process bound exactly as a stage on that component would be (same
 affinity, threads and backend), one component at a time so measurements do not disturb each
 other. Each unit is a one-unit stage slice; its time is the fastest of several passes over all
-units (a burst of load from elsewhere spoils one pass of a unit, not all of them). Each model
-is also timed as a whole chain of those slices: a unit timed over and over keeps its weights in
-cache, in a chain it does not, so the chain is 9-24% slower than its units' sum on a CPU core
+units (a burst of load from elsewhere spoils one pass of a unit, not all of them). In every
+pass each model is also timed as a whole chain of those slices, and its chain time is the
+fastest of those samples, like a unit's: a unit timed over and over keeps its weights in cache,
+in a chain it does not, so the chain is 9-24% slower than its units' sum on a CPU core
 (measured here), and calibration scales the units to it.
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ class UnitTimes:
     times: dict[str, tuple[float | None, ...]]
     errors: dict[str, str]
     chains: dict[str, float] = field(default_factory=dict)  # the whole model, its units in turn
+    chain_samples: dict[str, tuple[float, ...]] = field(default_factory=dict)  # every chain run timed
 
     def chain_scaled(self) -> UnitTimes:
         """Unit times scaled per model so they add up to its measured chain time."""
@@ -78,11 +81,8 @@ def unit_spec(component: Component, model: str, unit: int, seed: int = DEFAULT_S
     )
 
 
-def time_call(run: backends.Runner, x: np.ndarray, min_repeats: int = MIN_REPEATS) -> float:
-    """Fastest seconds of run(x) after one warm-up call, repeated for at least MIN_SECONDS.
-
-    The fastest, not the median: on a shared machine slower samples measure other programs.
-    """
+def time_samples(run: backends.Runner, x: np.ndarray, min_repeats: int = MIN_REPEATS) -> list[float]:
+    """Seconds of each run(x) after one warm-up call, repeated for at least MIN_SECONDS."""
     run(x)
     samples: list[float] = []
     start = time.perf_counter()
@@ -90,7 +90,18 @@ def time_call(run: backends.Runner, x: np.ndarray, min_repeats: int = MIN_REPEAT
         t0 = time.perf_counter()
         run(x)
         samples.append(time.perf_counter() - t0)
-    return min(samples)
+    return samples
+
+
+def time_call(run: backends.Runner, x: np.ndarray, min_repeats: int = MIN_REPEATS) -> float:
+    """Fastest seconds of run(x): on a shared machine slower samples measure other programs."""
+    return min(time_samples(run, x, min_repeats))
+
+
+def _chain(steps: list[backends.Runner], x: np.ndarray) -> np.ndarray:
+    for run in steps:
+        x = run(x)
+    return x
 
 
 def _profile_main(component: Component, models: Sequence[str], passes: int, conn: Any) -> None:
@@ -112,27 +123,23 @@ def _profile_main(component: Component, models: Sequence[str], passes: int, conn
                 continue
             x = np.random.default_rng(unit).standard_normal(spec.input_shape).astype(np.float32)
             runs[model].append((run, x))
+    chained: dict[str, tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]] = {}
+    for model, unit_runs in runs.items():
+        entries = [entry for entry in unit_runs if entry is not None]
+        if entries and len(entries) == len(unit_runs):
+            chained[model] = (partial(_chain, [run for run, _ in entries]), entries[0][1])
     samples: dict[str, list[list[float]]] = {m: [[] for _ in r] for m, r in runs.items()}
+    chain_samples: dict[str, list[float]] = {m: [] for m in chained}
     for _ in range(passes):
         for model, unit_runs in runs.items():
             for unit, entry in enumerate(unit_runs):
                 if entry is not None:
                     samples[model][unit].append(time_call(*entry))
+            if model in chained:
+                chain_samples[model] += time_samples(*chained[model])
     times = {m: [min(s) if s else None for s in units] for m, units in samples.items()}
-    chains = {}
-    for model, unit_runs in runs.items():
-        entries = [entry for entry in unit_runs if entry is not None]
-        if entries and len(entries) == len(unit_runs):
-            steps = [run for run, _ in entries]
-            x0 = entries[0][1]
-
-            def chain(x: np.ndarray, steps: list[backends.Runner] = steps) -> np.ndarray:
-                for run in steps:
-                    x = run(x)
-                return x
-
-            chains[model] = min(time_call(chain, x0) for _ in range(passes))
-    conn.send((times, errors, chains))
+    chains = {m: min(s) for m, s in chain_samples.items()}
+    conn.send((times, errors, chains, chain_samples))
     conn.close()
 
 
@@ -148,7 +155,7 @@ def profile_units(platform: Platform, component: str, models: Sequence[str], pas
     try:
         if not parent.poll(PROFILE_TIMEOUT_S):
             raise backends.BackendError(f"profiling {component} took longer than {PROFILE_TIMEOUT_S:.0f} s")
-        times, errors, chains = parent.recv()
+        times, errors, chains, chain_samples = parent.recv()
     except EOFError as exc:
         raise backends.BackendError(f"profiling process for {component} died (exit code {process.exitcode})") from exc
     finally:
@@ -157,7 +164,8 @@ def profile_units(platform: Platform, component: str, models: Sequence[str], pas
             process.kill()
             process.join()
         parent.close()
-    return UnitTimes(component, {m: tuple(t) for m, t in times.items()}, errors, chains)
+    samples = {m: tuple(t) for m, t in chain_samples.items()}
+    return UnitTimes(component, {m: tuple(t) for m, t in times.items()}, errors, chains, samples)
 
 
 def _echo_main(a: str, b: str, frames: int) -> None:
