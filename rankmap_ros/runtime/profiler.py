@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -51,7 +51,7 @@ class UnitTimes:
             chain = self.chains.get(model)
             factor = chain / total if chain and total > 0 and None not in times else 1.0
             scaled[model] = tuple(None if t is None else t * factor for t in times)
-        return UnitTimes(self.component, scaled, self.errors, self.chains)
+        return replace(self, times=scaled)
 
     def profiled(self) -> tuple[MeasuredUnits, ...]:
         """The chain-scaled times of every model that ran whole, as platform data for the simulator."""
