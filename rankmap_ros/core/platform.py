@@ -56,6 +56,8 @@ class Component:
     `interference` is the fraction by which the component slows down while other components
     are busy too (shared last-level cache and memory bandwidth; on a host, the runtime's own
     threads): 0 where it was never measured.
+    `cpus` pins a CPU cluster's stages to its cores; on a GPU it pins the host processes that
+    feed it (keep them off the clusters' cores); empty leaves the scheduler to place them.
     `parallelism` is how many resident stages' worth of work the component completes at once:
     1 for a component that time-shares; more for one whose stages leave most of it idle (a
     large GPU running batch-1 stages that are bound by kernel launches), as measured.

@@ -404,7 +404,7 @@ def run_realtime(
         "simulated": simulated,
         "runner": getattr(runner, "__name__", type(runner).__name__),
         "platform": plat.name,
-        "components": {c.name: list(c.cpus) or c.device for c in plat.components},
+        "components": {c.name: list(c.cpus) if c.backend == "cpu" else c.device for c in plat.components},
         "quick": quick,
         "settings": asdict(settings),
         "policies": [p.value for p in POLICIES],

@@ -72,6 +72,7 @@ class Discovery:
     opencl: tuple[OpenClDevice, ...] = ()
     cuda: tuple[CudaDevice, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    spare_cpus: tuple[int, ...] = ()  # usable CPUs in no cluster: where GPU stages' host processes go
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,7 +219,9 @@ def discover(split: str | None = None, sysfs: Path = SYSFS_CPU) -> Discovery:
     clusters, cpu_notes = cpu_clusters(split, sysfs)
     opencl, cl_notes = opencl_devices()
     cuda, cuda_notes = cuda_devices()
-    return Discovery(clusters, opencl, cuda, cpu_notes + cl_notes + cuda_notes)
+    taken = {cpu for cluster in clusters for cpu in cluster.cpus}
+    spare = tuple(sorted(set(os.sched_getaffinity(0)) - taken))
+    return Discovery(clusters, opencl, cuda, cpu_notes + cl_notes + cuda_notes, spare)
 
 
 def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platform:
@@ -226,6 +229,9 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
 
     OpenCL devices of type CPU (e.g. PoCL) run on the same cores as the CPU clusters, so they
     become components only when asked: otherwise the model would count those cores twice.
+    GPUs get the spare CPUs (in no cluster) as the `cpus` of their stages' host processes: a
+    host process that floats onto a cluster's cores stalls the OpenMP threads of the CPU stages
+    there (docs/RUNTIME.md, Backends).
     """
     components: list[dict[str, Any]] = []
     for cluster in found.clusters:
@@ -249,7 +255,16 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
         gflops = dev.compute_units * ghz * _GPU_FLOPS_PER_CYCLE_PER_CU * _GPU_EFFICIENCY
         name = "gpu" if i == 0 else f"gpu{i}"
         components.append(
-            _component(name, "gpu", "opencl", cores=dev.compute_units, ghz=ghz, gflops=gflops, device=_cl_id(dev))
+            _component(
+                name,
+                "gpu",
+                "opencl",
+                cores=dev.compute_units,
+                ghz=ghz,
+                gflops=gflops,
+                cpus=found.spare_cpus,
+                device=_cl_id(dev),
+            )
         )
     for i, dev in enumerate(cpus):
         ghz = dev.max_clock_mhz / 1000
@@ -272,10 +287,22 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
         name = "cuda" if cuda.index == 0 else f"cuda{cuda.index}"
         components.append(
             _component(
-                name, "gpu", "cuda", cores=cuda.multiprocessors, ghz=1.5, gflops=gflops, device=f"cuda:{cuda.index}"
+                name,
+                "gpu",
+                "cuda",
+                cores=cuda.multiprocessors,
+                ghz=1.5,
+                gflops=gflops,
+                cpus=found.spare_cpus,
+                device=f"cuda:{cuda.index}",
             )
         )
     notes = list(found.notes)
+    if (gpus or found.cuda) and not found.spare_cpus:
+        notes.append(
+            "GPU stages' host processes are not pinned: every usable CPU is in a cluster, so they run on "
+            "the clusters' cores and slow the CPU stages there; a split that leaves a CPU out pins them to it."
+        )
     unknown = [c.name for c in found.clusters if c.max_freq_ghz is None]
     if unknown:
         notes.append(f"CPU frequency unknown for {', '.join(unknown)}: assumed {_UNKNOWN_CPU_GHZ} GHz.")

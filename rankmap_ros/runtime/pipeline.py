@@ -457,6 +457,8 @@ class Pipeline:
         utilisation = self._utilisation(busy_time, cpu_time, window)
         host_busy = {}
         for comp in self.platform.components:
+            if comp.backend != "cpu":
+                continue  # a GPU's cpus host its feeders: their load says nothing of the GPU's share
             cpus = [c for c in comp.cpus if c in jiffies0 and c in jiffies1]
             total = sum(jiffies1[c][1] - jiffies0[c][1] for c in cpus)
             if total > 0:

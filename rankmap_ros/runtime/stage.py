@@ -100,10 +100,13 @@ def tensor_bytes(shape: tuple[int, ...], itemsize: int = 4) -> int:
 
 
 def threads_for(component: Component) -> int:
-    """torch's intra-op threads for a stage alone: a CPU cluster's cores; one host thread to feed a GPU."""
-    if component.cpus:
-        return len(component.cpus)
-    return component.cores if component.backend == "cpu" else 1
+    """torch's intra-op threads for a stage alone: a CPU cluster's cores; one host thread to feed a GPU.
+
+    A GPU's `cpus` are where its host processes run, not threads to use.
+    """
+    if component.backend != "cpu":
+        return 1
+    return len(component.cpus) if component.cpus else component.cores
 
 
 def stage_threads(platform: Platform, mapping: Mapping, policy: Policy | str = Policy.TIME_SHARING) -> dict[str, int]:

@@ -11,6 +11,9 @@ import pytest
 
 from rankmap_ros.core.platform import load_platform
 from rankmap_ros.runtime.discover import (
+    CpuCluster,
+    CudaDevice,
+    Discovery,
     DiscoveryError,
     cpu_clusters,
     discover,
@@ -19,6 +22,7 @@ from rankmap_ros.runtime.discover import (
     parse_core_split,
     write_platform,
 )
+from rankmap_ros.runtime.stage import threads_for
 
 CPUS = sorted(os.sched_getaffinity(0))
 
@@ -51,6 +55,27 @@ def test_explicit_split_on_this_machine() -> None:
     assert platform.component("big").cpus == (CPUS[0],)
     assert platform.component("little").cpus == tuple(CPUS[1:])
     assert not platform.calibrated
+
+
+@pytest.mark.skipif(len(CPUS) < 2, reason="needs two CPUs")
+def test_cpus_left_out_of_a_split_are_spare() -> None:
+    assert discover(f"big:{CPUS[0]}").spare_cpus == tuple(CPUS[1:])
+    assert discover(f"big:{CPUS[0]},little:{'+'.join(str(c) for c in CPUS[1:])}").spare_cpus == ()
+
+
+def test_gpu_host_processes_go_to_the_spare_cpus() -> None:
+    """A GPU feeder that floats onto a cluster stalls its OpenMP stages (3.7x here): pin it aside."""
+    h200 = CudaDevice(0, "GPU", 132, 1 << 37)
+    spare = Discovery((CpuCluster("big", (0, 1, 2), None),), cuda=(h200,), spare_cpus=(3,))
+    platform = host_platform(spare)
+    assert platform.component("cuda").cpus == (3,)
+    assert threads_for(platform.component("cuda")) == 1
+    assert threads_for(platform.component("big")) == 3
+    assert "not pinned" not in platform.description
+
+    crowded = host_platform(Discovery((CpuCluster("big", (0, 1, 2, 3), None),), cuda=(h200,)))
+    assert crowded.component("cuda").cpus == ()
+    assert "GPU stages' host processes are not pinned" in crowded.description
 
 
 @pytest.mark.parametrize(
