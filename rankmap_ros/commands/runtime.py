@@ -1,9 +1,10 @@
-"""Commands that run DNNs for real on this host: run, calibrate, dataset collect, bench runtime."""
+"""Commands that run DNNs for real on this host: run, calibrate, dataset collect, bench."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,40 @@ def cmd_bench_realtime(args: argparse.Namespace) -> None:
     emit(args, data, text)
 
 
+def cmd_bench_handover(args: argparse.Namespace) -> None:
+    from rankmap_ros.core import zoo
+    from rankmap_ros.runtime.handover import WAYS, HandoverConfig, measure
+
+    try:
+        best_effort, realtime = zoo.canonical_name(args.best_effort), zoo.canonical_name(args.realtime)
+    except zoo.ZooError as exc:
+        raise CliError(str(exc)) from None
+    if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
+        raise CliError(f"CPU {args.cpu} is not available to this process")
+    if args.rounds < 1:
+        raise CliError("--rounds must be at least 1")
+    cfg = HandoverConfig(best_effort, realtime, args.cpu, args.rounds, args.seed)
+    data = measure(cfg, progress=_say(args))
+    job = data["job_s"]
+    rows = [
+        (
+            way,
+            f"{data['ways'][way]['extra_s_per_preemption'] * 1e3:.3f}",
+            f"{data['ways'][way]['first_unit_extra_s'] * 1e3:.3f}",
+            f"{data['ways'][way]['extra_s_per_preemption'] / job:+.2%}",
+        )
+        for way in WAYS
+    ]
+    text = (
+        f"{data['best_effort']} ({job * 1e3:.1f} ms per job on CPU {data['cpu']}) preempted by one "
+        f"{data['realtime']} job, measured on this host:\n"
+        + table(rows, ("preempting job runs in", "extra ms", "in first unit", "per preemption"))
+    )
+    emit(args, data, text)
+    if args.out:
+        Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
+
+
 def cmd_bench_runtime(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.bench import BenchConfig, bench_runtime
     from rankmap_ros.runtime.calibrate import calibrate
@@ -259,6 +294,16 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--split", help="CPU clusters of the host, e.g. big:0,little:1 (default: one cluster)")
     p.add_argument("--component", help="component to measure preemption on, e.g. cuda (default: the first CPU)")
     p.add_argument("--period", type=float, default=0.03, help="the real-time DNN's period in seconds")
+    p = add_command(
+        bench, "handover", cmd_bench_handover, "what one preemption costs, by where the preempting job runs"
+    )
+    p.add_argument("--best-effort", default="resnet50", help="the model preempted (default resnet50)")
+    p.add_argument("--realtime", default="squeezenet_v2", help="the model preempting it (default squeezenet_v2)")
+    p.add_argument("--cpu", type=int, help="the CPU both run on (default: the first this process may use)")
+    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="also write the JSON result here")
+    p.add_argument("--quiet", action="store_true")
     p = add_command(bench, "runtime", cmd_bench_runtime, "measured runtime targets on this host (issue 5)")
     p.add_argument("--workload", default="squeezenet_v2,shufflenet,mobilenet_v2")
     _platform_args(p)

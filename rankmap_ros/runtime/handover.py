@@ -1,0 +1,160 @@
+"""What one preemption costs the job that yields, by where the preempting job runs (issue 7).
+
+A best-effort model runs unit by unit on one core. Before one of its units a real-time model's
+job runs on the same core: inline in the same thread, in another thread of the process, or in
+another process pinned to that core, as the runtime's stage processes are. The extra time of
+the best-effort units from there to the end of the job, against undisturbed jobs, is the cost
+of that preemption; the preempting job's own time is not in it. Every way, every preemption
+point and the undisturbed jobs are interleaved in random order, so the host's drift hits them
+alike. This separates the cost of the cache refill any preemption pays from what the runtime's
+process-per-stage design adds to it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rankmap_ros.core.zoo import build as build_model
+from rankmap_ros.runtime.stage import boundary_shapes
+
+WAYS = ("same_thread", "other_thread", "other_process")
+_START_S = 120.0  # longest wait for the other process to build its model
+
+
+@dataclass(frozen=True)
+class HandoverConfig:
+    best_effort: str = "resnet50"
+    realtime: str = "squeezenet_v2"
+    cpu: int | None = None  # None: the first CPU this process may use
+    rounds: int = 6
+    seed: int = 0
+
+
+def _prepare(model: str, cpu: int) -> tuple[torch.nn.Module, torch.Tensor]:
+    """Pin this process to `cpu` with one torch thread; the model and an input, as a CPU stage has them."""
+    os.sched_setaffinity(0, {cpu})
+    torch.set_num_threads(1)
+    net = build_model(model).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(boundary_shapes(model)[0]).contiguous(memory_format=torch.channels_last)
+    return net, x
+
+
+def _serve(model: str, cpu: int, go: Any, done: Any) -> None:
+    """The other process: one job of `model` per `go`, then `done`."""
+    net, x = _prepare(model, cpu)
+    with torch.inference_mode():
+        net(x)
+        done.release()
+        while go.acquire():
+            net(x)
+            done.release()
+
+
+def _job(units: list[torch.nn.Module], x: torch.Tensor, at: int, interrupt: Callable[[], None]) -> np.ndarray:
+    """Seconds of each unit of one job; `interrupt` runs before unit `at` (never if `at` < 0)."""
+    times = np.empty(len(units))
+    state = x
+    for i, unit in enumerate(units):
+        if i == at:
+            interrupt()
+        start = time.perf_counter()
+        state = unit(state)
+        times[i] = time.perf_counter() - start
+    return times
+
+
+def measure(cfg: HandoverConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Extra best-effort compute per preemption for each way of running the preempting job.
+
+    Pins the calling process to one CPU with one torch thread, and leaves it so.
+    """
+    say = progress or (lambda _msg: None)
+    cpu = cfg.cpu if cfg.cpu is not None else min(os.sched_getaffinity(0))
+    be, x = _prepare(cfg.best_effort, cpu)
+    rt, xr = _prepare(cfg.realtime, cpu)
+    units = list(be)
+    ctx = mp.get_context("spawn")
+    go, done = ctx.Semaphore(0), ctx.Semaphore(0)
+    server = ctx.Process(target=_serve, args=(cfg.realtime, cpu, go, done), daemon=True)
+    server.start()
+    t_go, t_done = threading.Semaphore(0), threading.Semaphore(0)
+
+    def in_thread() -> None:
+        with torch.inference_mode():
+            while t_go.acquire():
+                rt(xr)
+                t_done.release()
+
+    def other_thread() -> None:
+        t_go.release()
+        t_done.acquire()
+
+    def other_process() -> None:
+        go.release()
+        if not done.acquire(timeout=_START_S):
+            raise RuntimeError("the preempting process stopped answering")
+
+    def same_thread() -> None:
+        rt(xr)
+
+    ways: dict[str, Callable[[], None]] = {
+        "same_thread": same_thread,
+        "other_thread": other_thread,
+        "other_process": other_process,
+    }
+    threading.Thread(target=in_thread, daemon=True).start()
+    try:
+        if not done.acquire(timeout=_START_S):
+            raise RuntimeError(f"the preempting process did not start within {_START_S:.0f} s")
+        rng = np.random.default_rng(cfg.seed)
+        points = range(1, len(units))
+        base: list[np.ndarray] = []
+        hit: dict[str, dict[int, list[np.ndarray]]] = {w: {k: [] for k in points} for w in WAYS}
+        with torch.inference_mode():
+            for way in WAYS:  # warm every path once
+                _job(units, x, 1, ways[way])
+            for r in range(cfg.rounds):
+                say(f"round {r + 1}/{cfg.rounds}")
+                runs = [(way, k) for way in WAYS for k in points] + [("", 0)] * len(points)
+                for i in rng.permutation(len(runs)):
+                    way, k = runs[i]
+                    if way:
+                        hit[way][k].append(_job(units, x, k, ways[way]))
+                    else:
+                        base.append(_job(units, x, -1, same_thread))
+    finally:
+        go.release()
+        server.terminate()
+        server.join(timeout=5)
+    usual = np.median(base, axis=0)
+    job_s = float(usual.sum())
+    out: dict[str, Any] = {
+        "measured": True,
+        "cpu": cpu,
+        "best_effort": cfg.best_effort,
+        "realtime": cfg.realtime,
+        "rounds": cfg.rounds,
+        "job_s": job_s,
+        "ways": {},
+    }
+    for way in WAYS:
+        extra = [float((np.median(hit[way][k], axis=0)[k:] - usual[k:]).sum()) for k in points]
+        first = [float(np.median(hit[way][k], axis=0)[k] - usual[k]) for k in points]
+        out["ways"][way] = {
+            "extra_s_per_preemption": float(np.median(extra)),
+            "first_unit_extra_s": float(np.median(first)),
+            "extra_s_by_point": extra,
+        }
+    same = out["ways"]["same_thread"]["extra_s_per_preemption"]
+    for way in WAYS:
+        out["ways"][way]["over_same_thread_s"] = out["ways"][way]["extra_s_per_preemption"] - same
+    return out

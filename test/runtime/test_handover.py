@@ -1,0 +1,54 @@
+"""`rankmap bench handover`: the cost of one preemption by where the preempting job runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rankmap_ros.cli import main
+from rankmap_ros.runtime.handover import WAYS
+from rankmap_ros.runtime.stage import boundary_shapes
+
+
+def test_every_way_is_measured_at_every_point(tmp_path):
+    # a process of its own: the benchmark pins the process that runs it to one CPU
+    out = tmp_path / "handover.json"
+    argv = ["bench", "handover", "--best-effort", "squeezenet_v2", "--realtime", "shufflenet", "--rounds", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rankmap_ros", *argv, "--quiet", "--json", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data == json.loads(out.read_text())
+    assert data["measured"] and data["best_effort"] == "squeezenet_v2" and data["realtime"] == "shufflenet"
+    assert data["cpu"] in os.sched_getaffinity(0)
+    assert 0 < data["job_s"] < 10
+    points = len(boundary_shapes("squeezenet_v2")) - 2  # before every unit but the first
+    for way in WAYS:
+        result = data["ways"][way]
+        assert len(result["extra_s_by_point"]) == points
+        # a preemption cannot cost more than the job itself, nor save more than a fraction of it
+        assert all(-0.5 * data["job_s"] < e < data["job_s"] for e in result["extra_s_by_point"])
+    assert data["ways"]["same_thread"]["over_same_thread_s"] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--best-effort", "resnet5"], "unknown model 'resnet5'"),
+        (["--cpu", "4096"], "CPU 4096 is not available"),
+        (["--rounds", "0"], "--rounds must be at least 1"),
+    ],
+)
+def test_bad_arguments_are_refused_in_one_line(argv, message, capsys):
+    assert main(["bench", "handover", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
