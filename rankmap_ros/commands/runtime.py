@@ -15,9 +15,13 @@ DEFAULT_SPLIT_HELP = "explicit CPU clusters for a discovered host, e.g. big:0,li
 
 
 def _platform(args: argparse.Namespace) -> Any:
-    from rankmap_ros.runtime.host import resolve_platform
+    from rankmap_ros.runtime.host import resolve_platform, unpinned_warning
 
-    return resolve_platform(args.platform, args.split, opencl_cpu_as_gpu=not args.no_opencl_cpu)
+    platform = resolve_platform(args.platform, args.split, opencl_cpu_as_gpu=not args.no_opencl_cpu)
+    warning = unpinned_warning(platform)
+    if warning:
+        print(f"rankmap: warning: {warning}", file=sys.stderr)
+    return platform
 
 
 def _platform_args(p: argparse.ArgumentParser, default: str = "host") -> None:

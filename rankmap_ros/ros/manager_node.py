@@ -49,6 +49,7 @@ from rankmap_ros.ros.supervisor import (
 )
 from rankmap_ros.runtime import shm
 from rankmap_ros.runtime.errors import HostRuntimeError
+from rankmap_ros.runtime.host import unpinned_warning
 from rankmap_ros.runtime.stage import boundary_shapes, stage_threads
 
 MAPPING_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -181,6 +182,9 @@ class Manager(Node):
             raise ValueError(f"parameter scheduling_policy: {exc}") from exc
         shm.remove_stale()
         self.platform = planning.load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
+        unpinned = unpinned_warning(self.platform)
+        if unpinned:
+            self.get_logger().warning(f"{unpinned} (parameter host_split)")
         self.model = planning.throughput_model(self.platform, v["estimator_checkpoint"])
         self.settings = planning.PlanSettings(
             planner=v["planner"],

@@ -308,7 +308,8 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
         notes.append(f"CPU frequency unknown for {', '.join(unknown)}: assumed {_UNKNOWN_CPU_GHZ} GHz.")
     data = {
         "name": "host",
-        "description": "This machine, discovered; an uncalibrated first guess. " + " ".join(notes),
+        "description": "This machine, discovered; an uncalibrated first guess. "
+        + " ".join(n if n.endswith(".") else n + "." for n in notes),
         "calibrated": False,
         "components": components,
         "transfers": {

@@ -59,6 +59,24 @@ def runs_on_cpu_cores(component: Component) -> bool:
         return False
 
 
+def unpinned_gpus(platform: Platform) -> tuple[str, ...]:
+    """GPUs whose stages' host processes have no CPUs of their own (they will share the clusters')."""
+    return tuple(c.name for c in platform.components if c.kind == "gpu" and not c.cpus and not runs_on_cpu_cores(c))
+
+
+def unpinned_warning(platform: Platform) -> str | None:
+    """A one-line warning when a GPU's host processes would float onto the CPU clusters."""
+    names = unpinned_gpus(platform)
+    if not names or not any(c.backend == "cpu" for c in platform.components):
+        return None
+    which = ", ".join(repr(n) for n in names)
+    return (
+        f"GPU {which}: no CPUs kept for the host processes of its stages, so they run on the CPU "
+        f"clusters' cores and slow the CPU stages there; leave one CPU per GPU stage out of the split "
+        f"(docs/RUNTIME.md, Backends)"
+    )
+
+
 def independent_platform(platform: Platform) -> Platform:
     """The platform without components that run on the CPU clusters' cores (e.g. PoCL as 'gpu').
 

@@ -22,6 +22,7 @@ from rankmap_ros.runtime.discover import (
     parse_core_split,
     write_platform,
 )
+from rankmap_ros.runtime.host import resolve_platform, unpinned_warning
 from rankmap_ros.runtime.stage import threads_for
 
 CPUS = sorted(os.sched_getaffinity(0))
@@ -76,6 +77,16 @@ def test_gpu_host_processes_go_to_the_spare_cpus() -> None:
     crowded = host_platform(Discovery((CpuCluster("big", (0, 1, 2, 3), None),), cuda=(h200,)))
     assert crowded.component("cuda").cpus == ()
     assert "GPU stages' host processes are not pinned" in crowded.description
+    # the runtime's commands and the manager say so when they load such a platform
+    assert unpinned_warning(platform) is None
+    warning = unpinned_warning(crowded)
+    assert warning is not None and warning.startswith("GPU 'cuda': no CPUs kept for the host processes of its stages")
+
+
+def test_pocl_presented_as_gpu_draws_no_pinning_warning() -> None:
+    """PoCL computes on the clusters' cores itself: it has no host process to keep apart."""
+    platform = resolve_platform("host", f"big:{CPUS[0]}")
+    assert unpinned_warning(platform) is None
 
 
 @pytest.mark.parametrize(
