@@ -168,7 +168,7 @@ def cmd_bench_realtime(args: argparse.Namespace) -> None:
 
 def cmd_bench_handover(args: argparse.Namespace) -> None:
     from rankmap_ros.core import zoo
-    from rankmap_ros.runtime.handover import WAYS, HandoverConfig, measure
+    from rankmap_ros.runtime.handover import WAYS, HandoverConfig, inline_pair, measure
 
     try:
         best_effort, realtime = zoo.canonical_name(args.best_effort), zoo.canonical_name(args.realtime)
@@ -178,8 +178,12 @@ def cmd_bench_handover(args: argparse.Namespace) -> None:
         raise CliError(f"CPU {args.cpu} is not available to this process")
     if args.rounds < 1:
         raise CliError("--rounds must be at least 1")
+    if not (args.period > 0 and args.seconds > 0):  # NaN fails too
+        raise CliError("--period and --seconds must be positive")
     cfg = HandoverConfig(best_effort, realtime, args.cpu, args.rounds, args.seed)
     data = measure(cfg, progress=_say(args))
+    pair = inline_pair(cfg, args.period, args.seconds, progress=_say(args))
+    data["one_thread_pair"] = pair
     job = data["job_s"]
     rows = [
         (
@@ -194,6 +198,9 @@ def cmd_bench_handover(args: argparse.Namespace) -> None:
         f"{data['best_effort']} ({job * 1e3:.1f} ms per job on CPU {data['cpu']}) preempted by one "
         f"{data['realtime']} job, measured on this host:\n"
         + table(rows, ("preempting job runs in", "extra ms", "in first unit", "per preemption"))
+        + f"\nboth in one thread, {data['realtime']} every {pair['period_s'] * 1e3:.0f} ms: preemptive edf adds "
+        + f"{pair['preemption_overhead']:+.1%} to {data['best_effort']}'s compute over np_edf "
+        + f"({pair['preemptions_per_job']:.1f} preemptions per job)"
     )
     emit(args, data, text)
     if args.out:
@@ -305,6 +312,8 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--realtime", default="squeezenet_v2", help="the model preempting it (default squeezenet_v2)")
     p.add_argument("--cpu", type=int, help="the CPU both run on (default: the first this process may use)")
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
+    p.add_argument("--period", type=float, default=0.03, help="the real-time DNN's period in the one-thread pair")
+    p.add_argument("--seconds", type=float, default=4.0, help="each policy's window per round in the one-thread pair")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also write the JSON result here")
     p.add_argument("--quiet", action="store_true")

@@ -158,3 +158,70 @@ def measure(cfg: HandoverConfig, progress: Callable[[str], None] | None = None) 
     for way in WAYS:
         out["ways"][way]["over_same_thread_s"] = out["ways"][way]["extra_s_per_preemption"] - same
     return out
+
+
+def _next_release(release: float, period: float, now: float) -> float:
+    """The first release after `now`: releases missed meanwhile are dropped, as the runtime drops late jobs."""
+    while release <= now:
+        release += period
+    return release
+
+
+def inline_pair(
+    cfg: HandoverConfig, period: float = 0.03, seconds: float = 4.0, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """`bench realtime`'s stress pair with both DNNs in one thread: preemption with no hand-over.
+
+    The real-time job is released every `period`. Under edf it runs at the best-effort job's
+    next unit boundary; under np_edf only between best-effort jobs, and only the latest release
+    (older ones have passed their deadline). `preemption_overhead` is the best-effort DNN's
+    compute per job under edf over np_edf, the median of the ratios within a round, as
+    `runtime.realtime.preemption_cost` reports it for stage processes. Pins the calling process
+    to one CPU with one torch thread.
+    """
+    say = progress or (lambda _msg: None)
+    cpu = cfg.cpu if cfg.cpu is not None else min(os.sched_getaffinity(0))
+    be, x = _prepare(cfg.best_effort, cpu)
+    rt, xr = _prepare(cfg.realtime, cpu)
+    units = list(be)
+
+    def run(preemptive: bool) -> tuple[float, float]:
+        """Best-effort compute per job, and preemptions per job."""
+        busy, jobs, preemptions = 0.0, 0, 0
+        release = time.monotonic() + period
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            state = x
+            for i, unit in enumerate(units):
+                if preemptive and i and time.monotonic() >= release:
+                    rt(xr)
+                    preemptions += 1
+                    release = _next_release(release, period, time.monotonic())
+                start = time.perf_counter()
+                state = unit(state)
+                busy += time.perf_counter() - start
+            jobs += 1
+            if time.monotonic() >= release:
+                rt(xr)
+                release = _next_release(release, period, time.monotonic())
+        return busy / jobs, preemptions / jobs
+
+    rounds = []
+    with torch.inference_mode():
+        run(True)  # warm both models and the allocator
+        for r in range(cfg.rounds):
+            say(f"one-thread pair, round {r + 1}/{cfg.rounds}")
+            edf, per_job = run(True)
+            np_edf, _ = run(False)
+            rounds.append({"edf_s": edf, "np_edf_s": np_edf, "preemptions_per_job": per_job})
+    return {
+        "measured": True,
+        "cpu": cpu,
+        "best_effort": cfg.best_effort,
+        "realtime": cfg.realtime,
+        "period_s": period,
+        "seconds": seconds,
+        "rounds": rounds,
+        "preemption_overhead": float(np.median([r["edf_s"] / r["np_edf_s"] - 1.0 for r in rounds])),
+        "preemptions_per_job": float(np.median([r["preemptions_per_job"] for r in rounds])),
+    }

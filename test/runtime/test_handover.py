@@ -18,6 +18,7 @@ def test_every_way_is_measured_at_every_point(tmp_path):
     # a process of its own: the benchmark pins the process that runs it to one CPU
     out = tmp_path / "handover.json"
     argv = ["bench", "handover", "--best-effort", "squeezenet_v2", "--realtime", "shufflenet", "--rounds", "1"]
+    argv += ["--period", "0.02", "--seconds", "0.5"]
     done = subprocess.run(
         [sys.executable, "-m", "rankmap_ros", *argv, "--quiet", "--json", "--out", str(out)],
         capture_output=True,
@@ -38,6 +39,12 @@ def test_every_way_is_measured_at_every_point(tmp_path):
         # a preemption cannot cost more than the job itself, nor save more than a fraction of it
         assert all(-0.5 * data["job_s"] < e < data["job_s"] for e in result["extra_s_by_point"])
     assert data["ways"]["same_thread"]["over_same_thread_s"] == 0
+    pair = data["one_thread_pair"]
+    assert pair["period_s"] == 0.02 and len(pair["rounds"]) == 1
+    (only,) = pair["rounds"]
+    # a 20 ms period preempts a ~10 ms job in some jobs, never more than once per unit
+    assert 0 < only["preemptions_per_job"] < points
+    assert pair["preemption_overhead"] == pytest.approx(only["edf_s"] / only["np_edf_s"] - 1)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +53,8 @@ def test_every_way_is_measured_at_every_point(tmp_path):
         (["--best-effort", "resnet5"], "unknown model 'resnet5'"),
         (["--cpu", "4096"], "CPU 4096 is not available"),
         (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--period", "nan"], "--period and --seconds must be positive"),
+        (["--seconds", "0"], "--period and --seconds must be positive"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(argv, message, capsys):
