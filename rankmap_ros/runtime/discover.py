@@ -30,8 +30,14 @@ _SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 # First-guess efficiencies (fraction of peak fp32 FLOP/s a DNN framework reaches) and the
 # sharing parameters of the calibrated orange_pi_5 model; see docs/SIMULATOR.md.
+PROC_CPUINFO = Path("/proc/cpuinfo")
+# fp32 FLOP per cycle per core: two FMA pipes of the widest vectors the CPU reports.
+_FLOPS_BY_FLAG = (("avx512f", 64), ("avx2", 32))
 _CPU_FLOPS_PER_CYCLE = 16  # two 128-bit FMA pipes per core (NEON, SSE/AVX without wider units)
 _CPU_EFFICIENCY = 0.5
+# Loss per extra stage sharing a CPU cluster: calibration fitted 0-0.12 on the 2-core host and 0
+# on a 16-core one (docs/BENCHMARKS.md), where the runtime splits a cluster's cores among its stages.
+_CPU_CONCURRENCY_LOSS = 0.1
 _GPU_FLOPS_PER_CYCLE_PER_CU = 64
 _GPU_EFFICIENCY = 0.3
 _UNKNOWN_CPU_GHZ = 2.0
@@ -73,6 +79,7 @@ class Discovery:
     cuda: tuple[CudaDevice, ...] = ()
     notes: tuple[str, ...] = field(default=())
     spare_cpus: tuple[int, ...] = ()  # usable CPUs in no cluster: where GPU stages' host processes go
+    flops_per_cycle: int = _CPU_FLOPS_PER_CYCLE  # fp32, per CPU core
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,6 +221,21 @@ def cuda_devices() -> tuple[tuple[CudaDevice, ...], tuple[str, ...]]:
     return tuple(devices), tuple(f"CUDA: device {d.index} {d.name!r}" for d in devices)
 
 
+def cpu_flops_per_cycle(cpuinfo: Path = PROC_CPUINFO) -> int:
+    """fp32 FLOP per cycle per core from the vector extensions /proc/cpuinfo lists (16 if it says none)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return _CPU_FLOPS_PER_CYCLE
+    flags = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+            break
+    return next((flops for flag, flops in _FLOPS_BY_FLAG if flag in flags), _CPU_FLOPS_PER_CYCLE)
+
+
 def discover(split: str | None = None, sysfs: Path = SYSFS_CPU) -> Discovery:
     """CPU clusters, OpenCL devices and CUDA devices of this machine."""
     clusters, cpu_notes = cpu_clusters(split, sysfs)
@@ -221,7 +243,7 @@ def discover(split: str | None = None, sysfs: Path = SYSFS_CPU) -> Discovery:
     cuda, cuda_notes = cuda_devices()
     taken = {cpu for cluster in clusters for cpu in cluster.cpus}
     spare = tuple(sorted(set(os.sched_getaffinity(0)) - taken))
-    return Discovery(clusters, opencl, cuda, cpu_notes + cl_notes + cuda_notes, spare)
+    return Discovery(clusters, opencl, cuda, cpu_notes + cl_notes + cuda_notes, spare, cpu_flops_per_cycle())
 
 
 def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platform:
@@ -236,7 +258,7 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
     components: list[dict[str, Any]] = []
     for cluster in found.clusters:
         ghz = cluster.max_freq_ghz or _UNKNOWN_CPU_GHZ
-        peak = len(cluster.cpus) * ghz * _CPU_FLOPS_PER_CYCLE
+        peak = len(cluster.cpus) * ghz * found.flops_per_cycle
         components.append(
             _component(
                 cluster.name,
@@ -268,7 +290,7 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
         )
     for i, dev in enumerate(cpus):
         ghz = dev.max_clock_mhz / 1000
-        peak = dev.compute_units * ghz * _CPU_FLOPS_PER_CYCLE
+        peak = dev.compute_units * ghz * found.flops_per_cycle
         name = "ocl_cpu" if i == 0 else f"ocl_cpu{i}"
         components.append(
             _component(
@@ -354,7 +376,7 @@ def _component(
         "memory_bandwidth_gbs": bandwidth,
         "kernel_overhead_us": 100.0 if gpu else 50.0,
         "sharing": "round_robin" if gpu else "fair",
-        "concurrency_loss": 0.3 if gpu else 0.5,
+        "concurrency_loss": 0.3 if gpu else _CPU_CONCURRENCY_LOSS,
     }
     if gpu:
         entry["timeslice_us"] = 1000.0

@@ -16,6 +16,7 @@ from rankmap_ros.runtime.discover import (
     Discovery,
     DiscoveryError,
     cpu_clusters,
+    cpu_flops_per_cycle,
     discover,
     discover_host,
     host_platform,
@@ -87,6 +88,20 @@ def test_pocl_presented_as_gpu_draws_no_pinning_warning() -> None:
     """PoCL computes on the clusters' cores itself: it has no host process to keep apart."""
     platform = resolve_platform("host", f"big:{CPUS[0]}")
     assert unpinned_warning(platform) is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "flops"),
+    [("fpu sse2 avx avx2 fma avx512f", 64), ("fpu sse2 avx avx2 fma", 32), ("fpu sse2 avx", 16), ("", 16)],
+)
+def test_cpu_peak_follows_the_widest_vectors(tmp_path: Path, flags: str, flops: int) -> None:
+    """An AVX-512 core guessed as SSE would start the uncalibrated host 4x too slow."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_flops_per_cycle(cpuinfo) == flops
+    assert cpu_flops_per_cycle(tmp_path / "missing") == 16
+    found = Discovery((CpuCluster("big", (0, 1), 2.0),), flops_per_cycle=flops)
+    assert host_platform(found).component("big").gflops.conv == pytest.approx(2 * 2.0 * flops * 0.5)
 
 
 @pytest.mark.parametrize(
