@@ -180,7 +180,8 @@ def cmd_bench_handover(args: argparse.Namespace) -> None:
         raise CliError("--rounds must be at least 1")
     if not (args.period > 0 and args.seconds > 0):  # NaN fails too
         raise CliError("--period and --seconds must be positive")
-    cfg = HandoverConfig(best_effort, realtime, args.cpu, args.rounds, args.seed)
+    device = _handover_device(args.device)
+    cfg = HandoverConfig(best_effort, realtime, args.cpu, args.rounds, args.seed, device)
     data = measure(cfg, progress=_say(args))
     pair = inline_pair(cfg, args.period, args.seconds, progress=_say(args))
     data["one_thread_pair"] = pair
@@ -195,7 +196,7 @@ def cmd_bench_handover(args: argparse.Namespace) -> None:
         for way in WAYS
     ]
     text = (
-        f"{data['best_effort']} ({job * 1e3:.1f} ms per job on CPU {data['cpu']}) preempted by one "
+        f"{data['best_effort']} ({job * 1e3:.1f} ms per job on {device}, fed from CPU {data['cpu']}) preempted by one "
         f"{data['realtime']} job, measured on this host:\n"
         + table(rows, ("preempting job runs in", "extra ms", "in first unit", "per preemption"))
         + f"\nboth in one thread, {data['realtime']} every {pair['period_s'] * 1e3:.0f} ms: preemptive edf adds "
@@ -205,6 +206,21 @@ def cmd_bench_handover(args: argparse.Namespace) -> None:
     emit(args, data, text)
     if args.out:
         Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _handover_device(text: str) -> str:
+    """'cpu' or a CUDA device of this machine ('cuda' is 'cuda:0')."""
+    import torch
+
+    if text == "cpu":
+        return text
+    name, _, index = text.partition(":")
+    if name != "cuda" or not (index or "0").isdigit():
+        raise CliError(f"--device {text!r}: expected cpu, cuda or cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(index or 0) >= count:
+        raise CliError(f"--device {text!r}: this machine has {count} usable CUDA device(s)")
+    return f"cuda:{int(index or 0)}"
 
 
 def cmd_bench_runtime(args: argparse.Namespace) -> None:
@@ -312,6 +328,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--realtime", default="squeezenet_v2", help="the model preempting it (default squeezenet_v2)")
     p.add_argument("--cpu", type=int, help="the CPU both run on (default: the first this process may use)")
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
+    p.add_argument("--device", default="cpu", help="cpu (default), or cuda[:N] to run both models on a GPU")
     p.add_argument("--period", type=float, default=0.03, help="the real-time DNN's period in the one-thread pair")
     p.add_argument("--seconds", type=float, default=4.0, help="each policy's window per round in the one-thread pair")
     p.add_argument("--seed", type=int, default=0)

@@ -7,11 +7,13 @@ the best-effort units from there to the end of the job, against undisturbed jobs
 of that preemption; the preempting job's own time is not in it. Every way, every preemption
 point and the undisturbed jobs are interleaved in random order, so the host's drift hits them
 alike. This separates the cost of the cache refill any preemption pays from what the runtime's
-process-per-stage design adds to it.
+process-per-stage design adds to it. On a CUDA device the models run there, fed from that core,
+and every unit ends with a synchronisation, as the runtime's CUDA stages do.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import threading
@@ -37,37 +39,58 @@ class HandoverConfig:
     cpu: int | None = None  # None: the first CPU this process may use
     rounds: int = 6
     seed: int = 0
+    device: str = "cpu"  # or a CUDA device, e.g. "cuda:0"
 
 
-def _prepare(model: str, cpu: int) -> tuple[torch.nn.Module, torch.Tensor]:
-    """Pin this process to `cpu` with one torch thread; the model and an input, as a CPU stage has them."""
+@dataclass(frozen=True)
+class _Model:
+    net: torch.nn.Module
+    x: torch.Tensor
+    sync: Callable[[], None]
+
+    def job(self) -> None:
+        self.net(self.x)
+        self.sync()
+
+
+def _prepare(model: str, cpu: int, device: str) -> _Model:
+    """Pin this process to `cpu` with one torch thread; the model and an input, as a stage has them."""
     os.sched_setaffinity(0, {cpu})
     torch.set_num_threads(1)
-    net = build_model(model).eval().to(memory_format=torch.channels_last)
-    x = torch.randn(boundary_shapes(model)[0]).contiguous(memory_format=torch.channels_last)
-    return net, x
+    net = build_model(model).eval()
+    x = torch.randn(boundary_shapes(model)[0])
+    if device == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+        return _Model(net, x.contiguous(memory_format=torch.channels_last), _no_sync)
+    where = torch.device(device)
+    return _Model(net.to(where), x.to(where), functools.partial(torch.cuda.synchronize, where))
 
 
-def _serve(model: str, cpu: int, go: Any, done: Any) -> None:
+def _no_sync() -> None:
+    return None
+
+
+def _serve(model: str, cpu: int, device: str, go: Any, done: Any) -> None:
     """The other process: one job of `model` per `go`, then `done`."""
-    net, x = _prepare(model, cpu)
+    rt = _prepare(model, cpu, device)
     with torch.inference_mode():
-        net(x)
+        rt.job()
         done.release()
         while go.acquire():
-            net(x)
+            rt.job()
             done.release()
 
 
-def _job(units: list[torch.nn.Module], x: torch.Tensor, at: int, interrupt: Callable[[], None]) -> np.ndarray:
+def _job(be: _Model, units: list[torch.nn.Module], at: int, interrupt: Callable[[], None]) -> np.ndarray:
     """Seconds of each unit of one job; `interrupt` runs before unit `at` (never if `at` < 0)."""
     times = np.empty(len(units))
-    state = x
+    state = be.x
     for i, unit in enumerate(units):
         if i == at:
             interrupt()
         start = time.perf_counter()
         state = unit(state)
+        be.sync()
         times[i] = time.perf_counter() - start
     return times
 
@@ -79,19 +102,19 @@ def measure(cfg: HandoverConfig, progress: Callable[[str], None] | None = None) 
     """
     say = progress or (lambda _msg: None)
     cpu = cfg.cpu if cfg.cpu is not None else min(os.sched_getaffinity(0))
-    be, x = _prepare(cfg.best_effort, cpu)
-    rt, xr = _prepare(cfg.realtime, cpu)
-    units = list(be)
+    be = _prepare(cfg.best_effort, cpu, cfg.device)
+    rt = _prepare(cfg.realtime, cpu, cfg.device)
+    units = list(be.net)
     ctx = mp.get_context("spawn")
     go, done = ctx.Semaphore(0), ctx.Semaphore(0)
-    server = ctx.Process(target=_serve, args=(cfg.realtime, cpu, go, done), daemon=True)
+    server = ctx.Process(target=_serve, args=(cfg.realtime, cpu, cfg.device, go, done), daemon=True)
     server.start()
     t_go, t_done = threading.Semaphore(0), threading.Semaphore(0)
 
     def in_thread() -> None:
         with torch.inference_mode():
             while t_go.acquire():
-                rt(xr)
+                rt.job()
                 t_done.release()
 
     def other_thread() -> None:
@@ -103,11 +126,8 @@ def measure(cfg: HandoverConfig, progress: Callable[[str], None] | None = None) 
         if not done.acquire(timeout=_START_S):
             raise RuntimeError("the preempting process stopped answering")
 
-    def same_thread() -> None:
-        rt(xr)
-
     ways: dict[str, Callable[[], None]] = {
-        "same_thread": same_thread,
+        "same_thread": rt.job,
         "other_thread": other_thread,
         "other_process": other_process,
     }
@@ -121,16 +141,16 @@ def measure(cfg: HandoverConfig, progress: Callable[[str], None] | None = None) 
         hit: dict[str, dict[int, list[np.ndarray]]] = {w: {k: [] for k in points} for w in WAYS}
         with torch.inference_mode():
             for way in WAYS:  # warm every path once
-                _job(units, x, 1, ways[way])
+                _job(be, units, 1, ways[way])
             for r in range(cfg.rounds):
                 say(f"round {r + 1}/{cfg.rounds}")
                 runs = [(way, k) for way in WAYS for k in points] + [("", 0)] * len(points)
                 for i in rng.permutation(len(runs)):
                     way, k = runs[i]
                     if way:
-                        hit[way][k].append(_job(units, x, k, ways[way]))
+                        hit[way][k].append(_job(be, units, k, ways[way]))
                     else:
-                        base.append(_job(units, x, -1, same_thread))
+                        base.append(_job(be, units, -1, rt.job))
     finally:
         go.release()
         server.terminate()
@@ -140,6 +160,7 @@ def measure(cfg: HandoverConfig, progress: Callable[[str], None] | None = None) 
     out: dict[str, Any] = {
         "measured": True,
         "cpu": cpu,
+        "device": cfg.device,
         "best_effort": cfg.best_effort,
         "realtime": cfg.realtime,
         "rounds": cfg.rounds,
@@ -181,9 +202,9 @@ def inline_pair(
     """
     say = progress or (lambda _msg: None)
     cpu = cfg.cpu if cfg.cpu is not None else min(os.sched_getaffinity(0))
-    be, x = _prepare(cfg.best_effort, cpu)
-    rt, xr = _prepare(cfg.realtime, cpu)
-    units = list(be)
+    be = _prepare(cfg.best_effort, cpu, cfg.device)
+    rt = _prepare(cfg.realtime, cpu, cfg.device)
+    units = list(be.net)
 
     def run(preemptive: bool) -> tuple[float, float]:
         """Best-effort compute per job, and preemptions per job."""
@@ -191,18 +212,19 @@ def inline_pair(
         release = time.monotonic() + period
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            state = x
+            state = be.x
             for i, unit in enumerate(units):
                 if preemptive and i and time.monotonic() >= release:
-                    rt(xr)
+                    rt.job()
                     preemptions += 1
                     release = _next_release(release, period, time.monotonic())
                 start = time.perf_counter()
                 state = unit(state)
+                be.sync()
                 busy += time.perf_counter() - start
             jobs += 1
             if time.monotonic() >= release:
-                rt(xr)
+                rt.job()
                 release = _next_release(release, period, time.monotonic())
         return busy / jobs, preemptions / jobs
 
@@ -217,6 +239,7 @@ def inline_pair(
     return {
         "measured": True,
         "cpu": cpu,
+        "device": cfg.device,
         "best_effort": cfg.best_effort,
         "realtime": cfg.realtime,
         "period_s": period,

@@ -30,6 +30,7 @@ def test_every_way_is_measured_at_every_point(tmp_path):
     data = json.loads(done.stdout)
     assert data == json.loads(out.read_text())
     assert data["measured"] and data["best_effort"] == "squeezenet_v2" and data["realtime"] == "shufflenet"
+    assert data["device"] == "cpu"
     assert data["cpu"] in os.sched_getaffinity(0)
     assert 0 < data["job_s"] < 10
     points = len(boundary_shapes("squeezenet_v2")) - 2  # before every unit but the first
@@ -55,6 +56,8 @@ def test_every_way_is_measured_at_every_point(tmp_path):
         (["--rounds", "0"], "--rounds must be at least 1"),
         (["--period", "nan"], "--period and --seconds must be positive"),
         (["--seconds", "0"], "--period and --seconds must be positive"),
+        (["--device", "npu"], "--device 'npu': expected cpu, cuda or cuda:N"),
+        (["--device", "cuda:64"], "--device 'cuda:64': this machine has"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line(argv, message, capsys):
