@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from rankmap_ros.cli import build_parser, main
 from rankmap_ros.core.mapping import Mapping
@@ -25,8 +26,9 @@ from rankmap_ros.runtime.calibrate import (
 )
 from rankmap_ros.runtime.collect import MeasuredLabels
 from rankmap_ros.runtime.host import host_platform, independent_platform
-from rankmap_ros.runtime.profiler import UnitTimes
+from rankmap_ros.runtime.profiler import UnitTimes, device_unit, profile_units, unit_spec, whole_model_stage
 from rankmap_ros.runtime.shm import owned_entries
+from rankmap_ros.runtime.stage import build_model
 
 MODELS = ("squeezenet_v2", "shufflenet", "mobilenet_v2", "alexnet")
 two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs for big/little")
@@ -160,3 +162,31 @@ def test_unit_times_are_scaled_to_the_measured_chain() -> None:
     platform = replace(load_platform("orange_pi_5"), unit_times=(alexnet,))
     half = at_share(platform, {"big": 0.5})
     assert half.measured_units("alexnet") == {platform.index("big"): (0.02,) * units}
+
+
+@two_cpus
+def test_profiling_times_every_unit_and_the_whole_chain_in_a_bound_process():
+    platform = host_platform("big:0,little:1", opencl_cpu_as_gpu=False)
+    measured = profile_units(platform, "big", ["squeezenet_v2"], passes=1)
+    times = measured.times["squeezenet_v2"]
+    assert len(times) == len(profile("squeezenet_v2")) and all(t is not None and t > 0 for t in times)
+    chain = measured.chains["squeezenet_v2"]
+    assert chain == min(measured.chain_samples["squeezenet_v2"])
+    # the chain runs the same units once each: neither far above nor below their sum
+    assert 0.5 < chain / sum(times) < 3.0
+    assert measured.errors == {}
+    assert owned_entries(os.getpid()) == []
+
+
+def test_gpu_style_timing_runs_what_a_stage_runs():
+    """A unit on its device and the whole model as one stage compute what the model computes."""
+    platform = host_platform("big:0", opencl_cpu_as_gpu=False)
+    component = platform.component("big")
+    net = build_model("squeezenet_v2")
+    run, x = whole_model_stage(component, "squeezenet_v2", net)
+    with torch.inference_mode():
+        want = net(torch.from_numpy(x)).numpy()
+    assert np.allclose(run(x), want, atol=1e-4 * np.abs(want).max())
+    step, state = device_unit(unit_spec(component, "squeezenet_v2", 3), net.slice(3, 4).eval())
+    with torch.inference_mode():
+        assert torch.allclose(step(state), net.slice(3, 4)(state), atol=1e-5)

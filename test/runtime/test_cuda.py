@@ -161,3 +161,14 @@ def test_handover_benchmark_runs_both_models_on_the_gpu(tmp_path):
     assert 0 < data["job_s"] < 1
     assert set(data["ways"]) == {"same_thread", "other_thread", "other_process"}
     assert data["one_thread_pair"]["preemptions_per_job"] > 0
+
+
+def test_gpu_units_are_profiled_on_the_device(platform):
+    """Units timed with their input on the GPU, the chain as one whole-model stage (profiler)."""
+    from rankmap_ros.runtime.profiler import profile_units
+
+    measured = profile_units(platform, "cuda", ["squeezenet_v2"], passes=1)
+    times = measured.times["squeezenet_v2"]
+    assert measured.errors == {} and all(t is not None and 0 < t < 0.1 for t in times)
+    # one whole-model stage: copies in and out once, no host round trip between units
+    assert 0 < measured.chains["squeezenet_v2"] < 3 * sum(times)
