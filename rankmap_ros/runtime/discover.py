@@ -28,8 +28,8 @@ SYSFS_CPU = Path("/sys/devices/system/cpu")
 _CLUSTER_NAMES = {1: ("cpu",), 2: ("big", "little"), 3: ("prime", "big", "little")}
 _SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
-# First-guess efficiencies (fraction of peak fp32 FLOP/s a DNN framework reaches) and the
-# sharing parameters of the calibrated orange_pi_5 model; see docs/SIMULATOR.md.
+# First guesses, replaced by calibration: peak fp32 FLOP/s, the fraction a DNN framework reaches,
+# and sharing; see docs/SIMULATOR.md.
 PROC_CPUINFO = Path("/proc/cpuinfo")
 # fp32 FLOP per cycle per core: two FMA pipes of the widest vectors the CPU reports.
 _FLOPS_BY_FLAG = (("avx512f", 64), ("avx2", 32))
@@ -290,7 +290,8 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
         )
     for i, dev in enumerate(cpus):
         ghz = dev.max_clock_mhz / 1000
-        peak = dev.compute_units * ghz * found.flops_per_cycle
+        # PoCL ran OpenCV's kernels 12-50x slower than torch here (docs/RUNTIME.md): no wide-vector guess
+        peak = dev.compute_units * ghz * _CPU_FLOPS_PER_CYCLE
         name = "ocl_cpu" if i == 0 else f"ocl_cpu{i}"
         components.append(
             _component(
