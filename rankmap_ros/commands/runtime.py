@@ -168,7 +168,7 @@ def cmd_bench_realtime(args: argparse.Namespace) -> None:
 
 def cmd_bench_handover(args: argparse.Namespace) -> None:
     from rankmap_ros.core import zoo
-    from rankmap_ros.runtime.handover import WAYS, HandoverConfig, inline_pair, measure
+    from rankmap_ros.runtime.handover import WAYS, HandoverConfig, inline_pair, load, measure
 
     try:
         best_effort, realtime = zoo.canonical_name(args.best_effort), zoo.canonical_name(args.realtime)
@@ -181,9 +181,9 @@ def cmd_bench_handover(args: argparse.Namespace) -> None:
     if not (args.period > 0 and args.seconds > 0):  # NaN fails too
         raise CliError("--period and --seconds must be positive")
     device = _handover_device(args.device)
-    cfg = HandoverConfig(best_effort, realtime, args.cpu, args.rounds, args.seed, device)
-    data = measure(cfg, progress=_say(args))
-    pair = inline_pair(cfg, args.period, args.seconds, progress=_say(args))
+    models = load(HandoverConfig(best_effort, realtime, args.cpu, args.rounds, args.seed, device))
+    data = measure(models, progress=_say(args))
+    pair = inline_pair(models, args.period, args.seconds, progress=_say(args))
     data["one_thread_pair"] = pair
     job = data["job_s"]
     rows = [

@@ -195,6 +195,7 @@ def host_setup(
     platform = host
     job_seconds: dict[str, float] = {}
     profiled: list[MeasuredUnits] = []
+    measured_bandwidth: list[float] = []  # the host's copy bandwidth, measured once if at all
     for component in (c.name for c in host.components):
         path = None if cache is None else cache / f"units_{component}.json"
         if path is not None and path.is_file():
@@ -204,7 +205,8 @@ def host_setup(
         else:
             (say or (lambda _m: None))(f"timing every unit of {len(models)} models on this host's {component}")
             units = profile_units(host, component, models)
-            bandwidth = copy_bandwidth_gbs()
+            measured_bandwidth = measured_bandwidth or [copy_bandwidth_gbs()]
+            bandwidth = measured_bandwidth[0]
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({"times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth}))

@@ -70,6 +70,22 @@ def _no_sync() -> None:
     return None
 
 
+@dataclass(frozen=True)
+class Pair:
+    """Both models, built once in this process, pinned to `cpu`: what `measure` and `inline_pair` run."""
+
+    cfg: HandoverConfig
+    cpu: int
+    be: _Model
+    rt: _Model
+
+
+def load(cfg: HandoverConfig) -> Pair:
+    """Pin this process to one CPU with one torch thread (and leave it so), and build both models."""
+    cpu = cfg.cpu if cfg.cpu is not None else min(os.sched_getaffinity(0))
+    return Pair(cfg, cpu, _prepare(cfg.best_effort, cpu, cfg.device), _prepare(cfg.realtime, cpu, cfg.device))
+
+
 def _serve(model: str, cpu: int, device: str, go: Any, done: Any) -> None:
     """The other process: one job of `model` per `go`, then `done`."""
     rt = _prepare(model, cpu, device)
@@ -95,15 +111,10 @@ def _job(be: _Model, units: list[torch.nn.Module], at: int, interrupt: Callable[
     return times
 
 
-def measure(cfg: HandoverConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Extra best-effort compute per preemption for each way of running the preempting job.
-
-    Pins the calling process to one CPU with one torch thread, and leaves it so.
-    """
+def measure(pair: Pair, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Extra best-effort compute per preemption for each way of running the preempting job."""
     say = progress or (lambda _msg: None)
-    cpu = cfg.cpu if cfg.cpu is not None else min(os.sched_getaffinity(0))
-    be = _prepare(cfg.best_effort, cpu, cfg.device)
-    rt = _prepare(cfg.realtime, cpu, cfg.device)
+    cfg, cpu, be, rt = pair.cfg, pair.cpu, pair.be, pair.rt
     units = list(be.net)
     ctx = mp.get_context("spawn")
     go, done = ctx.Semaphore(0), ctx.Semaphore(0)
@@ -189,7 +200,7 @@ def _next_release(release: float, period: float, now: float) -> float:
 
 
 def inline_pair(
-    cfg: HandoverConfig, period: float = 0.03, seconds: float = 4.0, progress: Callable[[str], None] | None = None
+    pair: Pair, period: float = 0.03, seconds: float = 4.0, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """`bench realtime`'s stress pair with both DNNs in one thread: preemption with no hand-over.
 
@@ -197,13 +208,10 @@ def inline_pair(
     next unit boundary; under np_edf only between best-effort jobs, and only the latest release
     (older ones have passed their deadline). `preemption_overhead` is the best-effort DNN's
     compute per job under edf over np_edf, the median of the ratios within a round, as
-    `runtime.realtime.preemption_cost` reports it for stage processes. Pins the calling process
-    to one CPU with one torch thread.
+    `runtime.realtime.preemption_cost` reports it for stage processes.
     """
     say = progress or (lambda _msg: None)
-    cpu = cfg.cpu if cfg.cpu is not None else min(os.sched_getaffinity(0))
-    be = _prepare(cfg.best_effort, cpu, cfg.device)
-    rt = _prepare(cfg.realtime, cpu, cfg.device)
+    cfg, cpu, be, rt = pair.cfg, pair.cpu, pair.be, pair.rt
     units = list(be.net)
 
     def run(preemptive: bool) -> tuple[float, float]:

@@ -172,8 +172,7 @@ def _profile_main(component: Component, models: Sequence[str], passes: int, conn
             if model in chained:
                 chain_samples[model] += time_samples(*chained[model])
     times = {m: [min(s) if s else None for s in units] for m, units in samples.items()}
-    chains = {m: min(s) for m, s in chain_samples.items()}
-    conn.send((times, errors, chains, chain_samples))
+    conn.send((times, errors, chain_samples))
     conn.close()
 
 
@@ -189,7 +188,7 @@ def profile_units(platform: Platform, component: str, models: Sequence[str], pas
     try:
         if not parent.poll(PROFILE_TIMEOUT_S):
             raise backends.BackendError(f"profiling {component} took longer than {PROFILE_TIMEOUT_S:.0f} s")
-        times, errors, chains, chain_samples = parent.recv()
+        times, errors, chain_samples = parent.recv()
     except EOFError as exc:
         raise backends.BackendError(f"profiling process for {component} died (exit code {process.exitcode})") from exc
     finally:
@@ -199,6 +198,7 @@ def profile_units(platform: Platform, component: str, models: Sequence[str], pas
             process.join()
         parent.close()
     samples = {m: tuple(t) for m, t in chain_samples.items()}
+    chains = {m: min(t) for m, t in samples.items()}  # the fastest, as for a unit
     return UnitTimes(component, {m: tuple(t) for m, t in times.items()}, errors, chains, samples)
 
 

@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_handover import run_handover
 from test_pipeline import alive, split, whole_model
 from test_rt_pipeline import camera
 
@@ -141,22 +142,9 @@ def test_preempted_cuda_jobs_compute_what_the_whole_model_computes(platform):
     assert owned_entries(os.getpid()) == []
 
 
-def test_handover_benchmark_runs_both_models_on_the_gpu(tmp_path):
+def test_handover_benchmark_runs_both_models_on_the_gpu():
     """`bench handover --device cuda`: the same three ways and the one-thread pair, on the GPU."""
-    import json
-    import subprocess
-    import sys
-
-    argv = ["bench", "handover", "--device", "cuda", "--rounds", "1", "--period", "0.005", "--seconds", "0.5"]
-    done = subprocess.run(
-        [sys.executable, "-m", "rankmap_ros", *argv, "--quiet", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+    data = run_handover("--device", "cuda", "--rounds", "1", "--period", "0.005", "--seconds", "0.5")
     assert data["device"] == "cuda:0" and data["one_thread_pair"]["device"] == "cuda:0"
     assert 0 < data["job_s"] < 1
     assert set(data["ways"]) == {"same_thread", "other_thread", "other_process"}

@@ -14,20 +14,23 @@ from rankmap_ros.runtime.handover import WAYS
 from rankmap_ros.runtime.stage import boundary_shapes
 
 
-def test_every_way_is_measured_at_every_point(tmp_path):
-    # a process of its own: the benchmark pins the process that runs it to one CPU
-    out = tmp_path / "handover.json"
-    argv = ["bench", "handover", "--best-effort", "squeezenet_v2", "--realtime", "shufflenet", "--rounds", "1"]
-    argv += ["--period", "0.02", "--seconds", "0.5"]
+def run_handover(*argv: str) -> dict:
+    """`rankmap bench handover ... --json` in a process of its own (it pins its process to one CPU)."""
     done = subprocess.run(
-        [sys.executable, "-m", "rankmap_ros", *argv, "--quiet", "--json", "--out", str(out)],
+        [sys.executable, "-m", "rankmap_ros", "bench", "handover", *argv, "--quiet", "--json"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_every_way_is_measured_at_every_point(tmp_path):
+    out = tmp_path / "handover.json"
+    argv = ["--best-effort", "squeezenet_v2", "--realtime", "shufflenet", "--rounds", "1"]
+    data = run_handover(*argv, "--period", "0.02", "--seconds", "0.5", "--out", str(out))
     assert data == json.loads(out.read_text())
     assert data["measured"] and data["best_effort"] == "squeezenet_v2" and data["realtime"] == "shufflenet"
     assert data["device"] == "cpu"
