@@ -195,8 +195,16 @@ def cmd_experiment_realtime(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else None
     if args.split and not args.measured:
         raise CliError("--split is for --measured runs (it sets this host's CPU clusters)")
+    if args.executor != "stage" and not args.measured:
+        raise CliError("--executor is for --measured runs (the simulator has no processes)")
     result = run_realtime(
-        out, quick=args.quick, platform=args.platform, seed=args.seed, measured=args.measured, split=args.split
+        out,
+        quick=args.quick,
+        platform=args.platform,
+        seed=args.seed,
+        measured=args.measured,
+        split=args.split,
+        executor=args.executor,
     )
     emit(args, result, summary_text(result))
 
@@ -293,6 +301,12 @@ def register(sub: Any, experiments: Any) -> None:
         "--split",
         help="with --measured: this host's CPU clusters, e.g. big:0,little:1; the planner's mapping then runs too "
         "(default: one cluster of all cores, every DNN on it)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("stage", "component"),
+        default="stage",
+        help="with --measured: a process per stage (default), or per component for the arbitrated policies",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--platform", default="orange_pi_5", help="built-in platform name or YAML file")

@@ -162,14 +162,22 @@ def simulated_runner(seed: int = 0) -> Runner:
     return run
 
 
-def measured_runner(warmup_s: float = MEASURED_WARMUP_S) -> Runner:
-    """Runs the mapping for real on this host under the policy (runtime/realtime.py)."""
+def measured_runner(warmup_s: float = MEASURED_WARMUP_S, executor: str = "stage") -> Runner:
+    """Runs the mapping for real on this host under the policy (runtime/realtime.py).
+
+    With the `component` executor the arbitrated policies run one process per component;
+    time-sharing, the operating system's sharing between processes, keeps one per stage.
+    """
     from rankmap_ros.runtime.realtime import run_realtime as run_on_host
 
-    def run(platform: Platform, workload: Workload, mapping: Mapping, policy: Policy, horizon: float) -> RtResult:
-        return run_on_host(platform, workload, mapping, policy, horizon, warmup_s=warmup_s)
+    if executor not in ("stage", "component"):
+        raise ValueError(f"unknown executor {executor!r} (stage or component)")
 
-    run.__name__ = "measured(host)"
+    def run(platform: Platform, workload: Workload, mapping: Mapping, policy: Policy, horizon: float) -> RtResult:
+        chosen = "component" if executor == "component" and policy.arbitrated else "stage"
+        return run_on_host(platform, workload, mapping, policy, horizon, warmup_s=warmup_s, executor=chosen)
+
+    run.__name__ = "measured(host)" if executor == "stage" else "measured(host, component executor)"
     return run
 
 
@@ -372,17 +380,20 @@ def run_realtime(
     scenarios: Sequence[Scenario] = SCENARIOS,
     measured: bool = False,
     split: str | None = None,
+    executor: str = "stage",
 ) -> dict[str, Any]:
     """Run the experiment; with `out_dir`, write realtime.json and realtime.png, and cache per run.
 
     `measured` runs every scenario for real on this host instead, deadlines scaled by the models'
     job times measured here. The host is one CPU cluster of all its cores, where every DNN shares
     it, or the clusters of `split` (e.g. "big:0,little:1"), where the planner's mapping runs too.
+    `executor` (measured runs) is `stage` (a process per stage) or `component` (a process per
+    component for the arbitrated policies: measured_runner).
     """
     if measured:
         base = MEASURED_QUICK if quick else MEASURED
         settings = Settings(base.horizon, base.budget, seed)
-        runner = measured_runner()
+        runner = measured_runner(executor=executor)
         clusters = (split or "all").replace(":", "").replace(",", "_")
         host_cache = None if out_dir is None else Path(out_dir) / "cache" / f"host-{clusters}"
         plat, job_seconds = host_setup(scenarios, host_cache, lambda m: print(m, file=sys.stderr), split)

@@ -32,6 +32,11 @@ ROW = np.dtype(
         ("yields", "<i8"),  # times a job gave the component away at a unit boundary
         ("late", "<i8"),  # real-time results delivered after their deadline (last stage)
         ("resume_extra_s", "<f8"),  # time units right after a preemption took beyond their usual time
+        # the component executor only (runtime/component.py): its decisions, charged to the chosen stage
+        ("decisions", "<i8"),  # jobs granted the component
+        ("decide_s", "<f8"),  # time choosing them
+        ("checks", "<i8"),  # unit boundaries where it looked for a more urgent job
+        ("check_s", "<f8"),  # time looking for a more urgent job at unit boundaries
         ("error", "S240"),
     ]
 )

@@ -106,6 +106,9 @@ class Channel:
         self.last_copy_cpu_s = 0.0
         self.last_convert_s = 0.0
         self.last_convert_cpu_s = 0.0
+        # The reader's doorbell, if it waits on several channels at once (runtime/component.py):
+        # released after every frame put, so one semaphore wakes it for any of them.
+        self.ring: Semaphore | None = None
 
     @classmethod
     def create(cls, label: str, slots: int, max_bytes: int, policy: Policy = "block") -> Channel:
@@ -179,6 +182,8 @@ class Channel:
         finally:
             self._mutex.release()
         self._items.release()
+        if self.ring is not None:
+            self.ring.release()
         self.last_copy_s = time.perf_counter() - start
         self.last_copy_cpu_s = time.thread_time() - cpu
         return True

@@ -19,6 +19,12 @@ boundaries under rms/dms/edf, and real-time jobs that can no longer meet their d
 dropped (`drop_late`). `measure_realtime` reports deadline misses, drops, preemptions and the
 arbiters' cost per decision.
 
+`executor` says what a process is: `stage` (the default) runs every stage in its own process;
+`component` (arbitrated policies only) runs all the stages of one component in one process and
+one thread (runtime/component.py), where a preemption is a function return instead of a switch
+between processes. Restarting one DNN then restarts the whole mapping, as its stages share
+processes with the other DNNs'.
+
 Stage processes come from a fork server that has torch already imported, so a 9-stage mapping
 starts in about a second instead of one interpreter start per stage. A monitor thread notices a
 stage that dies (killed, crashed, failed to start) and reports it; `restart_dnn` rebuilds that
@@ -50,12 +56,15 @@ from rankmap_ros.runtime import backends
 from rankmap_ros.runtime.arbiter import Arbiter, ArbiterStats
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, Frame, FrameHeader
+from rankmap_ros.runtime.component import component_main
 from rankmap_ros.runtime.errors import HostRuntimeError
-from rankmap_ros.runtime.shm import remove_stale
+from rankmap_ros.runtime.shm import Semaphore, new_name, remove_stale
 from rankmap_ros.runtime.stage import StageSpec, stage_specs, tensor_bytes
 from rankmap_ros.runtime.worker import StageWiring, stage_context, stage_main
 
 Source = Literal["synthetic", "external"]
+Executor = Literal["stage", "component"]
+EXECUTORS: tuple[str, ...] = ("stage", "component")
 POLL_S = 0.05
 STOP_GRACE_S = 3.0
 _KEEP_RESULTS = 64
@@ -168,7 +177,12 @@ def _context() -> Any:
     return ctx
 
 
-def _release(chains: dict[str, _Chain], board: list[Board], arbiters: dict[str, Arbiter] | None = None) -> None:
+def _release(
+    chains: dict[str, _Chain],
+    board: list[Board],
+    arbiters: dict[str, Arbiter] | None = None,
+    bells: dict[str, Semaphore] | None = None,
+) -> None:
     """Stop and remove everything (also the finaliser when a pipeline is dropped unstopped)."""
     if board:
         board[0].request_stop()
@@ -187,6 +201,10 @@ def _release(chains: dict[str, _Chain], board: list[Board], arbiters: dict[str, 
         arbiter.unlink()
     if arbiters:
         arbiters.clear()
+    for bell in (bells or {}).values():
+        bell.unlink()
+    if bells:
+        bells.clear()
     if board:
         board[0].detach()
         board[0].unlink()
@@ -194,6 +212,7 @@ def _release(chains: dict[str, _Chain], board: list[Board], arbiters: dict[str, 
 
 
 def _stop_processes(processes: list[Any]) -> None:
+    processes = list({id(p): p for p in processes}.values())  # stages may share a process
     deadline = time.monotonic() + STOP_GRACE_S
     for p in processes:
         p.join(timeout=max(deadline - time.monotonic(), 0.01))
@@ -227,10 +246,19 @@ class Pipeline:
         start_timeout_s: float = 180.0,
         policy: Policy | str = Policy.TIME_SHARING,
         drop_late: bool = True,
+        executor: Executor = "stage",
     ) -> None:
         if source not in ("synthetic", "external"):
             raise PipelineError(f"unknown source {source!r} (synthetic or external)")
         self.policy = parse_policy(str(policy))
+        if executor not in EXECUTORS:
+            raise PipelineError(f"unknown executor {executor!r} (stage or component)")
+        if executor == "component" and not self.policy.arbitrated:
+            raise PipelineError(
+                "the component executor runs a component's stages one job at a time; "
+                "it needs an arbitrated policy, not time_sharing"
+            )
+        self.executor = executor
         self.drop_late = drop_late
         self.platform = platform
         self.workload = workload
@@ -251,7 +279,8 @@ class Pipeline:
         self._lock = threading.Lock()
         self._arbiters: dict[str, Arbiter] = {}  # component -> its arbiter (arbitrated policies)
         self._slots: dict[tuple[str, int], tuple[str, int]] = {}  # (dnn, stage) -> (arbiter, slot)
-        self._finalizer = weakref.finalize(self, _release, self._chains, self._board, self._arbiters)
+        self._bells: dict[str, Semaphore] = {}  # component -> its process's doorbell (component executor)
+        self._finalizer = weakref.finalize(self, _release, self._chains, self._board, self._arbiters, self._bells)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -281,14 +310,17 @@ class Pipeline:
         self._reported.clear()
         self.mapping = mapping
         try:
-            self._make_arbiters(specs)
+            if self.executor == "stage":
+                self._make_arbiters(specs)
             row = 0
             for name, stage_list in specs.items():
                 self._chains[name] = self._make_chain(name, stage_list, row)
                 row += len(stage_list)
+            if self.executor == "component":
+                self._start_components()
             self._wait_ready(list(self._chains.values()))
         except BaseException:
-            _release(self._chains, self._board, self._arbiters)
+            _release(self._chains, self._board, self._arbiters, self._bells)
             self.mapping = None
             raise
         self._start_monitor()
@@ -305,6 +337,12 @@ class Pipeline:
         """Rebuild one DNN's chain (new channels and processes), e.g. after a stage died."""
         if name not in self._chains or not self._board:
             raise PipelineError(f"no running DNN named {name!r}")
+        if self.executor == "component":
+            mapping = self.mapping
+            assert mapping is not None
+            self.stop()
+            self.start(mapping)
+            return
         old = self._chains[name]
         old.running.clear()
         _stop_processes([s.process for s in old.stages])
@@ -331,7 +369,7 @@ class Pipeline:
         if self._monitor is not None:
             self._monitor.join(timeout=STOP_GRACE_S)
             self._monitor = None
-        _release(self._chains, self._board, self._arbiters)
+        _release(self._chains, self._board, self._arbiters, self._bells)
         self._slots.clear()
         self.mapping = None
 
@@ -394,7 +432,7 @@ class Pipeline:
             raise PipelineError("pipeline is not running")
         time.sleep(warmup_s)
         before = self._board[0].snapshot()
-        ticks0 = {s.row: _cpu_ticks(s.process.pid) for c in self._chains.values() for s in c.stages}
+        ticks0 = self._process_ticks()
         owner0 = {n: c.owner_copy_cpu_s for n, c in self._chains.items()}
         jiffies0 = _cpu_jiffies()
         for chain in self._chains.values():
@@ -405,10 +443,10 @@ class Pipeline:
         t1 = time.monotonic()
         jiffies1 = _cpu_jiffies()
         after = self._board[0].snapshot()
-        ticks1 = {s.row: _cpu_ticks(s.process.pid) for c in self._chains.values() for s in c.stages}
+        ticks1 = self._process_ticks()
         window = t1 - t0
         dnns = []
-        cpu_time: dict[str, float] = {}
+        cpu_time = _cpu_time(ticks0, ticks1)
         busy_time: dict[str, float] = {}
         for name, chain in self._chains.items():
             done = [(t, lat) for t, lat in list(chain.done) if t0 <= t <= t1]
@@ -424,7 +462,6 @@ class Pipeline:
                 busy_total += d["busy_cpu_s"]
                 comp = s.spec.component
                 busy_time[comp] = busy_time.get(comp, 0.0) + d["busy_s"]
-                cpu_time[comp] = cpu_time.get(comp, 0.0) + (ticks1[s.row] - ticks0[s.row]) / _CLOCK_TICKS
                 stages.append(
                     StageReport(
                         index=s.spec.index,
@@ -483,23 +520,23 @@ class Pipeline:
         time.sleep(warmup_s)
         board = self._board[0]
         before = board.snapshot()
-        ticks0 = {s.row: _cpu_ticks(s.process.pid) for c in self._chains.values() for s in c.stages}
+        ticks0 = self._process_ticks()
         in0 = {n: c.channels[0].dropped for n, c in self._chains.items()}
-        arb0 = {n: a.stats() for n, a in self._arbiters.items()}
+        arb0 = self.arbiter_stats()
         t0 = time.monotonic()
         time.sleep(seconds)
         t1 = time.monotonic()
         after = board.snapshot()
-        ticks1 = {s.row: _cpu_ticks(s.process.pid) for c in self._chains.values() for s in c.stages}
+        ticks1 = self._process_ticks()
         in1 = {n: c.channels[0].dropped for n, c in self._chains.items()}
-        arb1 = {n: a.stats() for n, a in self._arbiters.items()}
+        arb1 = self.arbiter_stats()
         window = t1 - t0
         grace = max((c.task.deadline or 0.0) for c in self._chains.values())
         if grace:
             time.sleep(grace + POLL_S)
         dnns = []
         busy_time: dict[str, float] = {}
-        cpu_time: dict[str, float] = {}
+        cpu_time = _cpu_time(ticks0, ticks1)
         for name, chain in self._chains.items():
             dropped = in1[name] - in0[name]
             preempted = 0
@@ -512,7 +549,6 @@ class Pipeline:
                 busy += stage_busy
                 resume += float(after["resume_extra_s"][s.row] - before["resume_extra_s"][s.row])
                 busy_time[comp] = busy_time.get(comp, 0.0) + stage_busy
-                cpu_time[comp] = cpu_time.get(comp, 0.0) + (ticks1[s.row] - ticks0[s.row]) / _CLOCK_TICKS
             finished = dict(list(chain.finished))
             done_times = [t for _, t in list(chain.finished) if t0 <= t <= t1]
             if chain.task.realtime:
@@ -574,10 +610,41 @@ class Pipeline:
         return out
 
     def arbiter_stats(self) -> dict[str, ArbiterStats]:
-        """Each component's arbiter counters since start (empty under time-sharing)."""
-        return {name: a.stats() for name, a in self._arbiters.items()}
+        """Each component's arbiter counters since start (empty under time-sharing).
+
+        Under the component executor the arbiter is the component process's loop: its counters
+        are summed from the board rows of the component's stages (no lock, so no lock wait).
+        """
+        if self.executor == "stage":
+            return {name: a.stats() for name, a in self._arbiters.items()}
+        rows = self._board[0].snapshot() if self._board else None
+        on: dict[str, list[int]] = {}
+        for chain in self._chains.values():
+            for s in chain.stages:
+                on.setdefault(s.spec.component, []).append(s.row)
+        if rows is None:
+            return {}
+        return {
+            comp: ArbiterStats(
+                int(rows["decisions"][r].sum()),
+                float(rows["decide_s"][r].sum()),
+                0.0,
+                int(rows["checks"][r].sum()),
+                float(rows["check_s"][r].sum()),
+                0,
+            )
+            for comp, r in on.items()
+        }
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _process_ticks(self) -> dict[tuple[str, int], int]:
+        """CPU ticks so far of every stage process, by (component, pid): shared processes count once."""
+        return {
+            (s.spec.component, s.process.pid): _cpu_ticks(s.process.pid)
+            for c in self._chains.values()
+            for s in c.stages
+        }
 
     def _utilisation(self, busy_time: dict[str, float], cpu_time: dict[str, float], window: float) -> dict[str, float]:
         """Busy fraction per component: CPU time over its cores for a CPU cluster, else time computing."""
@@ -621,6 +688,9 @@ class Pipeline:
         ]
         channels += [Channel.create("ch", self.slots, tensor_bytes(s.output_shape), "block") for s in specs]
         chain = _Chain(name, first.model, channels, [], first.input_shape, task)
+        if self.executor == "component":  # its processes start with the other DNNs' (_start_components)
+            chain.stages = [_Stage(spec, first_row + k, None) for k, spec in enumerate(specs)]
+            return chain
         ctx = _context()
         for k, spec in enumerate(specs):
             arbiter, slot = self._slots.get((name, k), ("", -1))
@@ -631,6 +701,40 @@ class Pipeline:
             process.start()
             chain.stages.append(_Stage(spec, first_row + k, process))
         return chain
+
+    def _start_components(self) -> None:
+        """One process per component for the stages of every chain on it (component executor)."""
+        board = self._board[0]
+        hosted: dict[str, list[tuple[StageSpec, StageWiring]]] = {}
+        for chain in self._chains.values():
+            for s in chain.stages:
+                hosted.setdefault(s.spec.component, [])
+        for component in hosted:
+            label = "".join(c if c.isalnum() else "_" for c in component)[:24] or "component"
+            self._bells[component] = Semaphore.create(new_name(f"bell-{label}"), 0)
+        for chain in self._chains.values():
+            chain.channels[0].ring = self._bells[chain.stages[0].spec.component]
+            for k, s in enumerate(chain.stages):
+                ring = self._bells[chain.stages[k + 1].spec.component].name if k + 1 < len(chain.stages) else ""
+                wiring = StageWiring(
+                    chain.channels[k].name, chain.channels[k + 1].name, board.name, s.row, os.getpid(), ring=ring
+                )
+                hosted[s.spec.component].append((s.spec, wiring))
+        ctx = _context()
+        processes = {}
+        for component, stages in hosted.items():
+            specs, wirings = [spec for spec, _ in stages], [w for _, w in stages]
+            process = ctx.Process(
+                target=component_main,
+                args=(specs, wirings, self._bells[component].name),
+                name=f"rankmap:{component}",
+                daemon=True,
+            )
+            process.start()
+            processes[component] = process
+        for chain in self._chains.values():
+            for s in chain.stages:
+                s.process = processes[s.spec.component]
 
     def _wait_ready(self, chains: list[_Chain]) -> None:
         board = self._board[0]
@@ -771,6 +875,14 @@ def _cpu_ticks(pid: int | None) -> int:
         return int(fields[11]) + int(fields[12])
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def _cpu_time(before: dict[tuple[str, int], int], after: dict[tuple[str, int], int]) -> dict[str, float]:
+    """CPU seconds each component's processes used between two `_process_ticks`."""
+    out: dict[str, float] = {}
+    for (comp, pid), ticks in after.items():
+        out[comp] = out.get(comp, 0.0) + (ticks - before.get((comp, pid), ticks)) / _CLOCK_TICKS
+    return out
 
 
 def _cpu_jiffies() -> dict[int, tuple[int, int]]:

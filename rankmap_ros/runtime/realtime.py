@@ -16,7 +16,7 @@ from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.realtime import Policy, RtResult
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.runtime.pipeline import Pipeline
+from rankmap_ros.runtime.pipeline import Executor, Pipeline
 
 DEFAULT_WARMUP_S = 1.0
 
@@ -31,6 +31,7 @@ def run_realtime(
     warmup_s: float = DEFAULT_WARMUP_S,
     drop_late: bool = True,
     weights: dict[str, str] | None = None,
+    executor: Executor = "stage",
 ) -> RtResult:
     """Run `mapping` under `policy` for `seconds` (after `warmup_s`) and return what was measured.
 
@@ -38,7 +39,9 @@ def run_realtime(
     best-effort ones as many as they take. A program calling this must guard its entry point
     with `if __name__ == "__main__":` (stage processes come from a fork server).
     """
-    with Pipeline(platform, workload, policy=policy, drop_late=drop_late, weights=weights) as pipeline:
+    with Pipeline(
+        platform, workload, policy=policy, drop_late=drop_late, weights=weights, executor=executor
+    ) as pipeline:
         pipeline.start(mapping)
         return pipeline.measure_realtime(seconds, warmup_s=warmup_s)
 
@@ -51,7 +54,8 @@ def preemption_cost(
     seconds: float = 4.0,
     rounds: int = 2,
     component: str | None = None,
-) -> dict[str, Any]:
+    executors: tuple[Executor, ...] = ("stage",),
+) -> dict[str, dict[str, Any]]:
     """What preemption adds to a stage's compute, with what sharing does held apart.
 
     The best-effort DNN's service time (waits for the component excluded) in three runs:
@@ -62,23 +66,26 @@ def preemption_cost(
     `sharing_overhead` is np_edf over alone: what taking turns with another DNN does to a
     stage's caches anyway. `resume_overhead` is the part of the first that is measured
     directly: each unit right after a preemption against that unit's usual time.
-    Rounds alternate the three runs.
+    Rounds alternate the three runs under every executor in `executors` (runtime/pipeline.py),
+    so executors are compared side by side; the result has one entry per executor.
     """
     component = component or platform.reference_component
     alone = Workload.from_dict({"dnns": [{"name": "be", "model": best_effort}]})
     shared = Workload.from_dict(
         {"dnns": [{"name": "be", "model": best_effort}, {"name": "rt", "model": realtime, "period": period}]}
     )
-    runs: dict[str, list[dict[str, float]]] = {"alone": [], "not_preempted": [], "preempted": []}
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        ex: {"alone": [], "not_preempted": [], "preempted": []} for ex in executors
+    }
     kinds = (("alone", alone, Policy.EDF), ("not_preempted", shared, Policy.NP_EDF), ("preempted", shared, Policy.EDF))
     for _ in range(rounds):
-        for kind, workload, policy in kinds:
-            with Pipeline(platform, workload, policy=policy) as pipeline:
+        for executor, (kind, workload, policy) in ((ex, k) for ex in executors for k in kinds):
+            with Pipeline(platform, workload, policy=policy, executor=executor) as pipeline:
                 pipeline.start(Mapping.all_on(workload, component))
                 report = pipeline.measure(seconds, warmup_s=DEFAULT_WARMUP_S)
                 be = next(d for d in report.dnns if d.name == "be")
                 counters = pipeline.realtime_counters()
-            runs[kind].append(
+            runs[executor][kind].append(
                 {
                     "service_time_s": be.stages[0].service_time_s,
                     "frames": counters["be"]["frames"],
@@ -87,6 +94,12 @@ def preemption_cost(
                     "resume_extra_s": counters["be"]["resume_extra_s"],
                 }
             )
+    return {ex: _cost(runs[ex], component, best_effort, realtime, period) for ex in executors}
+
+
+def _cost(
+    runs: dict[str, list[dict[str, float]]], component: str, best_effort: str, realtime: str, period: float
+) -> dict[str, Any]:
     alone_s, shared_s, preempted_s = (
         float(np.median([r["service_time_s"] for r in runs[k]])) for k in ("alone", "not_preempted", "preempted")
     )

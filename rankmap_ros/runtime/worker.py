@@ -60,6 +60,7 @@ class StageWiring:
     owner_pid: int
     arbiter: str = ""  # the component's arbiter under an arbitrated policy ("" under time-sharing)
     slot: int = -1
+    ring: str = ""  # the doorbell of the output's reader, if it is a component process
 
 
 def stage_context(preload: str = "rankmap_ros.runtime.worker") -> Any:

@@ -158,3 +158,23 @@ def test_stale_segments_of_dead_owners_are_removed():
     assert name in owned_entries()
     assert name in remove_stale()
     assert not (SHM_DIR / name).exists()
+
+
+def test_a_ring_wakes_one_reader_for_any_of_its_channels(channels):
+    # a component process waits on one doorbell for all its stages' input channels
+    from rankmap_ros.runtime.shm import Semaphore, new_name
+
+    bell = Semaphore.create(new_name("bell"), 0)
+    try:
+        a, b, full = channels(), channels(), channels(slots=1)
+        for ch in (a, b, full):
+            ch.ring = bell
+        assert not bell.acquire(0)
+        a.put(frame(1), FrameHeader(1))
+        b.put(frame(2), FrameHeader(2))
+        assert full.put(frame(3), FrameHeader(3))
+        assert not full.put(frame(4), FrameHeader(4), timeout=0), "a full block channel takes nothing"
+        assert [bell.acquire(0) for _ in range(4)] == [True, True, True, False], "one ring per frame put"
+        assert a.get(timeout=0).header.seq == 1 and b.get(timeout=0).header.seq == 2
+    finally:
+        bell.unlink()

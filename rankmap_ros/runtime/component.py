@@ -1,0 +1,288 @@
+"""One process per component that runs every stage mapped to it in a single thread (issue 7).
+
+Under the stage executor each stage is its own process and the component's arbiter hands the
+component from process to process; every hand-over at a unit boundary costs the preempted job
+about a millisecond on a shared core (`rankmap bench handover`: switching processes, not
+refilling caches). Here the arbiter is a loop in the component's own thread, so a preemption is
+a function return: the preempted job's intermediate tensor stays in this process's memory and
+the preempting job runs at once, in the same thread.
+
+The loop, until the board says stop:
+- forward finished outputs whose channel has room (a full channel never blocks the component:
+  the result waits here and the other stages go on);
+- take one frame into every idle stage (its job, with `core.realtime.job_key`'s key);
+- run the job with the smallest key unit by unit; under a preemptive policy, at every unit
+  boundary look for new frames and hand over to a more urgent job; drop real-time jobs that can
+  no longer meet their deadline (`spec.drop_late`);
+- with nothing to run, sleep on the component's doorbell, a semaphore every writer into one of
+  its stages' input channels rings after each frame (`Channel.ring`).
+
+Each stage keeps its own board row, so the owner measures stages as it does under the stage
+executor; a decision's cost (choosing the next job) is counted in the chosen stage's row.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rankmap_ros.core.realtime import job_key
+from rankmap_ros.runtime import backends
+from rankmap_ros.runtime.board import Board, StageState
+from rankmap_ros.runtime.channel import Channel, FrameHeader
+from rankmap_ros.runtime.shm import Semaphore
+from rankmap_ros.runtime.stage import StageSpec
+from rankmap_ros.runtime.worker import EXIT_FAILED, POLL_S, StageWiring, WorkEstimate, become_child, owner_alive
+
+OUTPUT_RETRY_S = 0.002  # sleep between tries while a result waits for room downstream
+
+
+@dataclass
+class _Job:
+    """A frame taken into a stage: where it is (next unit, state) and what it has cost so far."""
+
+    header: FrameHeader
+    state: Any
+    key: tuple[float, float, float]
+    queued_s: float
+    ready_at: float  # since when it waits for the component (taken in, or preempted)
+    next_unit: int = 0
+    entered: bool = False
+    busy_s: float = 0.0
+    cpu_s: float = 0.0
+    waited_s: float = 0.0
+    yields: int = 0
+
+
+@dataclass
+class _Hosted:
+    """One stage in the component's process, with its channels, runner and board row."""
+
+    spec: StageSpec
+    row: np.ndarray
+    units: backends.UnitRunner
+    source: Channel
+    sink: Channel
+    convert: backends.Converter | None
+    estimate: WorkEstimate
+    idle_since: float
+    buffer: np.ndarray | None = None
+    job: _Job | None = None
+    result: tuple[np.ndarray, FrameHeader, float] | None = None  # (output, header, queued_s) to forward
+    blocked_since: float = 0.0
+
+
+def component_main(specs: list[StageSpec], wirings: list[StageWiring], doorbell: str) -> None:
+    """Process entry point: build every stage of the component, then serve them in one thread."""
+    become_child()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    owner = wirings[0].owner_pid
+    if not owner_alive(owner):
+        sys.exit(0)
+    board = Board.open(wirings[0].board)
+    for w in wirings:
+        board.rows["pid"][w.row] = os.getpid()
+    hosted: list[_Hosted] = []
+    current = wirings[0].row
+    try:
+        backends.bind(specs[0])
+        bell = Semaphore.open(doorbell)
+        with torch.inference_mode():
+            for spec, w in zip(specs, wirings, strict=True):
+                current = w.row
+                hosted.append(_host(spec, w, board))
+    except Exception as exc:  # reported to the owner, whatever it is
+        for w in wirings:
+            reason = f"{type(exc).__name__}: {exc}" if w.row == current else "another stage of its component failed"
+            board.set_state(w.row, StageState.FAILED, reason)
+        sys.exit(EXIT_FAILED)
+    for w in wirings:
+        board.set_state(w.row, StageState.READY)
+    with torch.inference_mode():  # one guard for every step of every job
+        ComponentLoop(hosted, board, bell, owner).serve()
+    for w in wirings:
+        board.set_state(w.row, StageState.STOPPED)
+
+
+def _host(spec: StageSpec, wiring: StageWiring, board: Board) -> _Hosted:
+    """Open a stage's channels and build it unit by unit, warmed up with two zero inputs."""
+    source = Channel.open(wiring.input)
+    sink = Channel.open(wiring.output)
+    if wiring.ring:
+        sink.ring = Semaphore.open(wiring.ring)
+    units = backends.prepare_units(spec)
+    warm = np.zeros(spec.input_shape, np.float32)
+    for _ in range(2):
+        state = units.enter(warm)
+        for step in units.steps:
+            state = step(state)
+        units.leave(state)
+    row = board.rows[wiring.row : wiring.row + 1]
+    convert = backends.input_converter(spec)
+    return _Hosted(spec, row, units, source, sink, convert, WorkEstimate(len(units.steps)), time.perf_counter())
+
+
+class ComponentLoop:
+    """The component's arbiter and executor in one: which job runs next, and running it."""
+
+    def __init__(self, hosted: list[_Hosted], board: Board, bell: Semaphore, owner: int) -> None:
+        self.hosted = hosted
+        self.board = board
+        self.bell = bell
+        self.owner = owner
+        policy = hosted[0].spec.scheduling
+        self.policy = policy
+        self.preemptive = policy.preemptive
+
+    def serve(self) -> None:
+        while not self.board.stopping:
+            self._forward()
+            self._take_inputs()
+            start = time.perf_counter()
+            chosen = self._choose()
+            if chosen is None:
+                waiting = any(h.result is not None for h in self.hosted)
+                if not self.bell.acquire(OUTPUT_RETRY_S if waiting else POLL_S) and not owner_alive(self.owner):
+                    return
+                continue
+            chosen.row["decisions"] += 1
+            chosen.row["decide_s"] += time.perf_counter() - start
+            self._run(chosen)
+
+    # -- inputs and outputs -------------------------------------------------------------------
+
+    def _take_inputs(self) -> None:
+        """Take the next frame into every stage that has no job and no result waiting."""
+        for h in self.hosted:
+            if h.job is None and h.result is None and h.source.depth:
+                self._take(h)
+
+    def _take(self, h: _Hosted) -> None:
+        frame = h.source.get(timeout=0, out=h.buffer, convert=h.convert)
+        if frame is None:
+            return
+        now_pc = time.perf_counter()
+        row, source = h.row, h.source
+        if isinstance(frame.array, np.ndarray):
+            h.buffer = frame.array
+        row["wait_in_s"] += max(now_pc - h.idle_since - source.last_copy_s - source.last_convert_s, 0.0)
+        row["copy_s"] += source.last_copy_s
+        row["copy_cpu_s"] += source.last_copy_cpu_s
+        spec = h.spec
+        origin = frame.header.origin
+        now = time.monotonic()
+        if spec.drop_late and spec.task.realtime and h.estimate.drop(spec.task, origin, now, 0):
+            row["dropped"] += 1
+            h.idle_since = time.perf_counter()
+            return
+        key = job_key(self.policy, spec.task, origin, now - frame.queued_s, spec.priority)
+        h.job = _Job(frame.header, frame.array, key, frame.queued_s, now_pc)
+        h.job.busy_s, h.job.cpu_s = source.last_convert_s, source.last_convert_cpu_s
+
+    def _forward(self) -> None:
+        for h in self.hosted:
+            if h.result is not None:
+                self._forward_stage(h)
+
+    def _forward_stage(self, h: _Hosted) -> None:
+        """Put `h`'s result into its output channel if there is room now."""
+        assert h.result is not None
+        y, header, queued = h.result
+        if not h.sink.put(y, header, timeout=0):
+            return
+        row = h.row
+        row["wait_out_s"] += max(time.perf_counter() - h.blocked_since - h.sink.last_copy_s, 0.0)
+        row["copy_s"] += h.sink.last_copy_s
+        row["copy_cpu_s"] += h.sink.last_copy_cpu_s
+        row["queued_s"] += queued
+        row["frames"] += 1
+        h.result = None
+        h.idle_since = time.perf_counter()
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def _choose(self) -> _Hosted | None:
+        """The stage whose job has the smallest key (ties: the first stage), None when idle."""
+        best: _Hosted | None = None
+        for h in self.hosted:
+            if h.job is not None and (best is None or h.job.key < best.job.key):  # type: ignore[union-attr]
+                best = h
+        return best
+
+    def _more_urgent(self, h: _Hosted) -> bool:
+        """At a unit boundary: take new frames in, and say whether one of them should run first."""
+        mine = h.job.key  # type: ignore[union-attr]
+        for other in self.hosted:
+            if other is not h and other.job is None and other.result is None and other.source.depth:
+                self._take(other)
+        return any(o.job is not None and o is not h and o.job.key < mine for o in self.hosted)
+
+    def _run(self, h: _Hosted) -> None:
+        """Run `h`'s job until it ends, is dropped, or yields to a more urgent one."""
+        job = h.job
+        assert job is not None
+        spec, row, units, estimate = h.spec, h.row, h.units, h.estimate
+        drop = spec.drop_late and spec.task.realtime
+        origin = job.header.origin
+        job.waited_s += time.perf_counter() - job.ready_at
+        resumed = job.next_unit > 0 and job.yields > 0
+        first = job.next_unit
+        c0 = time.process_time()
+        if not job.entered:
+            s0 = time.perf_counter()
+            job.state = units.enter(job.state)
+            job.entered = True
+            job.busy_s += time.perf_counter() - s0
+        for i in range(first, len(units.steps)):
+            if i > first and self.preemptive:
+                check = time.perf_counter()
+                urgent = self._more_urgent(h)
+                row["checks"] += 1
+                row["check_s"] += time.perf_counter() - check
+                if urgent:
+                    job.next_unit = i
+                    job.yields += 1
+                    job.ready_at = time.perf_counter()
+                    job.cpu_s += time.process_time() - c0
+                    return
+            if drop and estimate.drop(spec.task, origin, time.monotonic(), i):
+                job.cpu_s += time.process_time() - c0
+                self._account(h, job)
+                row["dropped"] += 1
+                h.job = None
+                h.idle_since = time.perf_counter()
+                return
+            s0 = time.perf_counter()
+            job.state = units.steps[i](job.state)
+            dt = time.perf_counter() - s0
+            job.busy_s += dt
+            if resumed and i == first:
+                row["resume_extra_s"] += dt - estimate.typical(i, dt)
+            else:
+                estimate.record(i, dt)
+        s0 = time.perf_counter()
+        y = units.leave(job.state)
+        job.busy_s += time.perf_counter() - s0
+        job.cpu_s += time.process_time() - c0
+        self._account(h, job)
+        row["last_service_s"] = job.busy_s
+        h.job = None
+        h.result = (y, job.header, job.queued_s)
+        h.blocked_since = time.perf_counter()
+        self._forward_stage(h)
+
+    @staticmethod
+    def _account(h: _Hosted, job: _Job) -> None:
+        row = h.row
+        row["wait_arb_s"] += job.waited_s
+        row["busy_s"] += job.busy_s
+        row["busy_cpu_s"] += job.cpu_s
+        row["yields"] += job.yields
+        row["preempted"] += 1 if job.yields else 0

@@ -1,0 +1,142 @@
+"""The component executor (issue 7): one process and one thread per component runs all its stages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from test_pipeline import alive
+from test_rt_pipeline import camera, whole_model
+
+from rankmap_ros.core.mapping import DnnMapping, Mapping
+from rankmap_ros.core.platform import Platform
+from rankmap_ros.core.realtime import Policy
+from rankmap_ros.core.workload import DnnSpec, Workload
+from rankmap_ros.runtime.host import host_platform
+from rankmap_ros.runtime.pipeline import Pipeline, PipelineError
+from rankmap_ros.runtime.shm import owned_entries
+
+pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two usable CPUs for big/little")
+
+
+@pytest.fixture(scope="module")
+def platform() -> Platform:
+    return host_platform("big:0,little:1", opencl_cpu_as_gpu=False)
+
+
+def halves(name: str, model: str, units: int) -> DnnMapping:
+    return DnnMapping(name, model, ("big",) * (units // 2) + ("little",) * (units - units // 2))
+
+
+def test_one_process_per_component_preempts_and_computes_what_the_whole_model_computes(platform):
+    # MobileNet-V2 split over big and little shares big with a 50 Hz real-time SqueezeNet-V2
+    workload = Workload((DnnSpec("bg", "mobilenet_v2"), DnnSpec("det", "squeezenet_v2", period=0.02, deadline=0.5)))
+    mapping = Mapping((halves("bg", "mobilenet_v2", 20), Mapping.all_on(workload, "big").dnns[1]))
+    rng = np.random.default_rng(5)
+    with Pipeline(platform, workload, source="external", policy=Policy.EDF, executor="component") as pipeline:
+        pipeline.start(mapping)
+        pids = pipeline.pids()
+        assert pids["bg"][0] == pids["det"][0], "the stages on big share one process"
+        assert len({p for ps in pids.values() for p in ps}) == 2, "one process per component"
+        frame = rng.standard_normal((1, 3, 227, 227)).astype(np.float32)
+        with camera(pipeline, "det", frame, 0.02):
+            for _ in range(4):
+                x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+                got = pipeline.result("bg", pipeline.submit("bg", x).seq, timeout=60).array
+                np.testing.assert_allclose(got, whole_model("mobilenet_v2", x), rtol=1e-4, atol=1e-5)
+            y = pipeline.result("det", pipeline.submit("det", frame).seq, timeout=60).array
+        np.testing.assert_allclose(y, whole_model("squeezenet_v2", frame), rtol=1e-4, atol=1e-5)
+        counters = pipeline.realtime_counters()
+    assert counters["bg"]["frames"] == 4
+    assert counters["bg"]["preempted"] >= 1, "the real-time DNN never preempted the best-effort one"
+    assert counters["det"]["preempted"] == 0 and counters["det"]["frames"] > 0
+    assert alive([p for ps in pids.values() for p in ps]) == []
+    assert owned_entries(os.getpid()) == []
+
+
+def test_a_real_time_job_does_not_wait_for_a_long_best_effort_job(platform):
+    # ResNet-50 runs tens of ms per job on one core; SqueezeNet-V2's jobs start at the next unit
+    # boundary under edf, while under np_edf they wait for the ResNet-50 job in progress
+    workload = Workload((DnnSpec("bg", "resnet50"), DnnSpec("det", "squeezenet_v2", period=0.05, deadline=1.0)))
+    mapping = Mapping.all_on(workload, "big")
+    results = {}
+    for policy in (Policy.EDF, Policy.NP_EDF):
+        with Pipeline(platform, workload, policy=policy, executor="component") as pipeline:
+            pipeline.start(mapping)
+            results[policy] = pipeline.measure_realtime(3.0, warmup_s=0.5)
+    edf, np_edf = results[Policy.EDF], results[Policy.NP_EDF]
+    det, bg = edf.dnn("det"), edf.dnn("bg")
+    bg_job_s = bg.busy_s / max(bg.completed, 1)
+    det_job_s = det.busy_s / max(det.completed, 1)
+    assert det.missed == 0 and bg.preempted > 0 and np_edf.dnn("bg").preempted == 0
+    # under edf det waits at most one ResNet-50 unit, far less than a ResNet-50 job
+    assert det.latency_p95_s < det_job_s + 0.5 * bg_job_s
+    assert det.latency_p95_s < np_edf.dnn("det").latency_p95_s
+    assert edf.decisions > 0 and 0 < edf.overhead_s_per_decision < 1e-3
+
+
+def test_misses_drops_and_decisions_are_measured_and_nothing_is_left_behind(platform):
+    workload = Workload(
+        (
+            DnnSpec("det", "squeezenet_v2", period=0.05, deadline=0.05),
+            DnnSpec("hopeless", "shufflenet", period=0.05, deadline=0.002),  # no job fits in 2 ms
+            DnnSpec("bg", "mobilenet_v2"),
+        )
+    )
+    mapping = Mapping(
+        (
+            *Mapping.all_on(workload, "big").dnns[:1],
+            halves("hopeless", "shufflenet", 18),
+            *Mapping.all_on(workload, "big").dnns[2:],
+        )
+    )
+    with Pipeline(platform, workload, policy="edf", executor="component") as pipeline:
+        pipeline.start(mapping)
+        result = pipeline.measure_realtime(2.0, warmup_s=0.5)
+        pids = {p for ps in pipeline.pids().values() for p in ps}
+        stats = pipeline.arbiter_stats()
+        # no arbiter segments: the board, 7 channels (a segment and 3 semaphores each), 2 doorbells
+        assert len(owned_entries(os.getpid())) == 1 + 4 * 7 + 2
+    assert len(pids) == 2 and alive(pids) == []
+    assert owned_entries(os.getpid()) == []
+    assert set(stats) == {"big", "little"} and stats["big"].decisions > 0 and stats["big"].checks > 0
+    det, hopeless, bg = (result.dnn(n) for n in ("det", "hopeless", "bg"))
+    assert 30 <= det.released <= 45 and det.completed >= det.released * 0.8
+    assert hopeless.completed == 0 and hopeless.miss_rate == 1.0
+    assert hopeless.dropped >= hopeless.released - 2
+    assert bg.throughput > 5 and bg.missed == 0 and bg.dropped == 0 and bg.preempted > 0
+    assert result.decisions > 0 and 0 < result.overhead_s_per_decision < 1e-3
+    assert result.utilisation["big"] > 0.5
+
+
+def test_a_killed_component_process_fails_every_stage_on_it_and_restart_brings_them_back(platform):
+    workload = Workload.from_models(["squeezenet_v2", "shufflenet"])
+    mapping = Mapping((halves("squeezenet_v2", "squeezenet_v2", 18), *Mapping.all_on(workload, "little").dnns[1:]))
+    with Pipeline(platform, workload, policy="fifo", executor="component") as pipeline:
+        pipeline.start(mapping)
+        victim = pipeline.pids()["shufflenet"][0]
+        assert pipeline.pids()["squeezenet_v2"][1] == victim
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while len(pipeline.failures) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        failed = {(f.dnn, f.stage, f.component) for f in pipeline.failures}
+        assert failed == {("squeezenet_v2", 1, "little"), ("shufflenet", 0, "little")}
+        assert all("SIGKILL" in f.reason for f in pipeline.failures)
+        pipeline.restart_dnn("shufflenet")
+        assert victim not in {p for ps in pipeline.pids().values() for p in ps}
+        report = pipeline.measure(1.0, warmup_s=0.5)
+        assert min(report.throughput.values()) > 0 and not report.failures
+    assert alive([victim]) == []
+    assert owned_entries(os.getpid()) == []
+
+
+def test_the_component_executor_refuses_time_sharing_and_unknown_executors(platform):
+    workload = Workload.from_models(["squeezenet_v2"])
+    with pytest.raises(PipelineError, match="arbitrated policy"):
+        Pipeline(platform, workload, executor="component")
+    with pytest.raises(PipelineError, match="unknown executor"):
+        Pipeline(platform, workload, policy="edf", executor="thread")  # type: ignore[arg-type]
