@@ -72,7 +72,7 @@ class _Hosted:
     sink: Channel
     convert: backends.Converter | None
     estimate: WorkEstimate
-    idle_since: float
+    idle_since: float  # time.monotonic() when it last had neither job nor result
     buffer: np.ndarray | None = None
     job: _Job | None = None
     result: tuple[np.ndarray, FrameHeader, float] | None = None  # (output, header, queued_s) to forward
@@ -126,7 +126,7 @@ def _host(spec: StageSpec, wiring: StageWiring, board: Board) -> _Hosted:
         units.leave(state)
     row = board.rows[wiring.row : wiring.row + 1]
     convert = backends.input_converter(spec)
-    return _Hosted(spec, row, units, source, sink, convert, WorkEstimate(len(units.steps)), time.perf_counter())
+    return _Hosted(spec, row, units, source, sink, convert, WorkEstimate(len(units.steps)), time.monotonic())
 
 
 class ComponentLoop:
@@ -168,21 +168,24 @@ class ComponentLoop:
         frame = h.source.get(timeout=0, out=h.buffer, convert=h.convert)
         if frame is None:
             return
-        now_pc = time.perf_counter()
+        now_pc, now = time.perf_counter(), time.monotonic()
         row, source = h.row, h.source
         if isinstance(frame.array, np.ndarray):
             h.buffer = frame.array
-        row["wait_in_s"] += max(now_pc - h.idle_since - source.last_copy_s - source.last_convert_s, 0.0)
+        row["wait_in_s"] += max(now - h.idle_since - source.last_copy_s - source.last_convert_s, 0.0)
         row["copy_s"] += source.last_copy_s
         row["copy_cpu_s"] += source.last_copy_cpu_s
         spec = h.spec
         origin = frame.header.origin
-        now = time.monotonic()
         if spec.drop_late and spec.task.realtime and h.estimate.drop(spec.task, origin, now, 0):
             row["dropped"] += 1
-            h.idle_since = time.perf_counter()
+            h.idle_since = time.monotonic()
             return
-        key = job_key(self.policy, spec.task, origin, now - frame.queued_s, spec.priority)
+        # A job reaches the component when its frame is put, or, if the stage was busy then, when
+        # the stage is free again: the order the simulator and the stage executor's arbiter keep
+        # (a saturating best-effort DNN's next frame waits in its channel during every job).
+        arrival = max(now - frame.queued_s, h.idle_since)
+        key = job_key(self.policy, spec.task, origin, arrival, spec.priority)
         h.job = _Job(frame.header, frame.array, key, frame.queued_s, now_pc)
         h.job.busy_s, h.job.cpu_s = source.last_convert_s, source.last_convert_cpu_s
 
@@ -204,7 +207,7 @@ class ComponentLoop:
         row["queued_s"] += queued
         row["frames"] += 1
         h.result = None
-        h.idle_since = time.perf_counter()
+        h.idle_since = time.monotonic()
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -257,7 +260,7 @@ class ComponentLoop:
                 self._account(h, job)
                 row["dropped"] += 1
                 h.job = None
-                h.idle_since = time.perf_counter()
+                h.idle_since = time.monotonic()
                 return
             s0 = time.perf_counter()
             job.state = units.steps[i](job.state)

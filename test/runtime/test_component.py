@@ -78,6 +78,21 @@ def test_a_real_time_job_does_not_wait_for_a_long_best_effort_job(platform):
     assert edf.decisions > 0 and 0 < edf.overhead_s_per_decision < 1e-3
 
 
+def test_fifo_takes_jobs_in_the_order_they_reach_the_component(platform):
+    # the saturating best-effort DNN's next frames wait in its channel during each of its jobs;
+    # they reach the component only when the stage is free again, after a real-time job that
+    # arrived meanwhile, which therefore waits for the one best-effort job in progress at most
+    workload = Workload((DnnSpec("bg", "resnet50"), DnnSpec("det", "squeezenet_v2", period=0.1, deadline=1.0)))
+    with Pipeline(platform, workload, policy=Policy.FIFO, executor="component") as pipeline:
+        pipeline.start(Mapping.all_on(workload, "big"))
+        result = pipeline.measure_realtime(2.5, warmup_s=0.5)
+    det, bg = result.dnn("det"), result.dnn("bg")
+    assert det.released >= 15 and det.completed >= det.released - 1 and bg.completed > 5
+    bg_job_s, det_job_s = bg.busy_s / bg.completed, det.busy_s / det.completed
+    assert det.latency_p95_s < det_job_s + 1.5 * bg_job_s
+    assert det.preempted == bg.preempted == 0
+
+
 def test_misses_drops_and_decisions_are_measured_and_nothing_is_left_behind(platform):
     workload = Workload(
         (
@@ -140,3 +155,20 @@ def test_the_component_executor_refuses_time_sharing_and_unknown_executors(platf
         Pipeline(platform, workload, executor="component")
     with pytest.raises(PipelineError, match="unknown executor"):
         Pipeline(platform, workload, policy="edf", executor="thread")  # type: ignore[arg-type]
+
+
+def test_preemption_cost_compares_the_executors_side_by_side(platform):
+    from rankmap_ros.runtime.realtime import preemption_cost
+
+    costs = preemption_cost(
+        platform, "mobilenet_v2", "squeezenet_v2", period=0.02, seconds=0.8, rounds=1, executors=("stage", "component")
+    )
+    assert set(costs) == {"stage", "component"}
+    for executor, cost in costs.items():
+        runs = cost["runs"]
+        assert [len(runs[k]) for k in ("alone", "not_preempted", "preempted")] == [1, 1, 1]
+        assert runs["preempted"][0]["yields"] > 0 and runs["not_preempted"][0]["yields"] == 0, executor
+        assert cost["yields_per_job"] > 0 and cost["service_time_alone_s"] > 0
+        assert cost["preemption_overhead"] == pytest.approx(
+            runs["preempted"][0]["service_time_s"] / runs["not_preempted"][0]["service_time_s"] - 1
+        )
