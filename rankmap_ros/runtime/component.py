@@ -10,7 +10,8 @@ the preempting job runs at once, in the same thread.
 The loop, until the board says stop:
 - forward finished outputs whose channel has room (a full channel never blocks the component:
   the result waits here and the other stages go on);
-- take one frame into every idle stage (its job, with `core.realtime.job_key`'s key);
+- give every idle stage a job from its input channel (with `core.realtime.job_key`'s key); a
+  real-time frame already too late is dropped and the next one taken;
 - run the job with the smallest key unit by unit; under a preemptive policy, at every unit
   boundary look for new frames and hand over to a more urgent job; drop real-time jobs that can
   no longer meet their deadline (`spec.drop_late`);
@@ -159,10 +160,14 @@ class ComponentLoop:
     # -- inputs and outputs -------------------------------------------------------------------
 
     def _take_inputs(self) -> None:
-        """Take the next frame into every stage that has no job and no result waiting."""
+        """Give every stage that has no job and no result waiting a job, if a frame is there."""
         for h in self.hosted:
-            if h.job is None and h.result is None and h.source.depth:
-                self._take(h)
+            self._fill(h)
+
+    def _fill(self, h: _Hosted) -> None:
+        """Take frames until one makes a job: a late real-time frame is dropped for the next one."""
+        while h.job is None and h.result is None and h.source.depth:
+            self._take(h)
 
     def _take(self, h: _Hosted) -> None:
         frame = h.source.get(timeout=0, out=h.buffer, convert=h.convert)
@@ -223,8 +228,8 @@ class ComponentLoop:
         """At a unit boundary: take new frames in, and say whether one of them should run first."""
         mine = h.job.key  # type: ignore[union-attr]
         for other in self.hosted:
-            if other is not h and other.job is None and other.result is None and other.source.depth:
-                self._take(other)
+            if other is not h:
+                self._fill(other)
         return any(o.job is not None and o is not h and o.job.key < mine for o in self.hosted)
 
     def _run(self, h: _Hosted) -> None:

@@ -6,10 +6,8 @@ import os
 import signal
 import time
 
-import numpy as np
 import pytest
 from test_pipeline import alive
-from test_rt_pipeline import camera, whole_model
 
 from rankmap_ros.core.mapping import DnnMapping, Mapping
 from rankmap_ros.core.platform import Platform
@@ -29,32 +27,6 @@ def platform() -> Platform:
 
 def halves(name: str, model: str, units: int) -> DnnMapping:
     return DnnMapping(name, model, ("big",) * (units // 2) + ("little",) * (units - units // 2))
-
-
-def test_one_process_per_component_preempts_and_computes_what_the_whole_model_computes(platform):
-    # MobileNet-V2 split over big and little shares big with a 50 Hz real-time SqueezeNet-V2
-    workload = Workload((DnnSpec("bg", "mobilenet_v2"), DnnSpec("det", "squeezenet_v2", period=0.02, deadline=0.5)))
-    mapping = Mapping((halves("bg", "mobilenet_v2", 20), Mapping.all_on(workload, "big").dnns[1]))
-    rng = np.random.default_rng(5)
-    with Pipeline(platform, workload, source="external", policy=Policy.EDF, executor="component") as pipeline:
-        pipeline.start(mapping)
-        pids = pipeline.pids()
-        assert pids["bg"][0] == pids["det"][0], "the stages on big share one process"
-        assert len({p for ps in pids.values() for p in ps}) == 2, "one process per component"
-        frame = rng.standard_normal((1, 3, 227, 227)).astype(np.float32)
-        with camera(pipeline, "det", frame, 0.02):
-            for _ in range(4):
-                x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
-                got = pipeline.result("bg", pipeline.submit("bg", x).seq, timeout=60).array
-                np.testing.assert_allclose(got, whole_model("mobilenet_v2", x), rtol=1e-4, atol=1e-5)
-            y = pipeline.result("det", pipeline.submit("det", frame).seq, timeout=60).array
-        np.testing.assert_allclose(y, whole_model("squeezenet_v2", frame), rtol=1e-4, atol=1e-5)
-        counters = pipeline.realtime_counters()
-    assert counters["bg"]["frames"] == 4
-    assert counters["bg"]["preempted"] >= 1, "the real-time DNN never preempted the best-effort one"
-    assert counters["det"]["preempted"] == 0 and counters["det"]["frames"] > 0
-    assert alive([p for ps in pids.values() for p in ps]) == []
-    assert owned_entries(os.getpid()) == []
 
 
 def test_a_real_time_job_does_not_wait_for_a_long_best_effort_job(platform):
@@ -172,3 +144,17 @@ def test_preemption_cost_compares_the_executors_side_by_side(platform):
         assert cost["preemption_overhead"] == pytest.approx(
             runs["preempted"][0]["service_time_s"] / runs["not_preempted"][0]["service_time_s"] - 1
         )
+
+
+def test_a_late_real_time_frame_is_dropped_for_the_newest_one_at_once(platform):
+    # ResNet-50 jobs hold the core for tens of ms under np_edf, and SqueezeNet frames come every
+    # 35 ms: when the core is free the channel holds two, the older already too late for its 30 ms
+    # deadline. It is dropped and the newer one runs in the same turn; were the newer one left for
+    # after the next ResNet-50 job, it would be late too, and no job would ever meet its deadline.
+    workload = Workload((DnnSpec("bg", "resnet50"), DnnSpec("det", "squeezenet_v2", period=0.035, deadline=0.03)))
+    with Pipeline(platform, workload, policy=Policy.NP_EDF, executor="component") as pipeline:
+        pipeline.start(Mapping.all_on(workload, "big"))
+        result = pipeline.measure_realtime(3.0, warmup_s=0.5)
+    det, bg = result.dnn("det"), result.dnn("bg")
+    assert det.dropped > 0 and bg.completed > 5
+    assert det.released - det.missed >= 0.15 * bg.completed, "real-time jobs in time after best-effort jobs"

@@ -69,13 +69,16 @@ def whole_model(model: str, x: np.ndarray) -> np.ndarray:
         return build_model(model)(torch.from_numpy(x)).numpy()
 
 
-def test_pipelined_dnns_compute_what_the_whole_model_computes(platform):
+@pytest.mark.parametrize(("policy", "executor"), [("time_sharing", "stage"), ("edf", "component")])
+def test_pipelined_dnns_compute_what_the_whole_model_computes(platform, policy, executor):
     workload = Workload.from_models(["squeezenet_v2", "shufflenet"])
     squeeze = split("squeezenet_v2", [(7, "big"), (11, "little")])
     mapping = Mapping((squeeze, split("shufflenet", [(5, "little"), (6, "big"), (7, "little")])))
     rng = np.random.default_rng(3)
-    with Pipeline(platform, workload, source="external") as pipeline:
+    with Pipeline(platform, workload, source="external", policy=policy, executor=executor) as pipeline:
         pipeline.start(mapping)
+        # under the component executor little's process hosts three stages of two DNNs
+        assert len({p for ps in pipeline.pids().values() for p in ps}) == (2 if executor == "component" else 5)
         for name, shape in (("squeezenet_v2", (1, 3, 227, 227)), ("shufflenet", (1, 3, 224, 224))):
             for _ in range(2):
                 x = rng.standard_normal(shape).astype(np.float32)

@@ -78,21 +78,25 @@ def test_a_stage_run_unit_by_unit_with_other_work_between_units_is_bit_identical
     np.testing.assert_array_equal(units(x), whole(x))
 
 
-def test_preempted_jobs_compute_what_the_whole_model_computes(platform):
+@pytest.mark.parametrize("executor", ["stage", "component"])
+def test_preempted_jobs_compute_what_the_whole_model_computes(platform, executor):
     # a best-effort MobileNet-V2 (20 units) shares the big core with a 50 Hz real-time SqueezeNet
     workload = Workload((DnnSpec("bg", "mobilenet_v2"), DnnSpec("det", "squeezenet_v2", period=0.02, deadline=0.5)))
     mapping = Mapping.all_on(workload, "big")
     rng = np.random.default_rng(11)
-    with Pipeline(platform, workload, source="external", policy=Policy.EDF) as pipeline:
+    with Pipeline(platform, workload, source="external", policy=Policy.EDF, executor=executor) as pipeline:
         pipeline.start(mapping)
+        pids = [p for ps in pipeline.pids().values() for p in ps]
+        assert len(set(pids)) == (1 if executor == "component" else 2), "a process per component or per stage"
         frame = rng.standard_normal((1, 3, 227, 227)).astype(np.float32)
         with camera(pipeline, "det", frame, 0.02):
             for _ in range(4):
                 x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
                 got = pipeline.result("bg", pipeline.submit("bg", x).seq, timeout=60).array
                 np.testing.assert_allclose(got, whole_model("mobilenet_v2", x), rtol=1e-4, atol=1e-5)
+            y = pipeline.result("det", pipeline.submit("det", frame).seq, timeout=60).array
+        np.testing.assert_allclose(y, whole_model("squeezenet_v2", frame), rtol=1e-4, atol=1e-5)
         counters = pipeline.realtime_counters()
-        pids = [p for ps in pipeline.pids().values() for p in ps]
     assert counters["bg"]["frames"] == 4
     assert counters["bg"]["preempted"] >= 1, "the real-time DNN never preempted the best-effort one"
     assert counters["det"]["preempted"] == 0 and counters["det"]["frames"] > 0
