@@ -186,10 +186,12 @@ class ComponentLoop:
             row["dropped"] += 1
             h.idle_since = time.monotonic()
             return
-        # A job reaches the component when its frame is put, or, if the stage was busy then, when
-        # the stage is free again: the order the simulator and the stage executor's arbiter keep
-        # (a saturating best-effort DNN's next frame waits in its channel during every job).
-        arrival = max(now - frame.queued_s, h.idle_since)
+        # When the job reached the component, as the simulator (core/rtsim.py) orders them: a
+        # frame from a drop-oldest input (a camera, a real-time release) when it was put; a frame
+        # from a back-pressured channel (a saturating source, the stage before) when the stage is
+        # free to take it, for it was put early only because the channel has room.
+        put = now - frame.queued_s
+        arrival = put if source.policy == "drop_oldest" else max(put, h.idle_since)
         key = job_key(self.policy, spec.task, origin, arrival, spec.priority)
         h.job = _Job(frame.header, frame.array, key, frame.queued_s, now_pc)
         h.job.busy_s, h.job.cpu_s = source.last_convert_s, source.last_convert_cpu_s
