@@ -93,10 +93,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_bench_face(args: argparse.Namespace) -> None:
     from rankmap_ros.commands.common import emit
-    from rankmap_ros.ros.bench_face import report, run
+    from rankmap_ros.ros.bench_face import report, run, run_both
 
     try:
-        result = run(kills=args.kills, split=args.split)
+        if args.executor == "both":
+            result = run_both(kills=args.kills, split=args.split, policy=args.policy or "edf")
+        else:
+            result = run(kills=args.kills, split=args.split, executor=args.executor, policy=args.policy)
     except RuntimeError as exc:
         raise CliError(str(exc)) from exc
     emit(args, result, report(result))
@@ -115,3 +118,10 @@ def register(sub: Any, experiments: Any) -> None:
     p = add_command(bench, "ros-face", cmd_bench_face, "ROS face: registration, executor recovery, memory")
     p.add_argument("--kills", type=int, default=3, help="executors to kill one after another (default 3)")
     p.add_argument("--split", default="", help="CPU clusters (default: halves of this host's CPUs)")
+    p.add_argument(
+        "--executor",
+        choices=("stage", "component", "both"),
+        default="stage",
+        help="a process per stage, a container per component, or both one after the other (default stage)",
+    )
+    p.add_argument("--policy", default="", help="scheduling_policy (default time_sharing; edf with component or both)")

@@ -5,7 +5,9 @@ from this process (a ROS node): the answer time of each registration of three DN
 to their first result, frame loss and latency per hop over a window, the status round trip, the
 time from SIGKILL of an executor to the first result of a frame captured after the kill, the
 resident memory of everything started, and that shutdown leaves no process or shared memory
-behind.
+behind. With `executor="component"` the stages run in one container process per component: the
+kill then takes a whole container down, and memory shows what composing the stages saves;
+`run_both` measures the two executors one after the other under the same policy.
 
 Latency per hop: a result's age when it arrives here (now - its image's capture stamp) minus what
 the DNN itself took (each stage's mean service time and the mean time a frame waited in the
@@ -36,11 +38,17 @@ def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", *argv], env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run(kills: int = 3, split: str = "") -> dict[str, Any]:
+def run(kills: int = 3, split: str = "", executor: str = "stage", policy: str = "") -> dict[str, Any]:
+    """One manager with `executor` (stage or component) under `policy` (default: time_sharing,
+    or edf for the component executor, which needs an arbitrated one)."""
     env = demo_environment()
     os.environ.update(env)
     split = split or auto_split()
-    manager = _start(["rankmap_ros.ros.manager_node", "--ros-args", "-p", f"host_split:={split!r}"], env)
+    policy = policy or ("edf" if executor == "component" else "time_sharing")
+    # Every kill counts as a failure of its component: measure recovery, not dropping the component.
+    params = {"host_split": repr(split), "executor": executor, "scheduling_policy": policy, "max_failures": 100}
+    args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
+    manager = _start(["rankmap_ros.ros.manager_node", "--ros-args", *args], env)
     camera = _start(["rankmap_ros.ros.camera_node", "--ros-args", "-r", "__ns:=/camera"], env)
     try:
         result = _measure(manager, kills)
@@ -60,8 +68,25 @@ def run(kills: int = 3, split: str = "") -> dict[str, Any]:
     result["leftover_processes"] = [p for p in pids if Path(f"/proc/{p}").exists()]
     result["leftover_shm"] = [e.name for e in Path("/dev/shm").iterdir() if f"rankmap-{manager.pid}-" in e.name]
     result["split"] = split
+    result["executor"] = executor
+    result["policy"] = policy
     result["measured"] = True
     return result
+
+
+def run_both(kills: int = 3, split: str = "", policy: str = "edf") -> dict[str, Any]:
+    """Both executors, one after the other, under one arbitrated policy; and their memory ratio."""
+    runs = {executor: run(kills, split, executor, policy) for executor in ("stage", "component")}
+    stage, composed = runs["stage"]["memory"], runs["component"]["memory"]
+    return {
+        "executors": runs,
+        "component_vs_stage": {
+            "processes": [stage["processes"], composed["processes"]],
+            "rss_ratio": round(composed["rss_mb_total"] / stage["rss_mb_total"], 3),
+            "pss_ratio": round(composed["pss_mb_total"] / stage["pss_mb_total"], 3),
+        },
+        "measured": True,
+    }
 
 
 def _stamp_ns(result: Any) -> int:
@@ -206,6 +231,14 @@ def _window(
 
 
 def report(result: dict[str, Any]) -> str:
+    if "executors" in result:
+        parts = [f"== executor {name} ({r['policy']})\n{report(r)}" for name, r in result["executors"].items()]
+        ratio = result["component_vs_stage"]
+        parts.append(
+            f"component vs stage: processes {ratio['processes'][1]} vs {ratio['processes'][0]}, "
+            f"RSS x{ratio['rss_ratio']}, PSS x{ratio['pss_ratio']}"
+        )
+        return "\n".join(parts)
     m = result["memory"]
     lines = [
         f"registration answer (ms): {result['register_answer_ms']}",

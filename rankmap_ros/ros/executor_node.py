@@ -10,6 +10,11 @@ unit under the component's arbiter when the manager's scheduling policy is not t
 a real-time job's deadline counts from its image's stamp); the last stage publishes the
 result message with the source header. The process dies with the manager (PR_SET_PDEATHSIG and
 a poll of the manager's pid) and stops on SIGTERM.
+
+Under the component executor the same node is one of several in its component's container
+process (ros/container_node.py, ROS composition): it is built from its command line as before,
+takes images in and publishes results as before, but has no compute thread of its own; the
+container's single loop runs its jobs with those of every other stage on the component.
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ from rankmap_ros.ros.rclpy_compat import (
     qos_profile_sensor_data,
     rclpy,
 )
-from rankmap_ros.runtime import backends, worker
+from rankmap_ros.runtime import backends, component, worker
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, FrameHeader
-from rankmap_ros.runtime.shm import Segment
+from rankmap_ros.runtime.shm import Segment, Semaphore
 from rankmap_ros.runtime.stage import StageSpec
 
 Image = msg("sensor_msgs/msg/Image")
@@ -64,6 +69,7 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("output_shape", "", "tensor shape leaving the stage"),
     ("input_channel", "", "shared-memory channel the stage reads"),
     ("output_channel", "", "channel the stage writes; empty for the last stage"),
+    ("output_ring", "", "doorbell of the component container reading output_channel (component executor)"),
     ("board", "", "shared-memory status board of the DNN"),
     ("board_row", 0, "this stage's row on the board"),
     ("geometry", "", "shared memory with the source image size (detectors)"),
@@ -132,10 +138,14 @@ class _BoardView:
 
 
 class StageExecutor(Node):
-    """One stage; all wiring comes as read-only parameters from the manager."""
+    """One stage; all wiring comes as read-only parameters from the manager.
 
-    def __init__(self) -> None:
-        super().__init__("rankmap_executor")
+    With a `bell` it is hosted in a component container: `cli_args` carry its parameters (the
+    container's own command line is not its), and `hosted` is what the container's loop runs.
+    """
+
+    def __init__(self, cli_args: list[str] | None = None, bell: Semaphore | None = None) -> None:
+        super().__init__("rankmap_executor", cli_args=cli_args, use_global_arguments=cli_args is None)
         for name, default, text in PARAMETERS:
             self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True))
         v = {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
@@ -170,20 +180,27 @@ class StageExecutor(Node):
         self.board = Board.open(v["board"])
         self.board.rows["pid"][self.row] = os.getpid()
         self.source = Channel.open(v["input_channel"])
+        self.source.ring = bell
         self.geometry = np.frombuffer(Segment.open(v["geometry"]).buffer, np.int64, 2) if v["geometry"] else None
         self.stop = threading.Event()
+        self.sink: Any = Channel.open(v["output_channel"]) if v["output_channel"] else _PublishSink(self)
+        if v["output_ring"] and isinstance(self.sink, Channel):
+            self.sink.ring = Semaphore.open(v["output_ring"])
+        self.hosted: component.Hosted | None = None
         try:
-            backends.bind(self.spec)
             warm = np.zeros(self.spec.input_shape, np.float32)
-            if self.arbitrated:
+            if bell is not None:  # the container is bound to the component already
+                self.hosted = component.host_stage(self.spec, self.board, self.row, self.source, self.sink)
+            elif self.arbitrated:
+                backends.bind(self.spec)
                 self.units, self.arbiter = worker.prepare_arbitrated(self.spec, self.wiring, warm)
             else:
+                backends.bind(self.spec)
                 self.run = backends.prepare(self.spec)
                 self.run(warm)
         except Exception as exc:  # any build or backend failure is the manager's to report
             self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
             raise
-        self.sink: Any = Channel.open(v["output_channel"]) if v["output_channel"] else _PublishSink(self)
         self.decoding = results.Decoding()
         if v["output_topic"]:
             result_type = msg(results.MESSAGE_TYPE[self.kind])

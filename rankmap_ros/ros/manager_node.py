@@ -1,5 +1,8 @@
 """The manager node: registrations in, a RankMap plan out, one executor node per pipeline stage.
 
+Executor nodes run in a process each (`executor: stage`), or composed into one container process
+per component (`executor: component`), whose single loop orders and preempts its stages' jobs.
+
 Services answer at once (validation only; a refused request changes nothing). Planning runs in
 its own thread whenever the registrations, the priorities or a DNN's measured shortfall call for
 it; the result is applied by stopping the chains whose stages changed and starting new ones
@@ -38,9 +41,11 @@ from rankmap_ros.ros.rclpy_compat import (
 )
 from rankmap_ros.ros.registry import Registration, Registry, RequestError
 from rankmap_ros.ros.supervisor import (
+    EXECUTORS,
     Arbiters,
     Chain,
     ChainConfig,
+    Containers,
     Failure,
     StageKey,
     check_chain,
@@ -87,6 +92,14 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
         "time_sharing",
         "order of stages sharing a component: time_sharing (the OS), fifo, rms, dms, np_edf or edf "
         "(preemptive EDF at unit boundaries: use it with real-time DNNs)",
+        {},
+    ),
+    (
+        "executor",
+        "stage",
+        "stage: one process per stage executor node; component: the stage nodes of a component share "
+        "one container process whose single loop runs their jobs (ROS composition: preempting costs a "
+        "function return, not a process switch); needs an arbitrated scheduling_policy",
         {},
     ),
     (
@@ -180,6 +193,14 @@ class Manager(Node):
             self.policy = parse_policy(v["scheduling_policy"])
         except RealTimeError as exc:
             raise ValueError(f"parameter scheduling_policy: {exc}") from exc
+        if v["executor"] not in EXECUTORS:
+            raise ValueError(f"parameter executor must be one of {', '.join(EXECUTORS)}, got {v['executor']!r}")
+        self.composed = v["executor"] == "component"
+        if self.composed and not self.policy.arbitrated:
+            raise ValueError(
+                "parameter executor: component needs an arbitrated scheduling_policy (fifo, rms, dms, np_edf "
+                f"or edf), not {self.policy.value}: its loop is the component's scheduler"
+            )
         shm.remove_stale()
         self.platform = planning.load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
         unpinned = unpinned_warning(self.platform)
@@ -194,12 +215,16 @@ class Manager(Node):
             policy=self.policy.value,
         )
         self.registry = Registry(v["max_dnns"], self.platform)
-        self.arbiters = Arbiters(self.platform, self.policy)
+        # Under the component executor each container's loop is its component's arbiter.
+        self.arbiters = None if self.composed else Arbiters(self.platform, self.policy)
+        self.containers = (
+            Containers(self.policy.value, self.get_namespace(), v["compute_niceness"]) if self.composed else None
+        )
         self.registry.mode = v["priority_mode"]
         self.lock = threading.RLock()
         self.plan = PlanInForce(None, {}, {}, v["planner"], 0.0)
         self.chains: dict[str, Chain] = {}
-        self.failures: list[tuple[float, str]] = []  # (time, component)
+        self.failures: list[tuple[float, str, int]] = []  # (time, component, pid)
         self.excluded: set[str] = set()
         self.corrections: dict[str, float] = {}
         self.below_since: dict[str, float] = {}
@@ -245,7 +270,7 @@ class Manager(Node):
         comps = ", ".join(self.platform.component_names)
         self.get_logger().info(
             f"ready: platform {self.platform.name} ({comps}), planner {v['planner']}, model {self.model.name}, "
-            f"scheduling {self.policy.value}"
+            f"scheduling {self.policy.value}, executor {v['executor']}"
         )
 
     @staticmethod
@@ -369,7 +394,10 @@ class Manager(Node):
             with self.lock:
                 if generation != self.generation or self.closing:
                     continue  # superseded: the newer request has already woken us again
-                self._apply(dnns, outcome, platform)
+                try:
+                    self._apply(dnns, outcome, platform)
+                except Exception as exc:  # e.g. a chain that cannot start: the others keep serving
+                    self.get_logger().error(f"applying the plan failed: {type(exc).__name__}: {exc}")
             self.publish_mapping()
 
     def _platform_in_use(self) -> Any:
@@ -443,6 +471,7 @@ class Manager(Node):
                     platform,
                     stages_of(outcome.mapping, name),
                     arbiters=self.arbiters,
+                    containers=self.containers,
                 )
                 self.below_since.pop(name, None)
         summary = "; ".join(
@@ -493,18 +522,31 @@ class Manager(Node):
             f"{failure.reason}; restarting its chain"
         )
         stop_chain(chain, grace_s=0.5)
-        self.failures = [(t, c) for t, c in self.failures if now - t < FAILURE_WINDOW_S] + [(now, failure.component)]
+        # A dead container fails every chain it ran: that is one failure of its component.
+        recent = [f for f in self.failures if now - f[0] < FAILURE_WINDOW_S]
+        if not any(c == failure.component and pid == failure.pid for _, c, pid in recent):
+            recent.append((now, failure.component, failure.pid))
+        self.failures = recent
         if (
-            sum(c == failure.component for _, c in self.failures) >= self.v["max_failures"]
+            sum(c == failure.component for _, c, _ in self.failures) >= self.v["max_failures"]
             and len(self._platform_in_use().components) > 1
         ):
             self.excluded.add(failure.component)
             self.chains.pop(name)
+            if self.containers is not None:
+                self.containers.discard(failure.component)
             self._replan(f"component {failure.component} failed {self.v['max_failures']} times; planning without it")
             return
-        self.chains[name] = start_chain(
-            chain.config, self._platform_in_use(), chain.stages, chain.restarts + 1, self.arbiters
-        )
+        if any(c in self.excluded for _, _, c in chain.stages):
+            self.chains.pop(name)  # on a component dropped a moment ago: the pending re-plan places it
+            return
+        try:
+            self.chains[name] = start_chain(
+                chain.config, self._platform_in_use(), chain.stages, chain.restarts + 1, self.arbiters, self.containers
+            )
+        except Exception as exc:  # e.g. shared memory exhausted: plan again rather than stop serving
+            self.chains.pop(name)
+            self._replan(f"{name} could not be restarted ({type(exc).__name__}: {exc})")
 
     def _check_rates(self, now: float) -> None:
         """A DNN below its minimum rate for `starvation_grace` s: correct the model and re-plan."""
@@ -604,8 +646,10 @@ class Manager(Node):
 
     def _component_statuses(self) -> list[Status]:
         """Under an arbitrated policy, each component's arbiter: decisions and their cost."""
+        if self.containers is not None:
+            return self._container_statuses()
         out = []
-        for name, (stats, waiting) in self.arbiters.stats().items():
+        for name, (stats, waiting) in (self.arbiters.stats() if self.arbiters is not None else {}).items():
             status = Status(f"component {name}")
             status.add("policy", self.policy.value)
             status.add("decisions", stats.decisions)
@@ -613,6 +657,36 @@ class Manager(Node):
             status.add("waiting_stages", waiting)
             status.add("dead_holders_cleared", stats.cleared)
             status.summary(diagnostics.OK, f"{self.policy.value}: {stats.decisions} decisions")
+            out.append(status)
+        return out
+
+    def _container_statuses(self) -> list[Status]:
+        """Each component container: its process, the stages it runs, its loop's decisions.
+
+        Decisions are counted on the running stages' board rows, so they cover the chains now
+        running (a chain restarted or re-mapped starts from zero).
+        """
+        assert self.containers is not None
+        out = []
+        chains = list(self.chains.values())
+        for name, container in self.containers.running.items():
+            decisions, decide_s = 0, 0.0
+            for chain in chains:
+                for p in chain.processes:
+                    if p.process is container.process:
+                        decisions += int(chain.board.rows["decisions"][p.index])
+                        decide_s += float(chain.board.rows["decide_s"][p.index])
+            status = Status(f"component {name}")
+            status.add("policy", self.policy.value)
+            status.add("executor", "component")
+            status.add("pid", container.process.pid)
+            status.add("stages", container.hosted(chains))
+            status.add("starts", self.containers.starts[name])
+            status.add("decisions", decisions)
+            status.add("overhead_us_per_decision", round(decide_s / decisions * 1e6, 2) if decisions else 0.0)
+            alive = container.process.poll() is None
+            summary = f"{self.policy.value}: {decisions} decisions" if alive else "container exited"
+            status.summary(diagnostics.OK if alive else diagnostics.ERROR, summary)
             out.append(status)
         return out
 
@@ -625,7 +699,10 @@ class Manager(Node):
         for chain in chains:
             stop_chain(chain)
         self.planner_thread.join(timeout=5.0)
-        self.arbiters.close()
+        if self.arbiters is not None:
+            self.arbiters.close()
+        if self.containers is not None:
+            self.containers.close()
 
 
 def dnn_status(d: Any, chain: Chain | None, now: float, starvation: float, grace: float) -> Status:

@@ -7,6 +7,11 @@ server that has already imported torch, OpenCV and the node code (a fresh interp
 seconds on those imports: that is most of the time to replace a killed executor), run in their
 own session (a Ctrl-C on the terminal reaches the manager only, which stops them in order) and
 die with the manager (PR_SET_PDEATHSIG, their server exits with it, and they poll its pid).
+
+Under the component executor the stages are not processes of their own: each component the
+manager uses has one container process (ros/container_node.py, `Containers` here) that loads a
+chain's stage nodes on command and unloads them when the chain's board says stop. A chain then
+stops without signals, and a dead or hung container fails every chain with a stage on it.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.realtime import parse_policy
 from rankmap_ros.runtime.arbiter import Arbiter, ArbiterStats
 from rankmap_ros.runtime.board import Board, StageState
-from rankmap_ros.runtime.channel import Channel, Policy
-from rankmap_ros.runtime.shm import Segment, new_name
+from rankmap_ros.runtime.channel import Channel, FrameHeader, Policy
+from rankmap_ros.runtime.shm import Segment, Semaphore, new_name
 from rankmap_ros.runtime.stage import boundary_shapes, tensor_bytes, threads_for
 from rankmap_ros.runtime.worker import stage_context
 
@@ -37,6 +44,9 @@ BETWEEN_SLOTS = 2
 RATE_WINDOW_S = 3.0
 STOP_GRACE_S = 3.0
 ARBITER_SLOTS = 24  # executors one component can hold at once: 5 DNNs with a few stages each
+COMMAND_SLOTS = 16  # stages waiting to be loaded by one container
+COMMAND_BYTES = 16384  # one load command: an executor's command line as JSON
+EXECUTORS = ("stage", "component")
 
 StageKey = tuple[int, int, str]  # unit_start, unit_stop, component
 
@@ -116,15 +126,23 @@ def _executor_entry(argv: list[str]) -> None:
     executor_node.main(argv)
 
 
+def _container_entry(argv: list[str]) -> None:
+    os.setsid()
+    from rankmap_ros.ros import container_node
+
+    container_node.main(argv)
+
+
 class ExecutorProcess:
-    """One executor forked from the preloaded server, with the subprocess.Popen methods we use."""
+    """One executor (or container) forked from the preloaded server, with the Popen methods we use."""
 
     _context: mp.context.ForkServerContext | None = None
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], container: bool = False) -> None:
         if ExecutorProcess._context is None:
-            ExecutorProcess._context = stage_context("rankmap_ros.ros.executor_node")
-        self._process = ExecutorProcess._context.Process(target=_executor_entry, args=(argv,), daemon=False)
+            ExecutorProcess._context = stage_context("rankmap_ros.ros.container_node")
+        target = _container_entry if container else _executor_entry
+        self._process = ExecutorProcess._context.Process(target=target, args=(argv,), daemon=False)
         self._process.start()
         self.pid: int = self._process.pid  # type: ignore[assignment]
 
@@ -143,6 +161,125 @@ class ExecutorProcess:
         if self._process.exitcode is None:
             raise subprocess.TimeoutExpired("rankmap executor", timeout or 0.0)
         return self._process.exitcode
+
+
+@dataclass
+class Container:
+    """A component's container process, with the channel it takes stages from and its doorbell."""
+
+    component: str
+    process: ExecutorProcess
+    commands: Channel
+    bell: Semaphore
+    started: float
+
+    def hosted(self, chains: list[Chain]) -> int:
+        """Stages of `chains` it runs now."""
+        return sum(
+            1
+            for c in chains
+            for p in c.processes
+            if p.process is self.process and c.board.state(p.index) == StageState.READY
+        )
+
+
+class Containers:
+    """The component executor's containers, one per component in use, for the manager's lifetime.
+
+    A container is started on the first stage mapped to its component and replaced when found
+    dead (the chains it ran fail on their own and are restarted into the new one).
+    """
+
+    def __init__(self, policy: str, namespace: str, niceness: int) -> None:
+        self.policy = policy
+        self.namespace = namespace
+        self.niceness = niceness
+        self.running: dict[str, Container] = {}
+        self.starts: collections.Counter[str] = collections.Counter()
+
+    def get(self, component: str, platform: Platform) -> Container:
+        """The live container of `component`, started (or replaced) now if needed."""
+        current = self.running.get(component)
+        if current is not None and current.process.poll() is None:
+            return current
+        if current is not None:
+            self._dispose(current)
+        spec = platform.component(component)
+        label = "".join(ch if ch.isalnum() else "_" for ch in component)[:24] or "component"
+        commands = Channel.create(f"cmd-{label}", COMMAND_SLOTS, COMMAND_BYTES)
+        try:
+            bell = Semaphore.create(new_name(f"bell-{label}"), 0)
+        except BaseException:
+            _unlink(commands)
+            raise
+        params: dict[str, object] = {
+            "component": component,
+            "cpus": ",".join(map(str, spec.cpus)),
+            "threads": threads_for(spec),
+            "policy": self.policy,
+            "commands": commands.name,
+            "doorbell": bell.name,
+            "owner_pid": os.getpid(),
+            "compute_niceness": self.niceness,
+        }
+        argv = ["rankmap_container", "--ros-args", "-r", f"__node:=rankmap_{label}_container"]
+        if self.namespace not in ("", "/"):
+            argv += ["-r", f"__ns:={self.namespace}"]
+        for name, value in params.items():
+            argv += ["-p", f"{name}:={json.dumps(value)}"]
+        try:
+            process = ExecutorProcess(argv, container=True)
+        except BaseException:
+            _unlink(commands)
+            bell.unlink()
+            raise
+        self.starts[component] += 1
+        container = Container(component, process, commands, bell, time.monotonic())
+        self.running[component] = container
+        return container
+
+    def load(self, component: str, platform: Platform, argv: list[str]) -> Container:
+        """Send a stage to its component's container (the stage reports READY on its board)."""
+        from rankmap_ros.ros.container_node import encode_command
+
+        container = self.get(component, platform)
+        command = np.frombuffer(encode_command(argv), np.uint8)
+        if not container.commands.put(command, FrameHeader(0, 0, ""), timeout=STOP_GRACE_S):
+            raise RuntimeError(f"the container of {component} takes no more stages")
+        return container
+
+    def discard(self, component: str) -> None:
+        """Stop `component`'s container for good (the component was dropped from the platform)."""
+        container = self.running.pop(component, None)
+        if container is not None:
+            self._dispose(container)
+
+    def _dispose(self, container: Container) -> None:
+        if container.process.poll() is None:
+            container.process.send_signal(signal.SIGTERM)
+            try:
+                container.process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                container.process.kill()
+                container.process.wait()
+        _unlink(container.commands)
+        container.bell.unlink()
+
+    def close(self) -> None:
+        """Stop every container (after the chains: they unload first) and free their memory."""
+        for container in self.running.values():
+            if container.process.poll() is None:
+                container.process.send_signal(signal.SIGTERM)
+        for container in self.running.values():
+            self._dispose(container)
+        self.running.clear()
+
+
+def _unlink(channel: Channel) -> None:
+    with contextlib.suppress(Exception):
+        channel.close()
+        channel.detach()
+        channel.unlink()
 
 
 @dataclass
@@ -184,6 +321,8 @@ class Chain:
     )
     slots: list[tuple[str, int]] = field(default_factory=list)  # (component, arbiter slot) per stage
     arbiters: Arbiters | None = None
+    containers: Containers | None = None  # the component executor's: stages are hosted, not processes
+    stopped: bool = False  # its processes are stopped and its shared memory is gone
 
     def ready(self) -> bool:
         return all(self.board.state(p.index) == StageState.READY for p in self.processes)
@@ -290,13 +429,18 @@ def start_chain(
     stages: tuple[StageKey, ...],
     restarts: int = 0,
     arbiters: Arbiters | None = None,
+    containers: Containers | None = None,
 ) -> Chain:
-    """Create the chain's shared memory and start one executor per stage (returns at once)."""
+    """Create the chain's shared memory and start one executor per stage (returns at once).
+
+    With `containers` each stage is loaded into its component's container instead.
+    """
     shapes = boundary_shapes(config.model)
     taken: list[tuple[str, int]] = []
     board = Board.create(len(stages))
     channels: list[Channel] = []
     geometry = None
+    chain: Chain | None = None
     try:
         for k, (start, _, _) in enumerate(stages):
             policy: Policy = "drop_oldest" if k == 0 else "block"
@@ -305,11 +449,22 @@ def start_chain(
         if config.output_kind == "detection":
             geometry = Segment.create(new_name(f"{config.dnn}-size"), 16)
         chain = Chain(
-            config, stages, board, channels, geometry, [], time.monotonic(), restarts, slots=taken, arbiters=arbiters
+            config,
+            stages,
+            board,
+            channels,
+            geometry,
+            [],
+            time.monotonic(),
+            restarts,
+            slots=taken,
+            arbiters=arbiters,
+            containers=containers,
         )
         for k, key in enumerate(stages):
             last = k == len(stages) - 1
             arbiter, slot = arbiters.take(key[2]) if arbiters is not None else ("", -1)
+            ring = "" if last or containers is None else containers.get(stages[k + 1][2], platform).bell.name
             taken.append((key[2], slot))
             wiring: dict[str, str | int] = {
                 "input_channel": channels[k].name,
@@ -320,12 +475,18 @@ def start_chain(
                 "owner_pid": os.getpid(),
                 "arbiter": arbiter,
                 "arbiter_slot": slot,
+                "output_ring": ring,
             }
             node_name, argv = executor_command(config, platform, key, k, last, wiring)
-            process = ExecutorProcess(argv)
+            if containers is None:
+                process = ExecutorProcess(argv)
+            else:
+                process = containers.load(key[2], platform, argv[1:]).process
             chain.processes.append(StageProcess(k, key, node_name, process, time.monotonic()))
     except BaseException:
-        release(board, channels, geometry, [])
+        board.request_stop()
+        started = chain.processes if chain is not None and containers is None else []
+        release(board, channels, geometry, started)
         _give_slots(taken, arbiters)
         raise
     return chain
@@ -356,8 +517,19 @@ def release(board: Board, channels: list[Channel], geometry: Segment | None, pro
 
 
 def stop_chain(chain: Chain, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM every executor (they shut down as ROS nodes), SIGKILL the late ones, free the memory."""
+    """SIGTERM every executor (they shut down as ROS nodes), SIGKILL the late ones, free the memory.
+
+    Hosted stages are unloaded by their containers instead, between two jobs; a container that
+    has not let go of a stage after `grace_s` is hung and killed (its other chains fail and restart).
+    """
+    if chain.stopped:
+        return
+    chain.stopped = True
     chain.board.request_stop()
+    if chain.containers is not None:
+        _unload(chain, grace_s)
+        release(chain.board, chain.channels, chain.geometry, [])
+        return
     for p in chain.processes:
         p.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
@@ -367,6 +539,26 @@ def stop_chain(chain: Chain, grace_s: float = STOP_GRACE_S) -> None:
     release(chain.board, chain.channels, chain.geometry, chain.processes)
     _give_slots(chain.slots, chain.arbiters)
     chain.slots.clear()
+
+
+def _unload(chain: Chain, grace_s: float) -> None:
+    """Wait until no container runs one of the chain's stages; kill one that does not let go.
+
+    A stage still waiting to be loaded is not waited for: its container finds the chain's memory
+    gone, or its board stopping, and skips it.
+    """
+    deadline = time.monotonic() + grace_s
+    while True:
+        held = [
+            p for p in chain.processes if chain.board.state(p.index) == StageState.READY and p.process.poll() is None
+        ]
+        if not held:
+            return
+        if time.monotonic() > deadline:
+            for p in held:
+                p.process.kill()
+            return
+        time.sleep(0.01)
 
 
 def check_chain(chain: Chain, now: float, hung_s: float, start_s: float) -> Failure | None:
@@ -391,6 +583,7 @@ def check_chain(chain: Chain, now: float, hung_s: float, start_s: float) -> Fail
         row = chain.board.rows[p.index]
         # A serving stage moves one of these at least every poll period, idle or busy.
         progress = float(row["frames"]) + float(row["wait_in_s"]) + float(row["wait_out_s"]) + float(row["busy_s"])
+        progress += float(row["beat_s"])  # a container's loop stamps its stages while it turns
         blocked = (
             p.index + 1 < len(chain.channels) and chain.channels[p.index + 1].depth >= chain.channels[p.index + 1].slots
         )

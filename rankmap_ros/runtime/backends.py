@@ -110,9 +110,14 @@ def require(backend: str) -> None:
 
 def bind(spec: StageSpec) -> None:
     """Pin this process to the stage's component (call before any torch work in the process)."""
-    if spec.cpus:
-        os.sched_setaffinity(0, spec.cpus)
-    threads = max(spec.threads, 1)
+    bind_process(spec.cpus, spec.threads)
+
+
+def bind_process(cpus: tuple[int, ...], threads: int) -> None:
+    """Pin the calling thread, and the threads it starts from now on, to `cpus`; size torch's pool."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    threads = max(threads, 1)
     torch.set_num_threads(threads)
     # Fails if already set or if parallel work already ran in this process: keep what it has then.
     with contextlib.suppress(RuntimeError):

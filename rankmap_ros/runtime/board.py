@@ -37,6 +37,7 @@ ROW = np.dtype(
         ("decide_s", "<f8"),  # time choosing them
         ("checks", "<i8"),  # unit boundaries where it looked for a more urgent job
         ("check_s", "<f8"),  # time looking for a more urgent job at unit boundaries
+        ("beat_s", "<f8"),  # time.monotonic() of the loop's last stamp (ROS component containers)
         ("error", "S240"),
     ]
 )

@@ -20,21 +20,27 @@ The loop, until the board says stop:
 
 Each stage keeps its own board row, so the owner measures stages as it does under the stage
 executor; a decision's cost (choosing the next job) is counted in the chosen stage's row.
+
+The ROS manager's component containers (ros/container_node.py) run the same loop over stages
+that come and go: new stages arrive through `admit`, a stage whose board says stop is retired
+between jobs, and a stage whose computation raises fails alone while the others go on.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from rankmap_ros.core.realtime import job_key
+from rankmap_ros.core.realtime import Policy, job_key
 from rankmap_ros.runtime import backends
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, FrameHeader
@@ -43,6 +49,7 @@ from rankmap_ros.runtime.stage import StageSpec
 from rankmap_ros.runtime.worker import EXIT_FAILED, POLL_S, StageWiring, WorkEstimate, become_child, owner_alive
 
 OUTPUT_RETRY_S = 0.002  # sleep between tries while a result waits for room downstream
+BEAT_S = 0.5  # how often the loop stamps its stages' rows (`beat_s`) for the owner's hang check
 
 
 @dataclass
@@ -63,10 +70,11 @@ class _Job:
 
 
 @dataclass
-class _Hosted:
+class Hosted:
     """One stage in the component's process, with its channels, runner and board row."""
 
     spec: StageSpec
+    board: Board
     row: np.ndarray
     units: backends.UnitRunner
     source: Channel
@@ -90,7 +98,7 @@ def component_main(specs: list[StageSpec], wirings: list[StageWiring], doorbell:
     board = Board.open(wirings[0].board)
     for w in wirings:
         board.rows["pid"][w.row] = os.getpid()
-    hosted: list[_Hosted] = []
+    hosted: list[Hosted] = []
     current = wirings[0].row
     try:
         backends.bind(specs[0])
@@ -98,7 +106,10 @@ def component_main(specs: list[StageSpec], wirings: list[StageWiring], doorbell:
         with torch.inference_mode():
             for spec, w in zip(specs, wirings, strict=True):
                 current = w.row
-                hosted.append(_host(spec, w, board))
+                sink = Channel.open(w.output)
+                if w.ring:
+                    sink.ring = Semaphore.open(w.ring)
+                hosted.append(host_stage(spec, board, w.row, Channel.open(w.input), sink))
     except Exception as exc:  # reported to the owner, whatever it is
         for w in wirings:
             reason = f"{type(exc).__name__}: {exc}" if w.row == current else "another stage of its component failed"
@@ -107,43 +118,63 @@ def component_main(specs: list[StageSpec], wirings: list[StageWiring], doorbell:
     for w in wirings:
         board.set_state(w.row, StageState.READY)
     with torch.inference_mode():  # one guard for every step of every job
-        ComponentLoop(hosted, board, bell, owner).serve()
+        ComponentLoop(hosted, specs[0].scheduling, bell, owner, lambda: board.stopping).serve()
     for w in wirings:
         board.set_state(w.row, StageState.STOPPED)
 
 
-def _host(spec: StageSpec, wiring: StageWiring, board: Board) -> _Hosted:
-    """Open a stage's channels and build it unit by unit, warmed up with two zero inputs."""
-    source = Channel.open(wiring.input)
-    sink = Channel.open(wiring.output)
-    if wiring.ring:
-        sink.ring = Semaphore.open(wiring.ring)
+def host_stage(spec: StageSpec, board: Board, row: int, source: Channel, sink: Any) -> Hosted:
+    """Build a stage unit by unit for the loop, warmed up with two zero inputs.
+
+    `sink` is the output channel, or anything with the same `put` (the ROS face publishes).
+    """
     units = backends.prepare_units(spec)
     warm = np.zeros(spec.input_shape, np.float32)
-    for _ in range(2):
-        state = units.enter(warm)
-        for step in units.steps:
-            state = step(state)
-        units.leave(state)
-    row = board.rows[wiring.row : wiring.row + 1]
+    with torch.inference_mode():
+        for _ in range(2):
+            state = units.enter(warm)
+            for step in units.steps:
+                state = step(state)
+            units.leave(state)
+    view = board.rows[row : row + 1]
     convert = backends.input_converter(spec)
-    return _Hosted(spec, row, units, source, sink, convert, WorkEstimate(len(units.steps)), time.monotonic())
+    return Hosted(spec, board, view, units, source, sink, convert, WorkEstimate(len(units.steps)), time.monotonic())
 
 
 class ComponentLoop:
     """The component's arbiter and executor in one: which job runs next, and running it."""
 
-    def __init__(self, hosted: list[_Hosted], board: Board, bell: Semaphore, owner: int) -> None:
+    def __init__(
+        self,
+        hosted: list[Hosted],
+        policy: Policy,
+        bell: Semaphore,
+        owner: int,
+        stopping: Callable[[], bool],
+        retire: Callable[[Hosted, str], None] | None = None,
+    ) -> None:
+        """`retire`, when given, makes the stage set dynamic: stages come through `admit`, leave
+        when their board says stop (reason "") or their computation raises (the error), and
+        `retire` is told; without it a raising stage ends the process, as a crash would."""
         self.hosted = hosted
-        self.board = board
-        self.bell = bell
-        self.owner = owner
-        policy = hosted[0].spec.scheduling
         self.policy = policy
         self.preemptive = policy.preemptive
+        self.bell = bell
+        self.owner = owner
+        self.stopping = stopping
+        self.retire = retire
+        self.incoming: queue.SimpleQueue[Hosted] = queue.SimpleQueue()
+        self.beat_at = 0.0
+
+    def admit(self, stage: Hosted) -> None:
+        """Hand a built stage to the loop (from another thread); it joins at the next round."""
+        self.incoming.put(stage)
+        self.bell.release()
 
     def serve(self) -> None:
-        while not self.board.stopping:
+        while not self.stopping():
+            if self.retire is not None:
+                self._membership()
             self._forward()
             self._take_inputs()
             start = time.perf_counter()
@@ -155,7 +186,30 @@ class ComponentLoop:
                 continue
             chosen.row["decisions"] += 1
             chosen.row["decide_s"] += time.perf_counter() - start
-            self._run(chosen)
+            if self.retire is None:
+                self._run(chosen)
+                continue
+            try:
+                self._run(chosen)
+            except Exception as exc:  # this stage fails; the component's other stages go on
+                self._leave(chosen, f"{type(exc).__name__}: {exc}")
+
+    def _membership(self) -> None:
+        """Admit new stages, retire stopped ones, and stamp the rows the owner watches for hangs."""
+        while not self.incoming.empty():
+            self.hosted.append(self.incoming.get())
+        for h in [h for h in self.hosted if h.board.stopping]:
+            self._leave(h, "")
+        now = time.monotonic()
+        if now - self.beat_at >= BEAT_S:
+            self.beat_at = now
+            for h in self.hosted:
+                h.row["beat_s"] = now
+
+    def _leave(self, h: Hosted, error: str) -> None:
+        self.hosted.remove(h)
+        assert self.retire is not None
+        self.retire(h, error)
 
     # -- inputs and outputs -------------------------------------------------------------------
 
@@ -164,12 +218,12 @@ class ComponentLoop:
         for h in self.hosted:
             self._fill(h)
 
-    def _fill(self, h: _Hosted) -> None:
+    def _fill(self, h: Hosted) -> None:
         """Take frames until one makes a job: a late real-time frame is dropped for the next one."""
         while h.job is None and h.result is None and h.source.depth:
             self._take(h)
 
-    def _take(self, h: _Hosted) -> None:
+    def _take(self, h: Hosted) -> None:
         frame = h.source.get(timeout=0, out=h.buffer, convert=h.convert)
         if frame is None:
             return
@@ -201,7 +255,7 @@ class ComponentLoop:
             if h.result is not None:
                 self._forward_stage(h)
 
-    def _forward_stage(self, h: _Hosted) -> None:
+    def _forward_stage(self, h: Hosted) -> None:
         """Put `h`'s result into its output channel if there is room now."""
         assert h.result is not None
         y, header, queued = h.result
@@ -218,15 +272,15 @@ class ComponentLoop:
 
     # -- scheduling -----------------------------------------------------------------------------
 
-    def _choose(self) -> _Hosted | None:
+    def _choose(self) -> Hosted | None:
         """The stage whose job has the smallest key (ties: the first stage), None when idle."""
-        best: _Hosted | None = None
+        best: Hosted | None = None
         for h in self.hosted:
             if h.job is not None and (best is None or h.job.key < best.job.key):  # type: ignore[union-attr]
                 best = h
         return best
 
-    def _more_urgent(self, h: _Hosted) -> bool:
+    def _more_urgent(self, h: Hosted) -> bool:
         """At a unit boundary: take new frames in, and say whether one of them should run first."""
         mine = h.job.key  # type: ignore[union-attr]
         for other in self.hosted:
@@ -234,7 +288,7 @@ class ComponentLoop:
                 self._fill(other)
         return any(o.job is not None and o is not h and o.job.key < mine for o in self.hosted)
 
-    def _run(self, h: _Hosted) -> None:
+    def _run(self, h: Hosted) -> None:
         """Run `h`'s job until it ends, is dropped, or yields to a more urgent one."""
         job = h.job
         assert job is not None
@@ -289,7 +343,7 @@ class ComponentLoop:
         self._forward_stage(h)
 
     @staticmethod
-    def _account(h: _Hosted, job: _Job) -> None:
+    def _account(h: Hosted, job: _Job) -> None:
         row = h.row
         row["wait_arb_s"] += job.waited_s
         row["busy_s"] += job.busy_s
