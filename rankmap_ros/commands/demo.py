@@ -105,6 +105,23 @@ def cmd_bench_face(args: argparse.Namespace) -> None:
     emit(args, result, report(result))
 
 
+def cmd_bench_ros_realtime(args: argparse.Namespace) -> None:
+    from rankmap_ros.commands.common import emit
+    from rankmap_ros.ros.bench_realtime import report, run
+
+    def say(message: str) -> None:
+        print(f"[rankmap] {message}", file=sys.stderr, flush=True)
+
+    executors = ("stage", "component") if args.executor == "both" else (args.executor,)
+    try:
+        result = run(
+            executors, args.rounds, args.window, args.split, args.policy, args.rate, args.deadline, progress=say
+        )
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from exc
+    emit(args, result, report(result))
+
+
 def register(sub: Any, experiments: Any) -> None:
 
     p = add_command(sub, "demo", cmd_demo, "run the 3-DNN ROS demo (manager, camera, perception node) without ROS 2")
@@ -125,3 +142,13 @@ def register(sub: Any, experiments: Any) -> None:
         help="a process per stage, a container per component, or both one after the other (default stage)",
     )
     p.add_argument("--policy", default="", help="scheduling_policy (default time_sharing; edf with component or both)")
+    p = add_command(
+        bench, "ros-realtime", cmd_bench_ros_realtime, "a real-time and a best-effort DNN on one core, through ROS"
+    )
+    p.add_argument("--executor", choices=("stage", "component", "both"), default="both", help="default both")
+    p.add_argument("--rounds", type=int, default=2, help="rounds, executors alternating (default 2)")
+    p.add_argument("--window", type=float, default=20.0, help="seconds measured per run (default 20)")
+    p.add_argument("--split", default="shared:0", help="the one cluster both DNNs share (default shared:0)")
+    p.add_argument("--policy", default="edf", help="an arbitrated scheduling_policy (default edf)")
+    p.add_argument("--rate", type=float, default=15.0, help="camera frames/s = the real-time DNN's rate (default 15)")
+    p.add_argument("--deadline", type=float, default=0.05, help="real-time deadline in seconds (default 0.05)")

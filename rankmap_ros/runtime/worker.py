@@ -152,14 +152,17 @@ class WorkEstimate:
 
     Only served jobs are timed (warm-up runs while other stages still build their models and
     would inflate the times); a unit not timed yet counts 0. A job dropped on the estimate alone
-    is never timed, so after `PROBE_AFTER` such drops in a row one job runs anyway: a stale,
-    inflated estimate cannot drop every job forever.
+    is never timed, so after `PROBE_AFTER` such drops in a row one job runs anyway, and is then
+    dropped only once really late, at every later unit check too (the job is known by its release
+    time): a stale, inflated estimate, e.g. from units timed while another stage was being built
+    on the same core, cannot drop every job forever.
     """
 
     def __init__(self, units: int) -> None:
         self._recent = [collections.deque[float](maxlen=ESTIMATE_WINDOW) for _ in range(units)]
         self._fastest = [0.0] * units  # min of each unit's window, kept so checks per unit stay O(units)
         self._estimated_drops = 0
+        self._probe: float | None = None  # release time of the job let through to be timed
 
     def record(self, unit: int, seconds: float) -> None:
         self._recent[unit].append(seconds)
@@ -177,12 +180,15 @@ class WorkEstimate:
         """Whether a real-time job at unit `first` can no longer meet its deadline."""
         if late(task, release, now):
             return True
+        if release == self._probe:
+            return False
         if not late(task, release, now, self.remaining(first)):
             self._estimated_drops = 0
             return False
         self._estimated_drops += 1
         if self._estimated_drops > PROBE_AFTER:
             self._estimated_drops = 0
+            self._probe = release
             return False
         return True
 

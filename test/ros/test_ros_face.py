@@ -282,3 +282,18 @@ def test_executors_get_the_plans_thread_split_of_their_cluster() -> None:
     assert threads(split, "big") == 2
     assert threads(split, "little") == 4  # not in the plan's split: the whole cluster
     assert threads(ChainConfig(**base), "big") == 4
+
+
+def test_ros_realtime_bench_scores_misses_from_the_images_stamps() -> None:
+    from rankmap_ros.ros.bench_realtime import _score
+
+    ms = 1_000_000
+    frames = [i * 100 * ms for i in range(10)]  # images at 0, 100, ..., 900 ms
+    rt = [(0, 30 * ms), (100 * ms, 180 * ms), (300 * ms, 320 * ms), (900 * ms, 920 * ms)]  # 80 ms: late
+    be = [(0, t * ms) for t in (50, 400, 1500)]  # the last one after the 1 s window
+    stages = {"stage be[0:4]@cpu": {"preempted": "2", "frames": "4"}, "stage rt[0:4]@cpu": {"preempted": "9"}}
+    got = _score(frames, {"rt": rt, "be": be}, 0, 800 * ms, 0.05, 1.0, stages)
+    # images 0..700 ms count (8); on time: 0 and 300 ms; 100 ms was late, 900 ms is outside
+    assert got["images"] == 8 and got["rt_on_time"] == 2 and got["rt_miss_rate"] == 0.75
+    assert got["rt_latency_p50_ms"] == 30.0
+    assert got["be_rate"] == 2.0 and got["be_preempted_share"] == 0.5
