@@ -19,6 +19,7 @@ import collections
 import contextlib
 import ctypes
 import functools
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -44,7 +45,8 @@ POLL_S = 0.1
 # keep the back-to-back operators of one job as fast and let the threads sleep right after it.
 GOMP_SPINCOUNT = "10000"
 ESTIMATE_WINDOW = 16  # recent timings per unit behind a stage's work estimate
-PROBE_AFTER = 4  # drops on the estimate alone in a row before a job runs anyway
+PROBE_AFTER = 4  # drops on the estimate alone in a row before a job runs anyway...
+PROBE_STALE_S = 1.0  # ...if no unit was timed for this long: a fresh estimate is trusted
 _PR_SET_PDEATHSIG = 1
 EXIT_FAILED = 3
 
@@ -152,10 +154,11 @@ class WorkEstimate:
 
     Only served jobs are timed (warm-up runs while other stages still build their models and
     would inflate the times); a unit not timed yet counts 0. A job dropped on the estimate alone
-    is never timed, so after `PROBE_AFTER` such drops in a row one job runs anyway, and is then
-    dropped only once really late, at every later unit check too (the job is known by its release
-    time): a stale, inflated estimate, e.g. from units timed while another stage was being built
-    on the same core, cannot drop every job forever.
+    is never timed, so once the estimate is stale (no unit timed for `PROBE_STALE_S`) and has
+    dropped `PROBE_AFTER` jobs in a row, one job runs anyway, and is then dropped only once really
+    late, at every later unit check too (the job is known by its release time): an inflated
+    estimate, e.g. from units timed while another stage was being built on the same core, cannot
+    drop every job forever. A fresh estimate is trusted: a probe that ends late wastes the core.
     """
 
     def __init__(self, units: int) -> None:
@@ -163,8 +166,10 @@ class WorkEstimate:
         self._fastest = [0.0] * units  # min of each unit's window, kept so checks per unit stay O(units)
         self._estimated_drops = 0
         self._probe: float | None = None  # release time of the job let through to be timed
+        self._timed_at = -math.inf  # time.monotonic() of the last timing
 
     def record(self, unit: int, seconds: float) -> None:
+        self._timed_at = time.monotonic()
         self._recent[unit].append(seconds)
         self._fastest[unit] = min(self._recent[unit])
 
@@ -186,7 +191,7 @@ class WorkEstimate:
             self._estimated_drops = 0
             return False
         self._estimated_drops += 1
-        if self._estimated_drops > PROBE_AFTER:
+        if self._estimated_drops > PROBE_AFTER and now - self._timed_at > PROBE_STALE_S:
             self._estimated_drops = 0
             self._probe = release
             return False

@@ -160,3 +160,76 @@ def test_a_late_real_time_frame_is_dropped_for_the_newest_one_at_once(platform, 
     det, bg = result.dnn("det"), result.dnn("bg")
     assert det.dropped > 0 and bg.completed > 5
     assert det.released - det.missed >= 0.15 * bg.completed, "real-time jobs in time after best-effort jobs"
+
+
+def test_a_stage_that_raises_is_retired_alone_and_the_others_serve_on(platform):
+    # The ROS containers' mode (retire given): one stage's computation raises; it leaves the
+    # loop with its error and FAILED on its row, while the other stage keeps answering.
+    import dataclasses
+    import threading
+
+    import numpy as np
+    import torch
+
+    from rankmap_ros.core.realtime import parse_policy
+    from rankmap_ros.runtime.board import Board, StageState
+    from rankmap_ros.runtime.channel import Channel, FrameHeader
+    from rankmap_ros.runtime.component import ComponentLoop, host_stage
+    from rankmap_ros.runtime.shm import Semaphore, new_name
+    from rankmap_ros.runtime.stage import stage_specs
+
+    workload = Workload((DnnSpec("ok", "squeezenet_v2"), DnnSpec("bad", "squeezenet_v2")))
+    mapping = Mapping.all_on(workload, "big")
+    specs = stage_specs(platform, workload, mapping, policy="edf")
+    board, bell = Board.create(2), Semaphore.create(new_name("bell"), 0)
+    made: list[Channel] = []
+    hosted = []
+    for row, name in enumerate(("ok", "bad")):
+        spec = specs[name][0]
+        source = Channel.create(f"{name}-in", 2, int(np.prod(spec.input_shape)) * 4, "drop_oldest")
+        sink = Channel.create(f"{name}-out", 4, int(np.prod(spec.output_shape)) * 4)
+        source.ring = bell
+        made += [source, sink]
+        hosted.append(host_stage(spec, board, row, source, sink))
+
+    def boom(state):
+        raise RuntimeError("unit exploded")
+
+    steps = list(hosted[1].units.steps)
+    steps[3] = boom
+    hosted[1].units = dataclasses.replace(hosted[1].units, steps=tuple(steps))
+    retired: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def retire(h, error):
+        retired.append((h.spec.dnn, error))
+        board.set_state(1 if h.spec.dnn == "bad" else 0, StageState.FAILED, error)
+
+    loop = ComponentLoop(list(hosted), parse_policy("edf"), bell, os.getpid(), stop.is_set, retire)
+
+    def serve():
+        with torch.inference_mode():  # as the containers run it
+            loop.serve()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        x = np.zeros(specs["ok"][0].input_shape, np.float32)
+        got = 0
+        for seq in range(6):
+            for h in hosted:
+                h.source.put(x, FrameHeader(seq, 0, "", time.monotonic()))
+            got += hosted[0].sink.get(timeout=10.0) is not None
+        assert got == 6, retired
+        assert retired == [("bad", "RuntimeError: unit exploded")]
+        assert board.state(1) == StageState.FAILED and "unit exploded" in board.error(1)
+        assert [h.spec.dnn for h in loop.hosted] == ["ok"]
+    finally:
+        stop.set()
+        thread.join(timeout=10.0)
+        for channel in made:
+            channel.detach()
+            channel.unlink()
+        bell.unlink()
+        board.detach()
+        board.unlink()

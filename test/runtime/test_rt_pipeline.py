@@ -174,23 +174,26 @@ def test_time_sharing_runs_without_arbiters(platform):
 
 def test_a_stale_estimate_lets_a_probe_job_run_through_and_then_recovers():
     # Units timed while another stage was being built on the same core: 3 x 12 ms, against a
-    # 30 ms deadline, so every job looks too late at its first unit. After PROBE_AFTER such
-    # drops one job must run to the end (not be dropped again at its unit checks), so its real
-    # 3 x 4 ms get timed, and the next jobs are not dropped any more.
+    # 30 ms deadline, so every job looks too late at its first unit. While that estimate is
+    # fresh it is trusted; once stale, after PROBE_AFTER such drops one job must run to the end
+    # (not be dropped again at its unit checks), so its real 3 x 4 ms get timed, and the next
+    # jobs are not dropped any more.
     from rankmap_ros.core.realtime import TaskClass
-    from rankmap_ros.runtime.worker import PROBE_AFTER, WorkEstimate
+    from rankmap_ros.runtime.worker import PROBE_AFTER, PROBE_STALE_S, WorkEstimate
 
     task = TaskClass(period=0.066, deadline=0.03)
     estimate = WorkEstimate(3)
     for unit in range(3):
         estimate.record(unit, 0.012)
-    released = [k * 0.066 for k in range(PROBE_AFTER + 3)]
-    drops = [estimate.drop(task, r, r + 0.002, 0) for r in released[: PROBE_AFTER + 1]]
-    assert drops == [True] * PROBE_AFTER + [False]
-    probe = released[PROBE_AFTER]
+    fresh = time.monotonic()
+    assert all(estimate.drop(task, fresh + k * 0.066, fresh + k * 0.066 + 0.002, 0) for k in range(PROBE_AFTER + 3))
+    base = time.monotonic() + PROBE_STALE_S + 1.0  # releases once nothing has been timed for long
+    released = [base + k * 0.066 for k in range(4)]
+    probe = released[0]  # the streak of drops is long already: the first stale job is let through
+    assert not estimate.drop(task, probe, probe + 0.002, 0)
     for unit in range(3):  # the probe's unit checks: still "too late" by the stale estimate
         assert not estimate.drop(task, probe, probe + 0.002 + unit * 0.004, unit)
         estimate.record(unit, 0.004)
-    for r in released[PROBE_AFTER + 1 :]:
+    for r in released[1:]:
         assert not estimate.drop(task, r, r + 0.002, 0)
     assert estimate.drop(task, probe, probe + 0.031, 2), "a probe that is really late is still dropped"
