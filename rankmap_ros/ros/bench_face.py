@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rankmap_ros.ros import endpoints
-from rankmap_ros.ros.demo import auto_split, demo_environment, descendants, memory_of
+from rankmap_ros.ros.demo import auto_split, demo_environment, descendants, memory_of, stop_nodes
 from rankmap_ros.ros.perception_demo_node import DEMO_DNNS
 
 STATUS_CALLS = 50
@@ -55,13 +55,7 @@ def run(kills: int = 3, split: str = "", executor: str = "stage", policy: str = 
         result["memory"] = memory_of(descendants([manager.pid, camera.pid]))
         pids = [p for p in descendants([manager.pid]) if p != manager.pid]
     finally:
-        for process in (camera, manager):
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_nodes({"camera": camera, "manager": manager}, timeout=20.0)
     deadline = time.monotonic() + 5.0  # the fork server exits once the manager's pipe closes
     while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -14,7 +14,6 @@ best-effort DNN's results per second. The stage nodes' preemption counters come 
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 from typing import Any
 
 from rankmap_ros.ros import endpoints
-from rankmap_ros.ros.demo import demo_environment
+from rankmap_ros.ros.demo import demo_environment, stop_nodes
 
 WARMUP_S = 5.0
 
@@ -102,13 +101,7 @@ def _one(
     try:
         return _measure(manager, window_s, rate, deadline, realtime, best_effort) | {"executor": executor}
     finally:
-        for process in (camera, manager):
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_nodes({"camera": camera, "manager": manager}, timeout=20.0)
 
 
 def _measure(

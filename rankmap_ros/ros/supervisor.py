@@ -222,11 +222,7 @@ class Containers:
             "owner_pid": os.getpid(),
             "compute_niceness": self.niceness,
         }
-        argv = ["rankmap_container", "--ros-args", "-r", f"__node:=rankmap_{label}_container"]
-        if self.namespace not in ("", "/"):
-            argv += ["-r", f"__ns:={self.namespace}"]
-        for name, value in params.items():
-            argv += ["-p", f"{name}:={json.dumps(value)}"]
+        argv = node_argv("rankmap_container", f"rankmap_{label}_container", self.namespace, params)
         try:
             process = ExecutorProcess(argv, container=True)
         except BaseException:
@@ -382,7 +378,7 @@ class Chain:
 def executor_command(
     config: ChainConfig, platform: Platform, key: StageKey, index: int, last: bool, wiring: dict[str, str | int]
 ) -> tuple[str, list[str]]:
-    """Node name and argv of one executor (`-p` values as JSON, which YAML reads back exactly)."""
+    """Node name and argv of one executor."""
     start, stop, component_name = key
     component = platform.component(component_name)
     shapes = boundary_shapes(config.model)
@@ -415,12 +411,17 @@ def executor_command(
         "drop_late": config.drop_late,
         **wiring,
     }
-    argv = ["rankmap_executor", "--ros-args", "-r", f"__node:={node_name}"]
-    if config.namespace not in ("", "/"):
-        argv += ["-r", f"__ns:={config.namespace}"]
+    return node_name, node_argv("rankmap_executor", node_name, config.namespace, params)
+
+
+def node_argv(executable: str, node_name: str, namespace: str, params: dict[str, object]) -> list[str]:
+    """A node's command line: its name, namespace and `-p` values as JSON, which YAML reads back exactly."""
+    argv = [executable, "--ros-args", "-r", f"__node:={node_name}"]
+    if namespace not in ("", "/"):
+        argv += ["-r", f"__ns:={namespace}"]
     for name, value in params.items():
         argv += ["-p", f"{name}:={json.dumps(value)}"]
-    return node_name, argv
+    return argv
 
 
 def start_chain(

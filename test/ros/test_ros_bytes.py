@@ -113,16 +113,23 @@ def check_service_wire(node: object, rclpy: object, service: str) -> None:
     client = node.create_client(srv_type, f"/wire/{name}")  # type: ignore[attr-defined]
     assert client.wait_for_service(timeout_sec=10)
     request_data = ros_samples.seeded(REFERENCE, f"{service}_Request")
-    future = client.call_async(ros_samples.our_object(f"{service}_Request", request_data))
-    rclpy.spin_until_future_complete(node, future, timeout_sec=10)  # type: ignore[attr-defined]
     response_data = ros_samples.seeded(REFERENCE, f"{service}_Response")
-    assert future.result() == ros_samples.our_object(f"{service}_Response", response_data)
-    deadline = time.monotonic() + 5
-    requests, replies = [], []
-    while (not requests or not replies) and time.monotonic() < deadline:
-        requests += [bytes(s) for s in raw_requests.take(10)]
-        replies += [bytes(s) for s in raw_replies.take(10)]
-        time.sleep(0.01)
+    requests: list[bytes] = []
+    replies: list[bytes] = []
+    # The raw readers are volatile and new: a reply sent before discovery has matched them with
+    # the peer's writer is not theirs to see, so call again (each call is a new request/reply).
+    for _ in range(5):
+        future = client.call_async(ros_samples.our_object(f"{service}_Request", request_data))
+        rclpy.spin_until_future_complete(node, future, timeout_sec=10)  # type: ignore[attr-defined]
+        assert future.result() == ros_samples.our_object(f"{service}_Response", response_data)
+        deadline = time.monotonic() + 2
+        while (not requests or not replies) and time.monotonic() < deadline:
+            requests += [bytes(s) for s in raw_requests.take(10)]
+            replies += [bytes(s) for s in raw_replies.take(10)]
+            time.sleep(0.01)
+        if requests and replies:
+            break
+    assert requests and replies, "no raw request or reply seen in five calls"
     for payload, part, data in ((requests[0], "Request", request_data), (replies[0], "Response", response_data)):
         body = ros_samples.reference_cdr(REFERENCE, f"{service}_{part}", data)
         guid, sequence = struct.unpack_from("<Qq", payload, 4)
