@@ -121,6 +121,25 @@ def test_a_killed_container_is_replaced_with_every_chain_it_ran(stack: Stack) ->
     assert not _alive(pid)
 
 
+def test_a_hung_container_is_killed_and_replaced(stack: Stack) -> None:
+    # A stopped process makes no progress and stamps no beat: after hung_timeout (5 s here) the
+    # manager kills it and restarts its chains, while an idle-but-turning container is left alone.
+    victim, info = min(_containers(stack).items(), key=lambda item: int(item[1]["stages"]))
+    pid, starts = int(info["pid"]), int(info["starts"])
+    others = {name: v["pid"] for name, v in _containers(stack).items() if name != victim}
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+
+    def replaced() -> bool:
+        now = _containers(stack).get(victim)
+        return now is not None and int(now["pid"]) != pid and int(now["starts"]) == starts + 1
+
+    stack.spin_until(replaced, 60.0, f"a new {victim} container")
+    assert time.monotonic() - stopped >= 4.0, "killed before hung_timeout"
+    assert not _alive(pid)
+    assert others == {name: v["pid"] for name, v in _containers(stack).items() if name != victim}
+
+
 def test_a_component_whose_container_keeps_dying_is_planned_out(stack: Stack) -> None:
     # max_failures is 3: kill the container running most chains until the manager drops its
     # component; the chains it ran must all be planned onto what is left, none lost.
