@@ -576,6 +576,9 @@ def check_chain(chain: Chain, now: float, hung_s: float, start_s: float) -> Fail
             error = chain.board.error(p.index).strip("\x00")
             reason = error or (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
             return Failure(chain.config.dnn, p.index, component, p.process.pid, reason)
+        if state == StageState.FAILED:  # a hosted stage fails alone; its container lives on
+            reason = chain.board.error(p.index).strip("\x00") or "failed"
+            return Failure(chain.config.dnn, p.index, component, p.process.pid, reason)
         if state == StageState.STARTING and now - p.started > start_s:
             p.process.kill()
             return Failure(chain.config.dnn, p.index, component, p.process.pid, f"not ready after {start_s:g} s")

@@ -297,3 +297,35 @@ def test_ros_realtime_bench_scores_misses_from_the_images_stamps() -> None:
     assert got["images"] == 8 and got["rt_on_time"] == 2 and got["rt_miss_rate"] == 0.75
     assert got["rt_latency_p50_ms"] == 30.0
     assert got["be_rate"] == 2.0 and got["be_preempted_share"] == 0.5
+
+
+def test_a_failed_hosted_stage_is_a_failure_of_its_chain() -> None:
+    # In a container a stage that raises fails alone: its process lives on, so the manager must
+    # see the FAILED row (with the error) to restart the chain, or the DNN would go silent.
+    import time
+
+    from rankmap_ros.ros.supervisor import Chain, ChainConfig, StageProcess, check_chain
+    from rankmap_ros.runtime.board import Board, StageState
+
+    class Alive:
+        pid = 4242
+
+        def poll(self) -> None:
+            return None
+
+    board = Board.create(1)
+    try:
+        config = ChainConfig("det", "squeezenet_v2", None, 1.0, "/in", "/out", "classification", "")
+        key = (0, 18, "cpu")
+        now = time.monotonic()
+        stage = StageProcess(0, key, "rankmap_det_s0", Alive(), now)  # type: ignore[arg-type]
+        chain = Chain(config, (key,), board, [], None, [stage], now)
+        board.set_state(0, StageState.READY)
+        assert check_chain(chain, now, 5.0, 60.0) is None
+        board.set_state(0, StageState.FAILED, "RuntimeError: unit exploded")
+        failure = check_chain(chain, now + 0.25, 5.0, 60.0)
+        assert failure is not None and failure.pid == 4242 and failure.component == "cpu"
+        assert failure.reason == "RuntimeError: unit exploded"
+    finally:
+        board.detach()
+        board.unlink()
