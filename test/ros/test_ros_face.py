@@ -248,7 +248,7 @@ def test_manager_config_declares_only_known_parameters() -> None:
     }
     assert flat == {name for name, *_ in PARAMETERS}
     agg = yaml.safe_load((ROOT / "config" / "diagnostics_aggregator.yaml").read_text())
-    assert {"dnns", "stages"} <= set(agg["analyzers"]["ros__parameters"])
+    assert {"dnns", "stages", "components"} <= set(agg["analyzers"]["ros__parameters"])
 
 
 def test_manager_plans_with_the_shipped_estimator_where_one_fits() -> None:
