@@ -196,6 +196,7 @@ class Manager(Node):
         if v["executor"] not in EXECUTORS:
             raise ValueError(f"parameter executor must be one of {', '.join(EXECUTORS)}, got {v['executor']!r}")
         self.composed = v["executor"] == "component"
+        self.hinted = False  # the executor hint is logged once
         if self.composed and not self.policy.arbitrated:
             raise ValueError(
                 "parameter executor: component needs an arbitrated scheduling_policy (fifo, rms, dms, np_edf "
@@ -310,7 +311,13 @@ class Manager(Node):
         if stored.period and not self.policy.arbitrated:
             self.get_logger().warning(
                 f"{name} is real-time but scheduling_policy is time_sharing: its deadlines compete with every "
-                "stage on its components; set scheduling_policy to edf"
+                "stage on its components; set scheduling_policy to edf (and executor to component)"
+            )
+        elif stored.period and not self.composed and not self.hinted:
+            self.hinted = True
+            self.get_logger().info(
+                f"{name} is real-time: with executor component its stages are preempted without a switch "
+                "between processes (docs/REALTIME.md)"
             )
         return response
 
