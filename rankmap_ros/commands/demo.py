@@ -77,7 +77,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
         last[0] = time.monotonic()
         print(("\x1b[H\x1b[2J" if tty else "") + render(report) + "\n", flush=True)
 
-    options = DemoOptions(duration_s=args.duration, split=args.split, rate_hz=args.rate, params_file=args.params_file)
+    options = DemoOptions(
+        duration_s=args.duration,
+        split=args.split,
+        rate_hz=args.rate,
+        params_file=args.params_file,
+        policy=args.policy,
+        executor=args.executor,
+    )
     with tempfile.NamedTemporaryFile("w+", prefix="rankmap-demo-", suffix=".log", delete=False) as log:
         if live:
             print(f"starting manager, camera ({args.rate:g} Hz) and perception node; node logs: {log.name}", flush=True)
@@ -131,6 +138,13 @@ def register(sub: Any, experiments: Any) -> None:
     )
     p.add_argument("--rate", type=float, default=30.0, help="camera frames/s (default 30)")
     p.add_argument("--params-file", default="", help="manager parameters (default config/rankmap.yaml)")
+    p.add_argument("--policy", default="", help="scheduling_policy, e.g. edf (default: the parameters file's)")
+    p.add_argument(
+        "--executor",
+        choices=("stage", "component"),
+        default="",
+        help="a process per stage, or a container per component (implies --policy edf unless given)",
+    )
     bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "ros-face", cmd_bench_face, "ROS face: registration, executor recovery, memory")
     p.add_argument("--kills", type=int, default=3, help="executors to kill one after another (default 3)")

@@ -34,6 +34,8 @@ class DemoOptions:
     change_after_s: float | None = None
     rate_hz: float = 30.0
     params_file: str = ""
+    policy: str = ""  # scheduling_policy over the parameters file's ("": the file's)
+    executor: str = ""  # executor over the file's; "component" alone implies policy edf
 
 
 @dataclass
@@ -99,6 +101,11 @@ def node_commands(options: DemoOptions) -> dict[str, list[str]]:
     if params:
         manager += ["--params-file", params]
     manager += ["-p", f"host_split:={options.split or auto_split()!r}"]
+    policy = options.policy or ("edf" if options.executor == "component" else "")
+    if policy:
+        manager += ["-p", f"scheduling_policy:={policy}"]
+    if options.executor:
+        manager += ["-p", f"executor:={options.executor}"]
     change = options.change_after_s if options.change_after_s is not None else options.duration_s / 2
     return {
         "manager": manager,
