@@ -34,7 +34,8 @@ STATUS_CALLS = 50
 WINDOW_S = 10.0
 
 
-def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_quiet(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`python -m argv` in `env`, no stdin, stderr dropped (node logs would drown the report)."""
     return subprocess.Popen([sys.executable, "-m", *argv], env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -48,8 +49,8 @@ def run(kills: int = 3, split: str = "", executor: str = "stage", policy: str = 
     # Every kill counts as a failure of its component: measure recovery, not dropping the component.
     params = {"host_split": repr(split), "executor": executor, "scheduling_policy": policy, "max_failures": 100}
     args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-    manager = _start(["rankmap_ros.ros.manager_node", "--ros-args", *args], env)
-    camera = _start(["rankmap_ros.ros.camera_node", "--ros-args", "-r", "__ns:=/camera"], env)
+    manager = start_quiet(["rankmap_ros.ros.manager_node", "--ros-args", *args], env)
+    camera = start_quiet(["rankmap_ros.ros.camera_node", "--ros-args", "-r", "__ns:=/camera"], env)
     try:
         result = _measure(manager, kills)
         result["memory"] = memory_of(descendants([manager.pid, camera.pid]))

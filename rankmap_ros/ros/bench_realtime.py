@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from typing import Any
 
 from rankmap_ros.ros import endpoints
+from rankmap_ros.ros.bench_face import start_quiet
 from rankmap_ros.ros.demo import demo_environment, stop_nodes
 
 WARMUP_S = 5.0
@@ -93,11 +93,9 @@ def _one(
     os.environ.update(env)
     params = {"host_split": repr(split), "executor": executor, "scheduling_policy": policy, "max_dnns": 2}
     args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-    python = [sys.executable, "-m"]
-    quiet = {"stdin": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    manager = subprocess.Popen([*python, "rankmap_ros.ros.manager_node", "--ros-args", *args], **quiet)  # type: ignore[call-overload]
+    manager = start_quiet(["rankmap_ros.ros.manager_node", "--ros-args", *args], env)
     camera_args = ["-r", "__ns:=/camera", "-p", f"rate:={rate}", "-p", "width:=320", "-p", "height:=240"]
-    camera = subprocess.Popen([*python, "rankmap_ros.ros.camera_node", "--ros-args", *camera_args], **quiet)  # type: ignore[call-overload]
+    camera = start_quiet(["rankmap_ros.ros.camera_node", "--ros-args", *camera_args], env)
     try:
         return _measure(manager, window_s, rate, deadline, realtime, best_effort) | {"executor": executor}
     finally:

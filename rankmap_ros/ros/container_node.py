@@ -144,10 +144,9 @@ class ComponentContainer(Node):
         for thread in (self.compute, self.loader):
             if thread.is_alive():
                 thread.join(timeout=2.0)
-        for node in list(self.nodes.values()):
+        for node in self.nodes.values():
             node.board.set_state(node.row, StageState.STOPPED)
-            self.executor.remove_node(node)
-            node.destroy_node()
+            self.retired.put(node)
         self.nodes.clear()
         self.reap()
 

@@ -53,6 +53,7 @@ from rankmap_ros.ros.supervisor import (
     stop_chain,
 )
 from rankmap_ros.runtime import shm
+from rankmap_ros.runtime.board import StageState
 from rankmap_ros.runtime.errors import HostRuntimeError
 from rankmap_ros.runtime.host import unpinned_warning
 from rankmap_ros.runtime.stage import boundary_shapes, stage_threads
@@ -656,7 +657,8 @@ class Manager(Node):
         if self.containers is not None:
             return self._container_statuses()
         out = []
-        for name, (stats, waiting) in (self.arbiters.stats() if self.arbiters is not None else {}).items():
+        assert self.arbiters is not None  # not composed: the stage executors' arbiters
+        for name, (stats, waiting) in self.arbiters.stats().items():
             status = Status(f"component {name}")
             status.add("policy", self.policy.value)
             status.add("decisions", stats.decisions)
@@ -677,17 +679,19 @@ class Manager(Node):
         out = []
         chains = list(self.chains.values())
         for name, container in self.containers.running.items():
-            decisions, decide_s = 0, 0.0
+            stages, decisions, decide_s = 0, 0, 0.0
             for chain in chains:
                 for p in chain.processes:
                     if p.process is container.process:
-                        decisions += int(chain.board.rows["decisions"][p.index])
-                        decide_s += float(chain.board.rows["decide_s"][p.index])
+                        row = chain.board.rows[p.index]
+                        stages += int(row["state"]) == StageState.READY
+                        decisions += int(row["decisions"])
+                        decide_s += float(row["decide_s"])
             status = Status(f"component {name}")
             status.add("policy", self.policy.value)
             status.add("executor", "component")
             status.add("pid", container.process.pid)
-            status.add("stages", container.hosted(chains))
+            status.add("stages", stages)
             status.add("starts", self.containers.starts[name])
             status.add("decisions", decisions)
             status.add("overhead_us_per_decision", round(decide_s / decisions * 1e6, 2) if decisions else 0.0)

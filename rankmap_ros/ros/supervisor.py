@@ -167,20 +167,9 @@ class ExecutorProcess:
 class Container:
     """A component's container process, with the channel it takes stages from and its doorbell."""
 
-    component: str
     process: ExecutorProcess
     commands: Channel
     bell: Semaphore
-    started: float
-
-    def hosted(self, chains: list[Chain]) -> int:
-        """Stages of `chains` it runs now."""
-        return sum(
-            1
-            for c in chains
-            for p in c.processes
-            if p.process is self.process and c.board.state(p.index) == StageState.READY
-        )
 
 
 class Containers:
@@ -230,7 +219,7 @@ class Containers:
             bell.unlink()
             raise
         self.starts[component] += 1
-        container = Container(component, process, commands, bell, time.monotonic())
+        container = Container(process, commands, bell)
         self.running[component] = container
         return container
 
@@ -504,10 +493,7 @@ def release(board: Board, channels: list[Channel], geometry: Segment | None, pro
         p.process.kill()
         p.process.wait()
     for channel in channels:
-        with contextlib.suppress(Exception):
-            channel.close()
-            channel.detach()
-            channel.unlink()
+        _unlink(channel)
     if geometry is not None:
         with contextlib.suppress(Exception):
             geometry.close()
