@@ -101,6 +101,17 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         for c, q in result.quality.items()
     ]
     text = table(rows, ("component", "unit median", "unit worst", "model median", "model worst"))
+    sharing = [
+        (
+            c.name,
+            f"{c.concurrency_loss:.3f}",
+            ", ".join(f"{m} {a:.3f}" for m, a in c.model_concurrency_loss) or "-",
+            f"{c.parallelism:g}",
+            f"{c.interference:.1%}",
+        )
+        for c in result.platform.components
+    ]
+    text += "\n\n" + table(sharing, ("component", "concurrency loss", "per model", "parallelism", "interference"))
     text += f"\nwrote {out} (calibrated host platform) and {details} (measurements)"
     emit(args, {"out": str(out), "details": str(details), **result.to_dict()}, text)
 

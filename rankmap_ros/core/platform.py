@@ -53,6 +53,9 @@ class Component:
     kernel from each command queue in turn, at least `timeslice_us` of kernels per turn.
     `concurrency_loss` is the fraction of capacity lost per extra resident stage (cache and
     context thrashing, driver arbitration, oversubscribed thread pools).
+    `model_concurrency_loss` overrides it for the models calibration measured sharing the
+    component: models lose different amounts (a depthwise net whose activations no longer fit
+    in cache loses more than a compact one), so one figure for all of them misplaces rates.
     `interference` is the fraction by which the component slows down while other components
     are busy too (shared last-level cache and memory bandwidth; on a host, the runtime's own
     threads): 0 where it was never measured.
@@ -78,6 +81,11 @@ class Component:
     device: str = ""
     interference: float = 0.0
     parallelism: float = 1.0
+    model_concurrency_loss: tuple[tuple[str, float], ...] = ()
+
+    def loss_for(self, model: str) -> float:
+        """The concurrency loss of `model`'s stages here: its own where measured, else the component's."""
+        return dict(self.model_concurrency_loss).get(model, self.concurrency_loss)
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ class Platform:
                 entry["interference"] = c.interference
             if c.parallelism != 1.0:
                 entry["parallelism"] = c.parallelism
+            if c.model_concurrency_loss:
+                entry["model_concurrency_loss"] = dict(c.model_concurrency_loss)
             components.append(entry)
         data: dict[str, Any] = {
             "name": self.name,
@@ -282,7 +292,10 @@ class _Parser:
             "concurrency_loss",
         )
         d = self.fields(
-            where, data, required, ("timeslice_us", "backend", "cpus", "device", "interference", "parallelism")
+            where,
+            data,
+            required,
+            ("timeslice_us", "backend", "cpus", "device", "interference", "parallelism", "model_concurrency_loss"),
         )
         name = self.text(f"{where}.name", d["name"])
         if not name or not name.replace("_", "").isalnum() or not name[0].isalpha():
@@ -303,6 +316,7 @@ class _Parser:
         parallelism = self.number(f"{where}.parallelism", d.get("parallelism", 1.0))
         if parallelism < 1:
             raise PlatformError(f"{where}.parallelism: expected a number of stages >= 1, got {parallelism!r}")
+        per_model = self.model_losses(f"{where}.model_concurrency_loss", d.get("model_concurrency_loss", {}))
         return Component(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -319,7 +333,25 @@ class _Parser:
             device=self.text(f"{where}.device", d.get("device", "")),
             interference=interference,
             parallelism=parallelism,
+            model_concurrency_loss=per_model,
         )
+
+    def model_losses(self, where: str, data: Any) -> tuple[tuple[str, float], ...]:
+        from rankmap_ros.core.zoo import ZooError, canonical_name
+
+        if not isinstance(data, Mapping):
+            raise PlatformError(f"{where}: expected a mapping of model -> fraction, got {data!r}")
+        out = []
+        for model, value in data.items():
+            try:
+                name = canonical_name(str(model))
+            except ZooError as exc:
+                raise PlatformError(f"{where}.{model}: {exc}") from None
+            loss = self.number(f"{where}.{model}", value, positive=False)
+            if loss >= 1:
+                raise PlatformError(f"{where}.{model}: expected a fraction in [0, 1), got {loss!r}")
+            out.append((name, loss))
+        return tuple(sorted(out))
 
     def transfer(self, where: str, data: Any) -> TransferCost:
         d = self.fields(where, data, ("fixed_us", "us_per_mb", "us_per_mb2"))

@@ -6,7 +6,8 @@ Everything it returns is simulated. The equations and their sources are in docs/
    bandwidth, whichever is larger) plus a fixed overhead per kernel launch.
 2. A stage's service time is the sum of its units plus the transfer of its input tensor from the
    previous stage's component (Pipe-All: fixed + linear + quadratic in bytes), stretched by the
-   component's concurrency loss for every other resident stage, and by its interference when
+   component's concurrency loss (its model's own, where calibrated) for every other resident
+   stage, and by its interference when
    other components are in use too (caches and memory they share).
 3. Components share their time among resident stages: a CPU cluster fairly (Linux CFS), a GPU in
    proportion to each stage's turn, a timeslice plus its mean kernel duration (round-robin
@@ -183,7 +184,8 @@ def _stages(platform: Platform, workload: Workload, mapping: Mapping) -> list[_S
             previous = c
     stretch = interference_factors(platform, [n > 0 for n in resident])
     for s in stages:
-        s.service *= (1.0 + comps[s.component].concurrency_loss * (resident[s.component] - 1)) * stretch[s.component]
+        loss = comps[s.component].loss_for(workload.dnns[s.dnn].model)
+        s.service *= (1.0 + loss * (resident[s.component] - 1)) * stretch[s.component]
     return stages
 
 

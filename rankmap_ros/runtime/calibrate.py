@@ -16,6 +16,9 @@
    programs left during that run (runtime/load.py): a concurrency loss when they run slower
    than fair sharing predicts, a parallelism above 1 when they run faster (a large GPU whose
    batch-1 stages are bound by kernel launches; a CPU cluster whose stages split its cores).
+   Where the component time-shares (parallelism 1, fair), each calibration model then gets its
+   own loss, the one that reproduces its own rate in that run: models lose different amounts
+   to sharing a core, and the component's one figure stays for every other model.
 5. The interference of each CPU cluster: a model alone on it, once with the other clusters
    idle and once with another model busy on each of them, in alternation; the slowdown
    (median over every calibration model but the last, which is the load; at least one) is what
@@ -48,6 +51,7 @@ from rankmap_ros.runtime.profiler import UnitTimes, hop_seconds, profile_units
 DEFAULT_MODELS: tuple[str, ...] = ("squeezenet_v2", "shufflenet", "mobilenet_v2", "alexnet")
 HOP_SHAPES: tuple[tuple[int, ...], ...] = ((1, 1000), (1, 64, 56, 56), (1, 3, 227, 227), (1, 256, 56, 56))
 MAX_GFLOPS = 1e4
+_MAX_LOSS = 0.95  # a concurrency loss beyond this is a broken measurement, not sharing
 Progress = Callable[[str], None]
 
 
@@ -186,11 +190,19 @@ def fit_sharing(
     """The (concurrency loss, parallelism) of `component` that best explain the measured rates of all-on-it.
 
     Either a loss with parallelism 1, or parallelism in [1, DNNs] with no loss: what the
-    measurement can tell apart.
+    measurement can tell apart. A CPU cluster runs at most one stage per core at once, so a
+    one-core cluster whose DNNs happened to run a little faster than fair sharing allows gets
+    no loss, not a parallelism it does not have.
     """
     mapping = Mapping.all_on(workload, component)
-    candidates = [(float(a), 1.0) for a in np.linspace(0.0, 0.95, 96)]
-    candidates += [(0.0, float(k)) for k in np.linspace(1.0, len(workload), 8 * (len(workload) - 1) + 1)[1:]]
+    most = float(len(workload))
+    comp = platform.component(component)
+    if comp.backend == "cpu":
+        most = min(most, float(comp.cores))
+    candidates = [(float(a), 1.0) for a in np.linspace(0.0, _MAX_LOSS, 96)]
+    candidates += [
+        (0.0, float(k)) for k in np.linspace(1.0, len(workload), 8 * (len(workload) - 1) + 1)[1:] if k <= most
+    ]
     best, best_err = candidates[0], math.inf
     for alpha, k in candidates:
         rates = simulate(
@@ -200,6 +212,41 @@ def fit_sharing(
         if err < best_err:
             best, best_err = (alpha, k), err
     return round(best[0], 4), round(best[1], 4)
+
+
+def fit_model_losses(
+    platform: Platform, workload: Workload, component: str, measured: dict[str, float]
+) -> dict[str, float]:
+    """Each model's own concurrency loss on `component`, so that all-on-it reproduces its measured rate.
+
+    Under fair sharing every DNN of all-on-one gets the same share of the component, so a DNN's
+    rate depends on its own loss alone and each is solved by bisection; a second sweep settles
+    any coupling the solver's water-filling adds. Bounded like the component's loss.
+    """
+    mapping = Mapping.all_on(workload, component)
+    losses = {d.model: platform.component(component).concurrency_loss for d in workload.dnns}
+
+    def rate(name: str, model: str, loss: float) -> float:
+        trial = _with_component(
+            platform, component, model_concurrency_loss=tuple(sorted({**losses, model: loss}.items()))
+        )
+        return simulate(trial, workload, mapping).throughput[name]
+
+    for _ in range(2):
+        for dnn in workload.dnns:
+            target = measured.get(dnn.name, 0.0)
+            if target <= 0:
+                continue
+            lo, hi = 0.0, _MAX_LOSS
+            if rate(dnn.name, dnn.model, lo) <= target:
+                hi = lo
+            elif rate(dnn.name, dnn.model, hi) >= target:
+                lo = hi
+            while hi - lo > 1e-4:
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if rate(dnn.name, dnn.model, mid) > target else (lo, mid)
+            losses[dnn.model] = round((lo + hi) / 2, 4)
+    return losses
 
 
 def measure_all_on(platform: Platform, workload: Workload, component: str, seconds: float) -> RunReport:
@@ -265,13 +312,19 @@ def calibrate(
             report = measure_all_on(platform, workload, comp.name, contention_seconds)
             share = available_share(report).get(comp.name, 1.0)
             alpha, k = fit_sharing(scaled(platform, {comp.name: share}), workload, comp.name, report.throughput)
+            platform = _with_component(platform, comp.name, concurrency_loss=alpha, parallelism=k)
+            per_model: dict[str, float] = {}
+            if k == 1.0 and comp.sharing == "fair" and len(workload) > 1:
+                available = scaled(platform, {comp.name: share})
+                per_model = fit_model_losses(available, workload, comp.name, report.throughput)
+                platform = _with_component(platform, comp.name, model_concurrency_loss=tuple(sorted(per_model.items())))
             contention[comp.name] = {
                 "concurrency_loss": alpha,
+                "model_concurrency_loss": per_model,
                 "parallelism": k,
                 "available_share": share,
                 **report.throughput,
             }
-            platform = _with_component(platform, comp.name, concurrency_loss=alpha, parallelism=k)
         cpus = [c for c in platform.components if c.backend == "cpu"]
         for comp in cpus if len(cpus) > 1 else ():
             say(f"measuring {comp.name} alone and with the other CPU clusters busy")

@@ -52,6 +52,18 @@ def test_measured_fields_round_trip_and_defaults_stay_out_of_the_file(field, def
     assert parse_platform(measured.to_dict()) == measured
 
 
+def test_model_concurrency_losses_round_trip_under_canonical_names() -> None:
+    data = load_platform("orange_pi_5").to_dict()
+    assert all("model_concurrency_loss" not in c for c in data["components"])
+    data["components"][1]["model_concurrency_loss"] = {"MobileNet-V2": 0.18, "squeezenet_v2": 0.0}
+    measured = parse_platform(data)
+    big = measured.component("big")
+    assert big.loss_for("mobilenet_v2") == 0.18
+    assert big.loss_for("squeezenet_v2") == 0.0
+    assert big.loss_for("resnet50") == big.concurrency_loss  # not measured: the component's figure
+    assert parse_platform(measured.to_dict()) == measured
+
+
 def test_transfer_costs_grow_with_size_and_gpu_links_cost_more() -> None:
     p = load_platform("orange_pi_5")
     cpu_cpu, cpu_gpu, gpu_cpu = p.transfer("big", "little"), p.transfer("big", "gpu"), p.transfer("gpu", "little")
@@ -82,6 +94,21 @@ def _set(data: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, A
         (("components", 1, "interference"), 1.0, "components[1].interference: expected a fraction in [0, 1)"),
         (("components", 2, "interference"), -0.1, "components[2].interference: expected a number >= 0"),
         (("components", 0, "parallelism"), 0.5, "components[0].parallelism: expected a number of stages >= 1"),
+        (
+            ("components", 1, "model_concurrency_loss"),
+            {"resnet50": 1.2},
+            "components[1].model_concurrency_loss.resnet50: expected a fraction in [0, 1)",
+        ),
+        (
+            ("components", 1, "model_concurrency_loss"),
+            {"yolo9000": 0.1},
+            "components[1].model_concurrency_loss.yolo9000: unknown model 'yolo9000'",
+        ),
+        (
+            ("components", 1, "model_concurrency_loss"),
+            [0.1],
+            "components[1].model_concurrency_loss: expected a mapping of model -> fraction",
+        ),
         (("components", 0, "parallelism"), float("nan"), "components[0].parallelism: expected a positive number"),
         (("components", 1, "cpus"), [0, -1], "components[1].cpus: expected a list of CPU numbers"),
         (("components", 2, "name"), "big", "components[2].name: duplicate component name 'big'"),

@@ -113,6 +113,22 @@ def test_cpu_cluster_shares_time_fairly_with_a_concurrency_loss(opi: Platform) -
         assert rate == pytest.approx(alone / (2 * (1 + loss)))
 
 
+def test_a_models_own_concurrency_loss_slows_only_its_stages_and_only_when_shared(opi: Platform) -> None:
+    comps = tuple(
+        replace(c, concurrency_loss=0.1, model_concurrency_loss=(("resnet50", 0.4),)) if c.name == "big" else c
+        for c in opi.components
+    )
+    sensitive = replace(opi, components=comps)
+    alone = Workload.from_models(["resnet50"])
+    assert simulate(sensitive, alone, Mapping.all_on(alone, "big")).throughput["resnet50"] == pytest.approx(
+        ideal_throughput(opi, "resnet50", "big")
+    )
+    pair = Workload.from_models(["resnet50", "alexnet"])
+    rates = simulate(sensitive, pair, Mapping.all_on(pair, "big")).throughput
+    assert rates["resnet50"] == pytest.approx(ideal_throughput(opi, "resnet50", "big") / (2 * 1.4))
+    assert rates["alexnet"] == pytest.approx(ideal_throughput(opi, "alexnet", "big") / (2 * 1.1))
+
+
 def test_interference_slows_a_component_only_while_another_is_in_use(opi: Platform) -> None:
     comps = tuple(replace(c, interference=0.1 if c.name == "big" else 0.0) for c in opi.components)
     noisy = replace(opi, components=comps)

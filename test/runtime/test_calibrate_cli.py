@@ -19,6 +19,7 @@ from rankmap_ros.core.workload import Workload
 from rankmap_ros.runtime.calibrate import (
     fit_component,
     fit_interference,
+    fit_model_losses,
     fit_sharing,
     fit_transfers,
     nnls,
@@ -79,6 +80,32 @@ def test_sharing_fit_recovers_a_loss_or_a_parallelism(loss, parallelism):
     truth = on_gpu(base, concurrency_loss=loss, parallelism=parallelism)
     measured = simulate(truth, workload, Mapping.all_on(workload, "gpu")).throughput
     assert fit_sharing(on_gpu(base, concurrency_loss=0.5), workload, "gpu", measured) == (loss, parallelism)
+
+
+def test_a_one_core_cluster_never_gets_a_parallelism_above_one():
+    """Two DNNs a little faster than fair sharing on one core is noise, not a second core."""
+    platform = host_platform("big:0,little:1")
+    assert platform.component("big").cores == 1
+    workload = Workload.from_models(["squeezenet_v2", "shufflenet"])
+    fair = simulate(platform, workload, Mapping.all_on(workload, "big")).throughput
+    measured = {n: r * 1.12 for n, r in fair.items()}
+    assert fit_sharing(platform, workload, "big", measured) == (0.0, 1.0)
+
+
+def test_each_model_gets_the_loss_that_reproduces_its_rate_sharing_a_core():
+    base = load_platform("orange_pi_5")
+    workload = Workload.from_models(["squeezenet_v2", "shufflenet", "mobilenet_v2"])
+    truth_losses = {"squeezenet_v2": 0.05, "shufflenet": 0.14, "mobilenet_v2": 0.0}
+
+    def on_big(**fields):
+        comps = tuple(replace(c, **fields) if c.name == "big" else c for c in base.components)
+        return replace(base, components=comps)
+
+    truth = on_big(model_concurrency_loss=tuple(sorted(truth_losses.items())))
+    measured = simulate(truth, workload, Mapping.all_on(workload, "big")).throughput
+    measured["mobilenet_v2"] *= 1.1  # faster than sharing without loss allows: no negative loss
+    fitted = fit_model_losses(on_big(concurrency_loss=0.3), workload, "big", measured)
+    assert fitted == pytest.approx({"squeezenet_v2": 0.05, "shufflenet": 0.14, "mobilenet_v2": 0.0}, abs=2e-4)
 
 
 def test_interference_is_the_median_slowdown_with_the_other_clusters_busy():
@@ -142,6 +169,25 @@ def test_run_reports_measured_throughput_as_json(capsys, tmp_path):
     (dnn,) = data["dnns"]
     assert [s["component"] for s in dnn["stages"]] == ["big", "little"]
     assert data["mapping"]["dnns"][0]["stages"][0]["units"] == [0, 9]
+
+
+@two_cpus
+def test_calibrate_writes_a_platform_with_each_models_sharing_loss(capsys, tmp_path):
+    """The whole command on this host: what it writes loads back, and carries what it measured."""
+    out = tmp_path / "host.yaml"
+    argv = ["calibrate", "--split", "big:0,little:1", "--no-opencl-cpu", "--models", "squeezenet_v2,shufflenet"]
+    assert main([*argv, "--contention-seconds", "1", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "per model" in printed and "squeezenet_v2 0." in printed
+    platform = load_platform(out)
+    assert platform.calibrated and platform.component_names == ("big", "little")
+    for comp in platform.components:
+        assert {m for m, _ in comp.model_concurrency_loss} == {"squeezenet_v2", "shufflenet"}
+        assert all(0.0 <= loss < 1.0 for _, loss in comp.model_concurrency_loss)
+    details = json.loads(out.with_suffix(".measurements.json").read_text())
+    for name in ("big", "little"):
+        assert set(details["contention"][name]["model_concurrency_loss"]) == {"squeezenet_v2", "shufflenet"}
+    assert owned_entries(os.getpid()) == []
 
 
 def test_unit_times_are_scaled_to_the_measured_chain() -> None:
