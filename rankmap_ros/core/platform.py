@@ -85,7 +85,10 @@ class Component:
 
     def loss_for(self, model: str) -> float:
         """The concurrency loss of `model`'s stages here: its own where measured, else the component's."""
-        return dict(self.model_concurrency_loss).get(model, self.concurrency_loss)
+        for name, loss in self.model_concurrency_loss:  # a few entries; no dict per stage on the hot path
+            if name == model:
+                return loss
+        return self.concurrency_loss
 
 
 @dataclass(frozen=True)
