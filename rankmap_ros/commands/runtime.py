@@ -70,12 +70,16 @@ def cmd_run(args: argparse.Namespace) -> None:
             d.name,
             f"{d.throughput:.2f}",
             f"{d.latency_p50_s * 1e3:.1f}",
-            " ".join(f"{s.component}[{s.units[0]}:{s.units[1]}] {s.service_time_s * 1e3:.1f}ms" for s in d.stages),
+            " ".join(
+                f"{s.component}[{s.units[0]}:{s.units[1]}] {s.service_time_s * 1e3:.1f}ms"
+                f" ({s.compute_cpu_s * 1e3:.1f} CPU)"
+                for s in d.stages
+            ),
         )
         for d in report.dnns
     ]
     util = ", ".join(f"{c} {u:.0%}" for c, u in report.utilisation.items())
-    text = table(rows, ("dnn", "inf/s", "p50 ms", "stages (service time)"))
+    text = table(rows, ("dnn", "inf/s", "p50 ms", "stages (service time, its CPU time)"))
     text += f"\nutilisation: {util}  (measured on this host over {report.seconds:.1f} s)"
     for f in report.failures:
         text += f"\nFAILED: {f.dnn} stage {f.stage} on {f.component} (pid {f.pid}): {f.reason}"

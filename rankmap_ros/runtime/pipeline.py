@@ -94,7 +94,8 @@ class StageReport:
     units: tuple[int, int]
     component: str
     frames: int
-    service_time_s: float  # mean compute time per frame
+    service_time_s: float  # mean compute time per frame (wall clock, preemption included)
+    compute_cpu_s: float  # mean CPU time of that compute per frame
     overhead_s: float  # mean channel copy and bookkeeping per frame
     wait_in_s: float  # mean time waiting for input per frame (starved by upstream)
     wait_out_s: float  # mean time blocked by downstream per frame (back-pressure)
@@ -469,6 +470,7 @@ class Pipeline:
                         component=comp,
                         frames=frames,
                         service_time_s=d["busy_s"] / per,
+                        compute_cpu_s=d["busy_cpu_s"] / per,
                         overhead_s=d["copy_s"] / per,
                         wait_in_s=d["wait_in_s"] / per,
                         wait_out_s=d["wait_out_s"] / per,

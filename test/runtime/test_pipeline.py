@@ -131,6 +131,9 @@ def test_a_killed_stage_is_detected_reported_and_restarted(platform):
         report = pipeline.measure(1.0, warmup_s=0.5)
         assert report.throughput["squeezenet_v2"] > 0
         assert not report.failures
+        # a stage's CPU per frame: spent, and within its wall-clock service time on its one core
+        for stage in report.dnns[0].stages:
+            assert 0 < stage.compute_cpu_s <= 1.05 * stage.service_time_s + 5e-4
     assert alive([victim]) == []
     assert owned_entries(os.getpid()) == []
 
