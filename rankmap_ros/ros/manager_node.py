@@ -759,6 +759,7 @@ def stage_statuses(chain: Chain) -> list[Status]:
         status.add("pid", p.process.pid)
         keys = (
             "service_time_s",
+            "compute_cpu_s",
             "queue_wait_s",
             "last_service_s",
             "queue_depth",

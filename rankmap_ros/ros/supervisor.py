@@ -350,6 +350,7 @@ class Chain:
         return {
             "frames": frames,
             "service_time_s": float(row["busy_s"]) / frames if frames else math.nan,
+            "compute_cpu_s": float(row["busy_cpu_s"]) / frames if frames else math.nan,
             "queue_wait_s": float(row["queued_s"]) / frames if frames else math.nan,
             "received": channel.written,
             "last_service_s": float(row["last_service_s"]),

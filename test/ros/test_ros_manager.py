@@ -156,7 +156,7 @@ def test_diagnostics_at_one_hertz_with_the_right_levels(stack: Stack) -> None:
         keys = {kv.key for kv in status.values}
         assert {"priority", "stages", "measured_rate", "predicted_rate", "potential_throughput"} <= keys
     stage = next(s for n, s in latest.items() if n.startswith("stage squeeze["))
-    assert {"service_time_s", "queue_depth", "drops", "pid"} <= {kv.key for kv in stage.values}
+    assert {"service_time_s", "compute_cpu_s", "queue_depth", "drops", "pid"} <= {kv.key for kv in stage.values}
     assert all(s.hardware_id for s in stack.diagnostics[-1][1].status)
 
 
