@@ -89,16 +89,19 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from rankmap_ros.runtime.calibrate import DEFAULT_MODELS, calibrate
+    from rankmap_ros.runtime.calibrate import DEFAULT_MODELS, calibrate, measurements_path
     from rankmap_ros.runtime.discover import write_platform
 
     base = _platform(args)
     workload = parse_workload(args.models) if args.models else None
     models = workload.models if workload else DEFAULT_MODELS
-    result = calibrate(base, models, contention_seconds=args.contention_seconds, progress=_say(args))
+    if args.passes is not None and args.passes < 1:
+        raise CliError(f"--passes must be at least 1, got {args.passes}")
+    passes = {"passes": args.passes} if args.passes else {}
+    result = calibrate(base, models, contention_seconds=args.contention_seconds, progress=_say(args), **passes)
     out = Path(args.out)
     write_platform(result.platform, out)
-    details = out.with_suffix(".measurements.json")
+    details = measurements_path(out)
     details.write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True))
     rows = [
         (c, f"{q.unit_median:.1%}", f"{q.unit_worst:.1%}", f"{q.model_median:.1%}", f"{q.model_worst:.1%}")
@@ -249,7 +252,7 @@ def _handover_device(text: str) -> str:
 
 def cmd_bench_runtime(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.bench import BenchConfig, bench_runtime
-    from rankmap_ros.runtime.calibrate import calibrate
+    from rankmap_ros.runtime.calibrate import calibrate, calibration_rates
 
     platform = _platform(args)
     workload = parse_workload(args.workload)
@@ -265,7 +268,12 @@ def cmd_bench_runtime(args: argparse.Namespace) -> None:
         random_mappings=args.random_mappings,
         seed=args.seed,
     )
-    result = bench_runtime(platform, workload, cfg, progress=say)
+    rates: dict[str, dict[str, float]] = {}
+    if Path(args.platform).is_file():
+        rates, why = calibration_rates(args.platform)
+        if why:
+            print(f"rankmap: note: no drift since calibration: {why}", file=sys.stderr)
+    result = bench_runtime(platform, workload, cfg, progress=say, calibrated_rates=rates)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True))
     acc = result["random_mappings"]
@@ -283,8 +291,14 @@ def cmd_bench_runtime(args: argparse.Namespace) -> None:
         *(
             f"  random mappings over {', '.join(a['components'])}: |error| median {a['median_abs_error']:.1%}, "
             f"worst {a['worst_abs_error']:.1%}; load-corrected median {a['median_abs_error_load_corrected']:.1%}, "
-            f"worst {a['worst_abs_error_load_corrected']:.1%} (target 25%)"
+            f"worst {a['worst_abs_error_load_corrected']:.1%} (target 25%); "
+            f"its rounds differed by {a['median_round_spread']:.1%} median, {a['worst_round_spread']:.1%} worst"
             for a in acc.values()
+        ),
+        *(
+            f"  drift since calibration, all on {c}: {_errors(d)} (the host's change of speed; "
+            "predictions move with it)"
+            for c, d in result["drift_since_calibration"].items()
         ),
         f"  shared-memory hop 1x64x56x56 float32: {result['hop_ms_1x64x56x56']:.3f} ms (target < 0.5)",
         f"  runtime overhead per frame: max {result['overhead_fraction_max']:.2%} of stage compute (target < 5%)",
@@ -319,6 +333,11 @@ def register(sub: Any, experiments: Any) -> None:
         type=float,
         default=4.0,
         help="seconds of each sharing and interference run per CPU cluster; 0 skips (default 4)",
+    )
+    p.add_argument(
+        "--passes",
+        type=int,
+        help="passes over every unit, the components taking turns; a unit's time is its median (default 5)",
     )
     p.add_argument("--quiet", action="store_true")
 

@@ -9,7 +9,11 @@ The planner and the judgement of the simulator only see components with cores of
 an OpenCL CPU device (PoCL as 'gpu') computes on the CPU clusters' cores, which the simulator,
 treating components as independent, cannot represent.
 Then the shared-memory hop, the runtime's overhead per frame, the calibrated simulator against
-random mappings, and leaks after repeated mapping replacement.
+random mappings, and leaks after repeated mapping replacement. Where the calibration measured
+the same DNNs all on a component, the drift of those rates since then says how much of the
+simulator's error the machine's change of speed explains. (Moving the simulator by that drift
+did not help: the drift measured in the scenario rounds is not the drift minutes later, when
+the random mappings run.)
 
 On a machine shared with other work, a CPU cluster gives our stages only part of its time. The
 simulator's error is reported raw, and again with each cluster's speed scaled by the share that
@@ -118,12 +122,17 @@ def leak_check(platform: Platform, workload: Workload, mappings: list[Mapping], 
 
 
 def random_accuracy(
-    platform: Platform, workload: Workload, components: tuple[str, ...], count: int, cfg: BenchConfig
+    platform: Platform,
+    workload: Workload,
+    components: tuple[str, ...],
+    count: int,
+    cfg: BenchConfig,
 ) -> dict[str, Any]:
     """Measured vs simulated per-DNN throughput of random mappings over `components`.
 
     Every mapping is measured in `cfg.rounds` interleaved rounds and judged on its per-DNN
-    median: the same mapping measured minutes apart differs by up to 30% on a shared host.
+    median: the same mapping measured minutes apart differs by up to 30% on a shared host, and
+    how far its rounds differ (`round_spread`) is reported as what no prediction can beat.
     """
     rng = np.random.default_rng(cfg.seed)
     mappings = [Mapping.random(workload, components, rng, max_stages=3) for _ in range(count)]
@@ -133,6 +142,7 @@ def random_accuracy(
             rounds[k].append(run_mapping(platform, workload, mapping, cfg.seconds, cfg.warmup_s))
     errors: list[float] = []
     corrected: list[float] = []
+    spread: list[float] = []
     samples = []
     for mapping, reports in zip(mappings, rounds, strict=True):
         measured = {n: float(np.median([r.throughput[n] for r in reports])) for n in workload.names}
@@ -142,6 +152,7 @@ def random_accuracy(
         err_corrected = prediction_errors(scaled(platform, share), workload, mapping, measured)
         errors += [abs(e) for e in err.values()]
         corrected += [abs(e) for e in err_corrected.values()]
+        spread += [round_spread([r.throughput[n] for r in reports]) for n in workload.names]
         samples.append(
             {
                 "mapping": mapping.to_dict(),
@@ -155,17 +166,56 @@ def random_accuracy(
     return {
         "components": list(components),
         "mappings": count,
-        "median_abs_error": float(np.median(errors)) if errors else math.nan,
-        "worst_abs_error": float(np.max(errors)) if errors else math.nan,
-        "median_abs_error_load_corrected": float(np.median(corrected)) if corrected else math.nan,
-        "worst_abs_error_load_corrected": float(np.max(corrected)) if corrected else math.nan,
+        "median_abs_error": _median(errors),
+        "worst_abs_error": _worst(errors),
+        "median_abs_error_load_corrected": _median(corrected),
+        "worst_abs_error_load_corrected": _worst(corrected),
+        "median_round_spread": _median(spread),
+        "worst_round_spread": _worst(spread),
         "samples": samples,
     }
 
 
+def round_spread(rates: list[float]) -> float:
+    """How far apart the rounds of one measurement are (fastest over slowest, minus 1): the noise floor."""
+    return max(rates) / min(rates) - 1.0 if rates and min(rates) > 0 else math.inf
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else math.nan
+
+
+def _worst(values: list[float]) -> float:
+    return float(np.max(values)) if values else math.nan
+
+
+def drift(
+    calibrated: dict[str, dict[str, float]], measured: dict[str, dict[str, float]], names: tuple[str, ...]
+) -> dict[str, dict[str, float]]:
+    """Per component, how each DNN's rate all on it moved since calibration measured the same scenario.
+
+    Only where calibration ran exactly these DNNs all on that component (its first three models):
+    with other co-runners the rates are not comparable. The simulator is fitted to the machine
+    as calibration found it; a drift of x% moves every prediction by about as much, which no
+    model of the mapping can remove, so a prediction error is read beside it.
+    """
+    out = {}
+    for comp, rates in calibrated.items():
+        now = measured.get(f"all_on_{comp}")
+        if now is None or set(rates) != set(names):
+            continue
+        out[comp] = {n: now[n] / rates[n] - 1 if rates[n] > 0 else math.inf for n in names}
+    return out
+
+
 def bench_runtime(
-    platform: Platform, workload: Workload, cfg: BenchConfig = BenchConfig(), progress: Progress | None = None
+    platform: Platform,
+    workload: Workload,
+    cfg: BenchConfig = BenchConfig(),
+    progress: Progress | None = None,
+    calibrated_rates: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
+    """`calibrated_rates`: calibration's own all-on-one runs (calibrate.calibration_rates), for the drift."""
     say = progress or (lambda _msg: None)
     comps = platform.component_names
     model = independent_platform(platform)
@@ -193,6 +243,7 @@ def bench_runtime(
     say("measuring the shared-memory hop")
     hop = hop_seconds(HOP_SHAPE)
     overhead = [d.overhead_fraction for r in reports.values() for d in r.dnns if math.isfinite(d.overhead_fraction)]
+    moved = drift(calibrated_rates or {}, {n: r.throughput for n, r in reports.items()}, workload.names)
     accuracy = {}
     for label, plat in (("planner_components", model), ("all_components", platform)):
         if label == "all_components" and plat is model:
@@ -231,6 +282,7 @@ def bench_runtime(
         "overhead_fraction": {n: {d.name: d.overhead_fraction for d in r.dnns} for n, r in reports.items()},
         "overhead_fraction_max": max(overhead) if overhead else math.nan,
         "random_mappings": accuracy,
+        "drift_since_calibration": moved,
         "leaks": leaks,
         "failures": {n: [vars(f) for f in r.failures] for n, r in reports.items() if r.failures},
     }

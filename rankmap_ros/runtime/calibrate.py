@@ -24,17 +24,19 @@
    (median over every calibration model but the last, which is the load; at least one) is what
    a stage loses to work elsewhere on the machine. Models lose different amounts, so one probe
    is not enough.
-Unit times are the fastest of several samples, i.e. the machine as if idle.
+Unit times are the median over passes of each pass's fastest sample: the machine's typical speed.
 The result is a platform file with `calibrated: true`; what was measured is kept beside it.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,7 +48,7 @@ from rankmap_ros.core.unitvec import UnitInfo, profile
 from rankmap_ros.core.workload import Workload
 from rankmap_ros.runtime.load import available_share, scaled
 from rankmap_ros.runtime.pipeline import Pipeline, RunReport
-from rankmap_ros.runtime.profiler import UnitTimes, hop_seconds, profile_units
+from rankmap_ros.runtime.profiler import PASSES, UnitTimes, hop_seconds, profile_components
 
 DEFAULT_MODELS: tuple[str, ...] = ("squeezenet_v2", "shufflenet", "mobilenet_v2", "alexnet")
 HOP_SHAPES: tuple[tuple[int, ...], ...] = ((1, 1000), (1, 64, 56, 56), (1, 3, 227, 227), (1, 256, 56, 56))
@@ -290,6 +292,7 @@ def calibrate(
     base: Platform,
     models: Sequence[str] = DEFAULT_MODELS,
     contention_seconds: float = 4.0,
+    passes: int = PASSES,
     progress: Progress | None = None,
 ) -> Calibration:
     """Measure and fit every component of `base` (this host), returning the calibrated platform."""
@@ -298,10 +301,10 @@ def calibrate(
     bandwidth = copy_bandwidth_gbs()
     hop = {s: hop_seconds(s) for s in HOP_SHAPES}
     platform = fit_transfers(base, hop)
-    unit_times: dict[str, UnitTimes] = {}
+    names = ", ".join(f"{c.name} ({c.backend})" for c in base.components)
+    say(f"timing {sum(len(profile(m)) for m in models)} units on {names}, taking turns")
+    unit_times = profile_components(base, base.component_names, models, passes)
     for comp in base.components:
-        say(f"timing {sum(len(profile(m)) for m in models)} units on {comp.name} ({comp.backend})")
-        unit_times[comp.name] = profile_units(base, comp.name, models)
         platform = fit_component(platform, unit_times[comp.name].chain_scaled(), bandwidth)
     contention: dict[str, dict[str, float]] = {}
     interference: dict[str, dict[str, Any]] = {}
@@ -323,7 +326,7 @@ def calibrate(
                 "model_concurrency_loss": per_model,
                 "parallelism": k,
                 "available_share": share,
-                **report.throughput,
+                "throughput": dict(report.throughput),
             }
         cpus = [c for c in platform.components if c.backend == "cpu"]
         for comp in cpus if len(cpus) > 1 else ():
@@ -349,6 +352,32 @@ def calibrate(
     fit = {c: quality(platform, u.chain_scaled()) for c, u in unit_times.items()}
     hops = {str(k): v for k, v in hop.items()}
     return Calibration(platform, unit_times, fit, hops, contention, interference)
+
+
+def measurements_path(platform_file: str | Path) -> Path:
+    """Where `rankmap calibrate` wrote what it measured for a platform file."""
+    return Path(platform_file).with_suffix(".measurements.json")
+
+
+def calibration_rates(platform_file: str | Path) -> tuple[dict[str, dict[str, float]], str | None]:
+    """Per component, the rates its calibration measured with the first three models all on it.
+
+    Returns ({}, reason) when there is nothing usable: no measurements file beside the
+    platform, an unreadable one, or one from before the rates were kept.
+    """
+    path = measurements_path(platform_file)
+    if not path.is_file():
+        return {}, f"no {path.name} beside the platform file"
+    try:
+        contention = json.loads(path.read_text()).get("contention", {})
+        rates = {
+            str(c): {str(n): float(r) for n, r in found["throughput"].items()}
+            for c, found in contention.items()
+            if isinstance(found, dict) and isinstance(found.get("throughput"), dict)
+        }
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        return {}, f"{path} is unreadable ({exc})"
+    return rates, None if rates else f"{path.name} holds no sharing runs (calibrated with --contention-seconds 0?)"
 
 
 def _with_component(platform: Platform, component: str, **fields: Any) -> Platform:

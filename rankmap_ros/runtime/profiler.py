@@ -2,12 +2,14 @@
 
 Units are timed in a process bound exactly as a stage on that component would be (same
 affinity, threads and backend), one component at a time so measurements do not disturb each
-other. Each unit is a one-unit stage slice; its time is the fastest of several passes over all
-units (a burst of load from elsewhere spoils one pass of a unit, not all of them). In every
-pass each model is also timed as a whole chain of those slices, and its chain time is the
-fastest of those samples, like a unit's: a unit timed over and over keeps its weights in cache,
-in a chain it does not, so the chain is 9-24% slower than its units' sum on a CPU core
-(measured here), and calibration scales the units to it.
+other, the components taking turns pass by pass so that all see the same moments of a machine
+whose speed drifts. Each unit is a one-unit stage slice. In a pass a unit's time is its fastest
+sample (a burst of load from elsewhere spoils some samples, not all); over passes it is the
+median, the machine's typical speed, which is what a pipeline running for minutes gets. In
+every pass each model is also timed as a whole chain of those slices, and its chain time is
+taken the same way: a unit timed over and over keeps its weights in cache, in a chain it does
+not, so the chain is 9-24% slower than its units' sum on a CPU core (measured here), and
+calibration scales the units to it.
 
 On a GPU a unit is timed as a stage runs it: input already on the device, synchronised at its
 end; and the chain is the whole model as one stage, copied in and out once. Timing one-unit
@@ -17,6 +19,7 @@ stages there would copy every intermediate tensor to the host and back, which no
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +38,9 @@ from rankmap_ros.runtime.worker import become_child, stage_context
 
 MIN_REPEATS = 3
 MIN_SECONDS = 0.05
-PASSES = 3
+PASSES = 5
+Timed = tuple[Callable[[Any], Any], Any]  # something to time and its input
+Pass = tuple[dict[str, list[float | None]], dict[str, list[float]]]  # unit times, chain samples
 PROFILE_TIMEOUT_S = 1800.0
 
 
@@ -131,11 +136,13 @@ def whole_model_stage(component: Component, model: str, net: torch.nn.Module) ->
     return backends.prepare(spec, net.eval()), x
 
 
-def _profile_main(component: Component, models: Sequence[str], passes: int, conn: Any) -> None:
-    become_child()
+def _prepare_runs(
+    component: Component, models: Sequence[str]
+) -> tuple[dict[str, list[Timed | None]], dict[str, Timed], dict[str, str]]:
+    """Every unit of every model as something to time on `component`, and each model's chain."""
     on_device = component.backend == "cuda"
-    runs: dict[str, list[tuple[Callable[[Any], Any], Any] | None]] = {}
-    chained: dict[str, tuple[Callable[[Any], Any], Any]] = {}
+    runs: dict[str, list[Timed | None]] = {}
+    chained: dict[str, Timed] = {}
     errors: dict[str, str] = {}
     for model in models:
         net = build_model(model)
@@ -162,44 +169,106 @@ def _profile_main(component: Component, models: Sequence[str], passes: int, conn
             chained[model] = whole_model_stage(component, model, net)
         else:
             chained[model] = (partial(_chain, [run for run, _ in entries]), entries[0][1])
-    samples: dict[str, list[list[float]]] = {m: [[] for _ in r] for m, r in runs.items()}
-    chain_samples: dict[str, list[float]] = {m: [] for m in chained}
-    for _ in range(passes):
-        for model, unit_runs in runs.items():
-            for unit, entry in enumerate(unit_runs):
-                if entry is not None:
-                    samples[model][unit].append(time_call(*entry))
-            if model in chained:
-                chain_samples[model] += time_samples(*chained[model])
-    times = {m: [min(s) if s else None for s in units] for m, units in samples.items()}
-    conn.send((times, errors, chain_samples))
+    return runs, chained, errors
+
+
+def _profile_main(component: Component, models: Sequence[str], conn: Any) -> None:
+    """Build the runs, then time one pass each time the parent asks, until it says stop."""
+    become_child()
+    runs, chained, errors = _prepare_runs(component, models)
+    conn.send(errors)
+    while conn.recv() == "pass":
+        units = {
+            model: [None if entry is None else time_call(*entry) for entry in unit_runs]
+            for model, unit_runs in runs.items()
+        }
+        chains = {model: time_samples(*chained[model]) for model in chained}
+        conn.send((units, chains))
     conn.close()
+
+
+@dataclass
+class _Worker:
+    component: str
+    process: Any
+    conn: Any
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def ask(self, message: str) -> Any:
+        self.conn.send(message)
+        return self.receive()
+
+    def receive(self) -> Any:
+        try:
+            if not self.conn.poll(PROFILE_TIMEOUT_S):
+                raise backends.BackendError(f"profiling {self.component} took longer than {PROFILE_TIMEOUT_S:.0f} s")
+            return self.conn.recv()
+        except EOFError as exc:
+            code = self.process.exitcode
+            raise backends.BackendError(f"profiling process for {self.component} died (exit code {code})") from exc
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send("stop")
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+def profile_components(
+    platform: Platform, components: Sequence[str], models: Sequence[str], passes: int = PASSES
+) -> dict[str, UnitTimes]:
+    """Time every unit of `models` on each of `components`, one process bound to each.
+
+    The components take turns, one pass each, so that every component is measured at the
+    same moments of a machine whose speed drifts: timing one after the other made two
+    identical cores differ by 25% in one calibration. Only one component runs at a time.
+    """
+    comps = [platform.component(name) for name in components]
+    for comp in comps:
+        backends.require(comp.backend)
+    ctx = stage_context()
+    workers: list[_Worker] = []
+    try:
+        for comp in comps:
+            parent, child = ctx.Pipe()
+            process = ctx.Process(target=_profile_main, args=(comp, list(models), child), daemon=True)
+            process.start()
+            child.close()
+            workers.append(_Worker(comp.name, process, parent))
+        for worker in workers:
+            worker.errors = worker.receive()
+        found: dict[str, list[Pass]] = {w.component: [] for w in workers}
+        for _ in range(passes):
+            for worker in workers:
+                found[worker.component].append(worker.ask("pass"))
+    finally:
+        for worker in workers:
+            worker.stop()
+    return {w.component: summarise(w.component, found[w.component], w.errors) for w in workers}
+
+
+def summarise(component: str, found: Sequence[Pass], errors: dict[str, str]) -> UnitTimes:
+    """Per unit and per chain, the median over passes of each pass's fastest sample.
+
+    Within a pass the fastest sample is the one other programs disturbed least; across passes
+    the median is the machine's typical speed, which is what a pipeline running for minutes
+    gets, where the fastest pass would be its luckiest moment.
+    """
+    times: dict[str, tuple[float | None, ...]] = {}
+    for model in found[0][0] if found else {}:
+        per_unit = zip(*(units[model] for units, _ in found), strict=True)
+        times[model] = tuple(None if None in t else statistics.median(t) for t in per_unit)
+    samples = {m: tuple(t for _, chains in found for t in chains[m]) for m in (found[0][1] if found else {})}
+    chains = {m: statistics.median(min(chains[m]) for _, chains in found) for m in samples}
+    return UnitTimes(component, times, errors, chains, samples)
 
 
 def profile_units(platform: Platform, component: str, models: Sequence[str], passes: int = PASSES) -> UnitTimes:
     """Time every unit of `models` alone on `component`, in a process bound to it."""
-    comp = platform.component(component)
-    backends.require(comp.backend)
-    ctx = stage_context()
-    parent, child = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_profile_main, args=(comp, list(models), passes, child), daemon=True)
-    process.start()
-    child.close()
-    try:
-        if not parent.poll(PROFILE_TIMEOUT_S):
-            raise backends.BackendError(f"profiling {component} took longer than {PROFILE_TIMEOUT_S:.0f} s")
-        times, errors, chain_samples = parent.recv()
-    except EOFError as exc:
-        raise backends.BackendError(f"profiling process for {component} died (exit code {process.exitcode})") from exc
-    finally:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        parent.close()
-    samples = {m: tuple(t) for m, t in chain_samples.items()}
-    chains = {m: min(t) for m, t in samples.items()}  # the fastest, as for a unit
-    return UnitTimes(component, {m: tuple(t) for m, t in times.items()}, errors, chains, samples)
+    return profile_components(platform, [component], models, passes)[component]
 
 
 def _echo_main(a: str, b: str, frames: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import multiprocessing as mp
 import os
 from dataclasses import replace
 
@@ -16,18 +18,29 @@ from rankmap_ros.core.platform import WorkRates, load_platform
 from rankmap_ros.core.simulator import simulate, unit_time
 from rankmap_ros.core.unitvec import profile
 from rankmap_ros.core.workload import Workload
+from rankmap_ros.runtime.bench import BenchConfig, bench_runtime, drift, round_spread
 from rankmap_ros.runtime.calibrate import (
+    calibration_rates,
     fit_component,
     fit_interference,
     fit_model_losses,
     fit_sharing,
     fit_transfers,
+    measurements_path,
     nnls,
     quality,
 )
 from rankmap_ros.runtime.collect import MeasuredLabels
 from rankmap_ros.runtime.host import host_platform, independent_platform
-from rankmap_ros.runtime.profiler import UnitTimes, device_unit, profile_units, unit_spec, whole_model_stage
+from rankmap_ros.runtime.profiler import (
+    UnitTimes,
+    device_unit,
+    profile_components,
+    profile_units,
+    summarise,
+    unit_spec,
+    whole_model_stage,
+)
 from rankmap_ros.runtime.shm import owned_entries
 from rankmap_ros.runtime.stage import build_model
 
@@ -176,7 +189,9 @@ def test_calibrate_writes_a_platform_with_each_models_sharing_loss(capsys, tmp_p
     """The whole command on this host: what it writes loads back, and carries what it measured."""
     out = tmp_path / "host.yaml"
     argv = ["calibrate", "--split", "big:0,little:1", "--no-opencl-cpu", "--models", "squeezenet_v2,shufflenet"]
-    assert main([*argv, "--contention-seconds", "1", "--out", str(out), "--quiet"]) == 0
+    assert main([*argv, "--passes", "0", "--out", str(out), "--quiet"]) == 2
+    assert "--passes must be at least 1" in capsys.readouterr().err and not out.exists()
+    assert main([*argv, "--contention-seconds", "1", "--passes", "2", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "per model" in printed and "squeezenet_v2 0." in printed
     platform = load_platform(out)
@@ -210,6 +225,31 @@ def test_unit_times_are_scaled_to_the_measured_chain() -> None:
     assert half.measured_units("alexnet") == {platform.index("big"): (0.02,) * units}
 
 
+def test_a_units_time_is_its_typical_pass_not_its_luckiest():
+    """Per pass the fastest sample (others' load spoils some), over passes the median."""
+    passes = [
+        ({"m": [0.010, 0.020], "n": [0.5, None]}, {"m": [0.040, 0.031]}),
+        ({"m": [0.012, 0.018], "n": [0.6, None]}, {"m": [0.036]}),
+        ({"m": [0.030, 0.019], "n": [0.4, None]}, {"m": [0.050, 0.034]}),
+    ]
+    measured = summarise("big", passes, {"n": "cannot run unit 1"})
+    assert measured.times == {"m": (0.012, 0.019), "n": (0.5, None)}
+    assert measured.chains == {"m": 0.034}  # the median of the passes' fastest: 0.031, 0.036, 0.034
+    assert measured.chain_samples["m"] == (0.040, 0.031, 0.036, 0.050, 0.034)
+    assert measured.errors == {"n": "cannot run unit 1"}
+
+
+@two_cpus
+def test_components_take_turns_and_every_profiling_process_ends():
+    platform = host_platform("big:0,little:1", opencl_cpu_as_gpu=False)
+    found = profile_components(platform, ["big", "little"], ["squeezenet_v2"], passes=2)
+    assert set(found) == {"big", "little"}
+    for measured in found.values():
+        assert all(t is not None and t > 0 for t in measured.times["squeezenet_v2"])
+        assert len(measured.chain_samples["squeezenet_v2"]) >= 2 * 3  # each pass: at least three samples
+    assert mp.active_children() == [] and owned_entries(os.getpid()) == []
+
+
 @two_cpus
 def test_profiling_times_every_unit_and_the_whole_chain_in_a_bound_process():
     platform = host_platform("big:0,little:1", opencl_cpu_as_gpu=False)
@@ -217,7 +257,7 @@ def test_profiling_times_every_unit_and_the_whole_chain_in_a_bound_process():
     times = measured.times["squeezenet_v2"]
     assert len(times) == len(profile("squeezenet_v2")) and all(t is not None and t > 0 for t in times)
     chain = measured.chains["squeezenet_v2"]
-    assert chain == min(measured.chain_samples["squeezenet_v2"])
+    assert chain == min(measured.chain_samples["squeezenet_v2"])  # one pass: its fastest sample
     # the chain runs the same units once each: neither far above nor below their sum
     assert 0.5 < chain / sum(times) < 3.0
     assert measured.errors == {}
@@ -236,3 +276,46 @@ def test_gpu_style_timing_runs_what_a_stage_runs():
     step, state = device_unit(unit_spec(component, "squeezenet_v2", 3), net.slice(3, 4).eval())
     with torch.inference_mode():
         assert torch.allclose(step(state), net.slice(3, 4)(state), atol=1e-5)
+
+
+def test_round_spread_is_fastest_over_slowest():
+    assert round_spread([10.0, 12.0, 11.0]) == pytest.approx(0.2)
+    assert round_spread([5.0, 0.0]) == math.inf
+
+
+def test_drift_compares_only_the_scenario_calibration_ran():
+    calibrated = {"big": {"a": 20.0, "b": 10.0}, "little": {"a": 20.0, "c": 5.0}}
+    measured = {"all_on_big": {"a": 15.0, "b": 11.0}, "all_on_little": {"a": 15.0, "b": 11.0}}
+    found = drift(calibrated, measured, ("a", "b"))
+    assert found == {"big": {"a": pytest.approx(-0.25), "b": pytest.approx(0.1)}}  # little ran other DNNs
+
+
+def test_calibration_rates_come_from_the_measurements_beside_the_platform(tmp_path):
+    platform = tmp_path / "host.yaml"
+    rates, why = calibration_rates(platform)
+    assert rates == {} and "no host.measurements.json" in why
+    measurements_path(platform).write_text("{not json")
+    rates, why = calibration_rates(platform)
+    assert rates == {} and "unreadable" in why
+    measurements_path(platform).write_text(json.dumps({"contention": {"big": {"throughput": {"a": 20.5}}}}))
+    assert calibration_rates(platform) == ({"big": {"a": 20.5}}, None)
+
+
+@two_cpus
+def test_runtime_benchmark_reports_every_target_and_the_drift_since_calibration():
+    """A short `bench runtime` on this host: every figure the targets are judged on is there."""
+    platform = host_platform("big:0,little:1", opencl_cpu_as_gpu=False)
+    workload = Workload.from_models(["squeezenet_v2", "shufflenet"])
+    cfg = BenchConfig(seconds=0.5, warmup_s=0.3, rounds=1, replacements=2, random_mappings=1, planner_simulations=100)
+    rates = {"big": {"squeezenet_v2": 1e6, "shufflenet": 1e6}}  # nothing on this host runs a million a second
+    result = bench_runtime(platform, workload, cfg, calibrated_rates=rates)
+    scenarios = {"all_on_big", "all_on_little", "own_component", "planner"}
+    assert result["measured"] and set(result["throughput"]) == scenarios
+    assert result["speedup_vs_all_on_one"] > 0 and 0 < result["hop_ms_1x64x56x56"] < 50
+    accuracy = result["random_mappings"]["planner_components"]
+    assert len(accuracy["samples"]) == 1 and math.isfinite(accuracy["worst_abs_error"])
+    assert accuracy["worst_round_spread"] == 0.0  # one round: nothing to differ from
+    assert result["leaks"]["leaked_processes"] == 0 and result["leaks"]["leaked_shm_entries"] == 0
+    assert set(result["drift_since_calibration"]) == {"big"}
+    assert all(-1.0 < d < -0.99 for d in result["drift_since_calibration"]["big"].values())
+    assert result["failures"] == {}
