@@ -257,10 +257,17 @@ def cmd_bench_runtime(args: argparse.Namespace) -> None:
     platform = _platform(args)
     workload = parse_workload(args.workload)
     say = _say(args)
+    rates: dict[str, dict[str, float]] = {}
     if not platform.calibrated:
         if say:
             say("platform is not calibrated: calibrating on the workload's models first")
-        platform = calibrate(platform, workload.models, progress=say).platform
+        calibration = calibrate(platform, workload.models, progress=say)
+        platform = calibration.platform
+        rates = {c: found["throughput"] for c, found in calibration.contention.items()}
+    elif Path(args.platform).is_file():
+        rates, why = calibration_rates(args.platform)
+        if why:
+            print(f"rankmap: note: no drift since calibration: {why}", file=sys.stderr)
     cfg = BenchConfig(
         seconds=args.seconds,
         rounds=args.rounds,
@@ -268,11 +275,6 @@ def cmd_bench_runtime(args: argparse.Namespace) -> None:
         random_mappings=args.random_mappings,
         seed=args.seed,
     )
-    rates: dict[str, dict[str, float]] = {}
-    if Path(args.platform).is_file():
-        rates, why = calibration_rates(args.platform)
-        if why:
-            print(f"rankmap: note: no drift since calibration: {why}", file=sys.stderr)
     result = bench_runtime(platform, workload, cfg, progress=say, calibrated_rates=rates)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True))
