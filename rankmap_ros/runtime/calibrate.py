@@ -303,7 +303,7 @@ def calibrate(
     platform = fit_transfers(base, hop)
     names = ", ".join(f"{c.name} ({c.backend})" for c in base.components)
     say(f"timing {sum(len(profile(m)) for m in models)} units on {names}, taking turns")
-    unit_times = profile_components(base, base.component_names, models, passes)
+    unit_times = profile_components(base, base.component_names, models, passes, progress)
     for comp in base.components:
         platform = fit_component(platform, unit_times[comp.name].chain_scaled(), bandwidth)
     contention: dict[str, dict[str, float]] = {}

@@ -218,7 +218,11 @@ class _Worker:
 
 
 def profile_components(
-    platform: Platform, components: Sequence[str], models: Sequence[str], passes: int = PASSES
+    platform: Platform,
+    components: Sequence[str],
+    models: Sequence[str],
+    passes: int = PASSES,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, UnitTimes]:
     """Time every unit of `models` on each of `components`, one process bound to each.
 
@@ -241,8 +245,10 @@ def profile_components(
         for worker in workers:
             worker.errors = worker.receive()
         found: dict[str, list[Pass]] = {w.component: [] for w in workers}
-        for _ in range(passes):
+        for k in range(passes):
             for worker in workers:
+                if progress:
+                    progress(f"pass {k + 1}/{passes} on {worker.component}")
                 found[worker.component].append(worker.ask("pass"))
     finally:
         for worker in workers:
