@@ -91,14 +91,15 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.calibrate import DEFAULT_MODELS, calibrate, measurements_path
     from rankmap_ros.runtime.discover import write_platform
+    from rankmap_ros.runtime.profiler import PASSES
 
+    if args.passes is not None and args.passes < 1:
+        raise CliError(f"--passes must be at least 1, got {args.passes}")
     base = _platform(args)
     workload = parse_workload(args.models) if args.models else None
     models = workload.models if workload else DEFAULT_MODELS
-    if args.passes is not None and args.passes < 1:
-        raise CliError(f"--passes must be at least 1, got {args.passes}")
-    passes = {"passes": args.passes} if args.passes else {}
-    result = calibrate(base, models, contention_seconds=args.contention_seconds, progress=_say(args), **passes)
+    passes = args.passes or PASSES
+    result = calibrate(base, models, contention_seconds=args.contention_seconds, passes=passes, progress=_say(args))
     out = Path(args.out)
     write_platform(result.platform, out)
     details = measurements_path(out)
@@ -267,7 +268,7 @@ def cmd_bench_runtime(args: argparse.Namespace) -> None:
     elif Path(args.platform).is_file():
         rates, why = calibration_rates(args.platform)
         if why:
-            print(f"rankmap: note: no drift since calibration: {why}", file=sys.stderr)
+            print(f"rankmap: note: drift since calibration not measured: {why}", file=sys.stderr)
     cfg = BenchConfig(
         seconds=args.seconds,
         rounds=args.rounds,
@@ -298,8 +299,8 @@ def cmd_bench_runtime(args: argparse.Namespace) -> None:
             for a in acc.values()
         ),
         *(
-            f"  drift since calibration, all on {c}: {_errors(d)} (the host's change of speed; "
-            "predictions move with it)"
+            f"  drift since calibration, all on {c}: {_errors(d)} (the host's change of speed since "
+            "calibration; prediction errors move with it)"
             for c, d in result["drift_since_calibration"].items()
         ),
         f"  shared-memory hop 1x64x56x56 float32: {result['hop_ms_1x64x56x56']:.3f} ms (target < 0.5)",

@@ -196,25 +196,29 @@ def host_setup(
     """
     from rankmap_ros.runtime.calibrate import copy_bandwidth_gbs, fit_component
     from rankmap_ros.runtime.host import host_platform
-    from rankmap_ros.runtime.profiler import UnitTimes, profile_units
+    from rankmap_ros.runtime.profiler import UnitTimes, profile_components
 
     host = host_platform(split, opencl_cpu_as_gpu=False)
     models = sorted({m for s in scenarios for m in s.models})
     platform = host
     job_seconds: dict[str, float] = {}
     profiled: list[MeasuredUnits] = []
-    measured_bandwidth: list[float] = []  # the host's copy bandwidth, measured once if at all
-    for component in (c.name for c in host.components):
-        path = None if cache is None else cache / f"units_{component}.json"
-        if path is not None and path.is_file():
-            saved = json.loads(path.read_text())
+    paths = {c: None if cache is None else cache / f"units_{c}.json" for c in host.component_names}
+    cached = {c: path for c, path in paths.items() if path is not None and path.is_file()}
+    missing = [c for c in host.component_names if c not in cached]
+    found: dict[str, UnitTimes] = {}
+    measured_bandwidth = 0.0
+    if missing:
+        (say or (lambda _m: None))(f"timing every unit of {len(models)} models on this host's {', '.join(missing)}")
+        found = profile_components(host, missing, models)
+        measured_bandwidth = copy_bandwidth_gbs()
+    for component in host.component_names:
+        if component in cached:
+            saved = json.loads(cached[component].read_text())
             units = UnitTimes(component, {m: tuple(t) for m, t in saved["times"].items()}, {}, saved.get("chains", {}))
             bandwidth = saved["bandwidth_gbs"]
         else:
-            (say or (lambda _m: None))(f"timing every unit of {len(models)} models on this host's {component}")
-            units = profile_units(host, component, models)
-            measured_bandwidth = measured_bandwidth or [copy_bandwidth_gbs()]
-            bandwidth = measured_bandwidth[0]
+            units, bandwidth, path = found[component], measured_bandwidth, paths[component]
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({"times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth}))

@@ -131,7 +131,7 @@ def random_accuracy(
     """Measured vs simulated per-DNN throughput of random mappings over `components`.
 
     Every mapping is measured in `cfg.rounds` interleaved rounds and judged on its per-DNN
-    median: the same mapping measured minutes apart differs by up to 30% on a shared host, and
+    median: the same mapping measured minutes apart differs by up to 30-65% (docs/BENCHMARKS.md), and
     how far its rounds differ (`round_spread`) is reported as what no prediction can beat.
     """
     rng = np.random.default_rng(cfg.seed)

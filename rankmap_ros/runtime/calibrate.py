@@ -73,7 +73,7 @@ class Calibration:
     unit_times: dict[str, UnitTimes]
     quality: dict[str, FitQuality]
     hops: dict[str, float]
-    contention: dict[str, dict[str, float]] = field(default_factory=dict)
+    contention: dict[str, dict[str, Any]] = field(default_factory=dict)
     interference: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -306,7 +306,7 @@ def calibrate(
     unit_times = profile_components(base, base.component_names, models, passes, progress)
     for comp in base.components:
         platform = fit_component(platform, unit_times[comp.name].chain_scaled(), bandwidth)
-    contention: dict[str, dict[str, float]] = {}
+    contention: dict[str, dict[str, Any]] = {}
     interference: dict[str, dict[str, Any]] = {}
     workload = Workload.from_models(models[:3])
     if contention_seconds > 0:
@@ -359,23 +359,28 @@ def measurements_path(platform_file: str | Path) -> Path:
     return Path(platform_file).with_suffix(".measurements.json")
 
 
+_SHARING_FIT_KEYS = ("concurrency_loss", "model_concurrency_loss", "parallelism", "available_share")
+
+
 def calibration_rates(platform_file: str | Path) -> tuple[dict[str, dict[str, float]], str | None]:
     """Per component, the rates its calibration measured with the first three models all on it.
 
     Returns ({}, reason) when there is nothing usable: no measurements file beside the
-    platform, an unreadable one, or one from before the rates were kept.
+    platform, an unreadable one, or one without sharing runs. Files written before the rates
+    had a key of their own hold them beside the fitted figures; those are read too.
     """
     path = measurements_path(platform_file)
     if not path.is_file():
         return {}, f"no {path.name} beside the platform file"
     try:
-        contention = json.loads(path.read_text()).get("contention", {})
-        rates = {
-            str(c): {str(n): float(r) for n, r in found["throughput"].items()}
-            for c, found in contention.items()
-            if isinstance(found, dict) and isinstance(found.get("throughput"), dict)
-        }
-    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        contention = json.loads(path.read_text()).get("contention")
+        rates = {}
+        for comp, found in contention.items():
+            measured = found.get("throughput", {k: v for k, v in found.items() if k not in _SHARING_FIT_KEYS})
+            usable = {str(n): float(r) for n, r in measured.items() if math.isfinite(float(r)) and float(r) > 0}
+            if usable:
+                rates[str(comp)] = usable
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError) as exc:
         return {}, f"{path} is unreadable ({exc})"
     return rates, None if rates else f"{path.name} holds no sharing runs (calibrated with --contention-seconds 0?)"
 

@@ -230,6 +230,8 @@ def profile_components(
     same moments of a machine whose speed drifts: timing one after the other made two
     identical cores differ by 25% in one calibration. Only one component runs at a time.
     """
+    if passes < 1:
+        raise ValueError(f"profiling needs at least one pass, got {passes}")
     comps = [platform.component(name) for name in components]
     for comp in comps:
         backends.require(comp.backend)
@@ -239,8 +241,13 @@ def profile_components(
         for comp in comps:
             parent, child = ctx.Pipe()
             process = ctx.Process(target=_profile_main, args=(comp, list(models), child), daemon=True)
-            process.start()
-            child.close()
+            try:
+                process.start()
+            except BaseException:
+                parent.close()
+                raise
+            finally:
+                child.close()
             workers.append(_Worker(comp.name, process, parent))
         for worker in workers:
             worker.errors = worker.receive()
