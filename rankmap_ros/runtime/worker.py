@@ -15,6 +15,7 @@ forwarding the result (a full output channel must never block a component).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import ctypes
@@ -69,12 +70,34 @@ def stage_context(preload: str = "rankmap_ros.runtime.worker") -> Any:
     """The fork server stage processes come from (torch preloaded), with their OpenMP settings.
 
     The server is a fresh interpreter started on first use: it inherits the environment then,
-    so a GOMP_SPINCOUNT the user set wins.
+    so a GOMP_SPINCOUNT the user set wins. It is stopped when this process exits.
     """
     os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([preload])
+    _stop_forkserver_at_exit()
     return ctx
+
+
+@functools.cache
+def _stop_forkserver_at_exit() -> None:
+    atexit.register(stop_forkserver)
+
+
+def stop_forkserver() -> None:
+    """Stop this process's fork server and wait for it to exit.
+
+    Left alone, the server notices its owner is gone only after the owner exited, and then
+    takes a second or two to shut down (torch is loaded): a process outliving the node or
+    command that started it, reparented to init. Python stops it this way in its own tests;
+    the method is private, so where it is missing the server is left to stop by itself.
+    """
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(OSError):
+            stop()
 
 
 def become_child() -> None:

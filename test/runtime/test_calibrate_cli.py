@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing as mp
 import os
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,6 +188,28 @@ def test_run_reports_measured_throughput_as_json(capsys, tmp_path):
     (dnn,) = data["dnns"]
     assert [s["component"] for s in dnn["stages"]] == ["big", "little"]
     assert data["mapping"]["dnns"][0]["stages"][0]["units"] == [0, 9]
+
+
+@two_cpus
+def test_a_run_command_leaves_no_process_behind_when_it_exits():
+    """Stage processes and the fork server they come from are gone when `rankmap run` returns."""
+    tag = f"rankmap-run-test-{os.getpid()}-{time.monotonic_ns()}"
+    argv = ["run", "--workload", "squeezenet_v2", "--split", "big:0,little:1", "--mapping", "all-big"]
+    done = subprocess.run(
+        [sys.executable, "-m", "rankmap_ros", *argv, "--seconds", "0.5", "--warmup", "0.2", "--json"],
+        env={**os.environ, "RANKMAP_TEST_TAG": tag},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["throughput"]["squeezenet_v2"] > 0
+    left = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if tag.encode() in environ.read_bytes():
+                left.append(int(environ.parent.name))
+    assert left == []
 
 
 @two_cpus
