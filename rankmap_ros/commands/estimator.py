@@ -15,10 +15,14 @@ BUILD_DIR = "results/estimator"
 
 
 def _threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    if threads < 1:
+        raise CliError(f"--threads must be positive, got {threads}")
+    import torch
 
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
 
 
 def _generate(platform_name: str, samples: int, out: Path, seed: int, per_workload: int, max_stages: int) -> Any:
@@ -247,8 +251,11 @@ def cmd_bench_estimator(args: argparse.Namespace) -> None:
     from rankmap_ros.core.estimator.evaluation import BENCH_WORKLOAD, cost
     from rankmap_ros.core.estimator.predictor import LearnedEstimator
 
-    counts = [int(t) for t in args.threads.split(",")]
-    if any(t <= 0 for t in counts):
+    try:
+        counts = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or any(t <= 0 for t in counts):
         raise CliError(f"--threads must be positive integers, got {args.threads!r}")
     before = torch.get_num_threads()
     results: dict[str, list[dict[str, Any]]] = {}

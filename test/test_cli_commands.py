@@ -1,0 +1,123 @@
+"""The `rankmap` commands no other test runs end to end: their output, and their refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rankmap_ros.cli import main
+from rankmap_ros.commands.demo import render, summary
+from rankmap_ros.core.dataset import Dataset
+from rankmap_ros.core.platform import load_platform
+from rankmap_ros.ros.demo import DemoReport
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The one-line error of a command that must refuse its input (exit status 2, nothing on stdout)."""
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.startswith("rankmap: error: ") and err.count("\n") == 1, (code, out, err)
+    return err
+
+
+def test_platform_show_prints_the_platform_as_it_loads(capsys, tmp_path) -> None:
+    code, out, _ = run(capsys, "platform", "show", "orange_pi_5", "--json")
+    assert code == 0 and json.loads(out) == load_platform("orange_pi_5").to_dict()
+    assert "no_such" in refused(capsys, "platform", "show", str(tmp_path / "no_such.yaml"))
+
+
+def test_platform_discover_writes_a_platform_that_loads_back(capsys, tmp_path) -> None:
+    out_file = tmp_path / "host.yaml"
+    code, out, _ = run(capsys, "platform", "discover", "--split", "big:0", "--out", str(out_file), "--json")
+    assert code == 0
+    written = load_platform(out_file)
+    assert not written.calibrated and "big" in written.component_names
+    assert json.loads(out)["components"][0]["name"] == written.components[0].name
+    assert "CPU 99" in refused(capsys, "platform", "discover", "--split", "big:99")
+
+
+def test_dataset_generate_then_estimator_eval_on_it(capsys, tmp_path) -> None:
+    path = tmp_path / "d.npz"
+    code, out, _ = run(capsys, "dataset", "generate", "--samples", "16", "--out", str(path), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["samples"] == 16 and data["simulated"] is True
+    assert len(Dataset.load(path)) == 16
+    code, out, _ = run(capsys, "estimator", "eval", "--dataset", str(path), "--no-timing", "--json")
+    assert code == 0
+    evaluation = json.loads(out)
+    assert evaluation["dataset"]["samples"] == 16
+    for variant in evaluation["variants"].values():
+        assert variant["params"] > 0 and variant["macs"] > 0 and 0 <= variant["mape"] < 10
+    refused(capsys, "dataset", "generate", "--samples", "0", "--out", str(tmp_path / "e.npz"))
+    assert not (tmp_path / "e.npz").exists()
+    refused(capsys, "estimator", "eval", "--dataset", str(tmp_path / "missing.npz"))
+    refused(capsys, "estimator", "eval", "--dataset", str(path), "--threads", "0")
+
+
+def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
+    code, out, _ = run(capsys, "bench", "estimator", "--variants", "rankmap", "--threads", "1", "--json")
+    assert code == 0
+    (timing,) = json.loads(out)["variants"]["rankmap"]
+    assert timing["threads"] == 1 and timing["us_per_mapping"] > 0 and timing["macs"] > 0
+    refused(capsys, "bench", "estimator", "--threads", "0")
+    refused(capsys, "bench", "estimator", "--threads", "two")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (("train", "--dataset", "/no/such/data.npz", "--out", "/tmp/never.pt"), "data.npz"),
+        (("bench", "realtime", "--component", "npu"), "npu"),
+        (("bench", "runtime", "--workload", "alexnet,nonet"), "nonet"),
+        (("dataset", "collect", "--samples", "0", "--out", "/tmp/never.npz"), "--samples"),
+        (("experiment", "paper", "--platform", "/no/such/platform.yaml"), "platform.yaml"),
+        (("demo", "--duration", "0"), "--duration"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line_before_anything_runs(capsys, argv, says) -> None:
+    assert says in refused(capsys, *argv)
+
+
+def test_demo_report_renders_as_a_table_and_a_summary() -> None:
+    report = DemoReport(domain_id="123", platform="host", planner="rankmap_s", priority_mode="static", elapsed_s=12.5)
+    report.dnns["squeezenet_v2"] = {
+        "model": "squeezenet_v2",
+        "priority": 0.5,
+        "min_rate": 0.0,
+        "measured_rate": 22.6,
+        "predicted_rate": 19.0,
+        "potential_throughput": 0.37,
+        "stages": [{"units": [0, 18], "component": "big"}],
+        "status": "OK",
+        "status_message": "",
+    }
+    report.mapping_changes.append({"at_s": 5.9, "stages": {"squeezenet_v2": ["0-17@big"]}})
+    table = render(report)
+    assert "squeezenet_v2" in table and "22.60" in table and "0-17@big" in table and "OK" in table
+    assert "mapping at   5.9 s: squeezenet_v2: 0-17@big" in summary(report)
+    assert json.loads(json.dumps(report.to_dict()))["dnns"]["squeezenet_v2"]["measured_rate"] == 22.6
+
+
+def test_the_ros2_run_script_is_the_same_command_line() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "rankmap"), "zoo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 24
