@@ -116,6 +116,11 @@ def cmd_status(args: argparse.Namespace) -> None:
 def cmd_bench_transport(args: argparse.Namespace) -> None:
     from rankmap_ros.ros.bench_transport import report, run
 
+    if args.calls < 1 or not args.duration > 0 or not args.rate > 0:
+        raise CliError(
+            f"--calls must be at least 1 and --duration and --rate positive, got {args.calls}, {args.duration}, "
+            f"{args.rate}"
+        )
     result = run(calls=args.calls, duration_s=args.duration, rate_hz=args.rate)
     emit(args, result, report(result))
 
