@@ -84,6 +84,9 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("dataset", "collect", "--samples", "0", "--out", "/tmp/never.npz"), "--samples"),
         (("experiment", "paper", "--platform", "/no/such/platform.yaml"), "platform.yaml"),
         (("demo", "--duration", "0"), "--duration"),
+        (("experiment", "search", "--mixes", "0"), "--mixes"),
+        (("experiment", "search", "--mixes", "1", "--budget", "0"), "simulations must be a positive integer"),
+        (("bench", "planner", "--mixes", "0"), "--mixes"),
     ],
 )
 def test_bad_input_is_refused_in_one_line_before_anything_runs(capsys, argv, says) -> None:
@@ -135,3 +138,15 @@ def test_a_trained_checkpoint_is_one_estimator_eval_can_load(capsys, tmp_path) -
     evaluate = ["estimator", "eval", "--model", str(model), "--dataset", str(data), "--no-timing", "--json"]
     code, out, _ = run(capsys, *evaluate)
     assert code == 0 and set(json.loads(out)["variants"]) == {"rankmap"}
+
+
+def test_experiment_search_compares_every_search_on_the_same_mixes(capsys) -> None:
+    code, out, _ = run(capsys, "experiment", "search", "--mixes", "1", "--budget", "20", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["simulated"] is True and result["budget"] == 20
+    searches = set(result["variants"]["both"])
+    assert {"rankmap", "ga", "unit_mcts"} <= searches
+    for mode in ("dynamic", "static"):
+        assert set(result["variants"][mode]) == searches
+    for mix in result["mixes"]:
+        assert set(mix["scores"]) == searches  # every search scored on every mix

@@ -209,9 +209,15 @@ def cmd_experiment_realtime(args: argparse.Namespace) -> None:
     emit(args, result, summary_text(result))
 
 
+def _positive_mixes(args: argparse.Namespace) -> None:
+    if args.mixes < 1:
+        raise CliError(f"--mixes must be at least 1, got {args.mixes}")
+
+
 def cmd_experiment_search(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.search import VARIANTS, run_search_comparison
 
+    _positive_mixes(args)
     result = run_search_comparison(mixes_per_size=args.mixes, budget=args.budget, seed=args.seed)
     rows = [
         (name, *(f"{result['variants'][m][name]['mean_ratio']:.3f}" for m in ("dynamic", "static")),
@@ -229,6 +235,7 @@ def cmd_experiment_search(args: argparse.Namespace) -> None:
 def cmd_bench_planner(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.paper import bench_planning
 
+    _positive_mixes(args)
     result = bench_planning(mixes=args.mixes, budget=args.budget, seed=args.seed, model=args.model)
     rows = [
         (size, f"{r['median_plan_seconds']:.3f}", f"{r['max_plan_seconds']:.3f}", r["mixes"])
