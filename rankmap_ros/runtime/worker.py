@@ -85,19 +85,20 @@ def _stop_forkserver_at_exit() -> None:
 
 
 def stop_forkserver() -> None:
-    """Stop this process's fork server and wait for it to exit.
+    """Stop this process's fork server, then the resource tracker it started, and wait for both.
 
-    Left alone, the server notices its owner is gone only after the owner exited, and then
-    takes a second or two to shut down (torch is loaded): a process outliving the node or
-    command that started it, reparented to init. Python stops it this way in its own tests;
-    the method is private, so where it is missing the server is left to stop by itself.
+    Left alone, each notices its owner is gone only after the owner exited, and then takes a
+    second or two to shut down (the fork server has torch loaded): processes outliving the node
+    or command that started them, reparented to init. Python stops them this way in its own
+    tests; the methods are private, so where one is missing that helper stops by itself.
     """
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
-    stop = getattr(forkserver._forkserver, "_stop", None)
-    if stop is not None:
-        with contextlib.suppress(OSError):
-            stop()
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(helper, "_stop", None)
+        if stop is not None:
+            with contextlib.suppress(OSError):
+                stop()
 
 
 def become_child() -> None:
