@@ -14,7 +14,7 @@ from rankmap_ros.cli import main
 from rankmap_ros.commands.demo import render, summary
 from rankmap_ros.core.dataset import Dataset
 from rankmap_ros.core.platform import load_platform
-from rankmap_ros.ros.demo import DemoReport
+from rankmap_ros.ros.demo import DemoOptions, DemoReport
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,6 +84,8 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("dataset", "collect", "--samples", "0", "--out", "/tmp/never.npz"), "--samples"),
         (("experiment", "paper", "--platform", "/no/such/platform.yaml"), "platform.yaml"),
         (("demo", "--duration", "0"), "--duration"),
+        (("demo", "--platform", "/no/such/host.yaml"), "host.yaml"),
+        (("demo", "--platform", "orange_pi_5"), "describes another machine"),
         (("experiment", "search", "--mixes", "0"), "--mixes"),
         (("experiment", "search", "--mixes", "1", "--budget", "0"), "simulations must be a positive integer"),
         (("bench", "planner", "--mixes", "0"), "--mixes"),
@@ -150,3 +152,11 @@ def test_experiment_search_compares_every_search_on_the_same_mixes(capsys) -> No
         assert set(result["variants"][mode]) == searches
     for mix in result["mixes"]:
         assert set(mix["scores"]) == searches  # every search scored on every mix
+
+
+def test_the_demo_hands_its_platform_to_the_manager(tmp_path) -> None:
+    from rankmap_ros.ros.demo import node_commands
+
+    manager = node_commands(DemoOptions(platform=str(tmp_path / "host.yaml"), split="big:0,little:1"))["manager"]
+    assert f"platform:={str(tmp_path / 'host.yaml')!r}" in manager
+    assert not any(arg.startswith("platform:=") for arg in node_commands(DemoOptions(split="big:0"))["manager"])

@@ -67,6 +67,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     if args.duration <= 0:
         raise CliError("--duration must be > 0 seconds")
+    if args.platform:
+        from rankmap_ros.runtime.host import resolve_platform
+
+        resolve_platform(args.platform, args.split or None)  # as the manager will: refused here, before it starts
     live = not args.json
     tty = sys.stdout.isatty()
     last = [0.0]
@@ -84,6 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         params_file=args.params_file,
         policy=args.policy,
         executor=args.executor,
+        platform=args.platform,
     )
     with tempfile.NamedTemporaryFile("w+", prefix="rankmap-demo-", suffix=".log", delete=False) as log:
         if live:
@@ -138,6 +143,11 @@ def register(sub: Any, experiments: Any) -> None:
     )
     p.add_argument("--rate", type=float, default=30.0, help="camera frames/s (default 30)")
     p.add_argument("--params-file", default="", help="manager parameters (default config/rankmap.yaml)")
+    p.add_argument(
+        "--platform",
+        default="",
+        help="the manager's platform: a file from `rankmap calibrate`, or host (default: the parameters file's)",
+    )
     p.add_argument("--policy", default="", help="scheduling_policy, e.g. edf (default: the parameters file's)")
     p.add_argument(
         "--executor",

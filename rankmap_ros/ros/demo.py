@@ -36,6 +36,7 @@ class DemoOptions:
     params_file: str = ""
     policy: str = ""  # scheduling_policy over the parameters file's ("": the file's)
     executor: str = ""  # executor over the file's; "component" alone implies policy edf
+    platform: str = ""  # the manager's platform over the file's, e.g. one `rankmap calibrate` wrote
 
 
 @dataclass
@@ -106,6 +107,8 @@ def node_commands(options: DemoOptions) -> dict[str, list[str]]:
         manager += ["-p", f"scheduling_policy:={policy}"]
     if options.executor:
         manager += ["-p", f"executor:={options.executor}"]
+    if options.platform:
+        manager += ["-p", f"platform:={options.platform!r}"]
     change = options.change_after_s if options.change_after_s is not None else options.duration_s / 2
     return {
         "manager": manager,
