@@ -122,11 +122,7 @@ def leak_check(platform: Platform, workload: Workload, mappings: list[Mapping], 
 
 
 def random_accuracy(
-    platform: Platform,
-    workload: Workload,
-    components: tuple[str, ...],
-    count: int,
-    cfg: BenchConfig,
+    platform: Platform, workload: Workload, components: tuple[str, ...], count: int, cfg: BenchConfig
 ) -> dict[str, Any]:
     """Measured vs simulated per-DNN throughput of random mappings over `components`.
 

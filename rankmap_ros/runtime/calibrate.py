@@ -376,7 +376,10 @@ def calibration_rates(platform_file: str | Path) -> tuple[dict[str, dict[str, fl
         contention = json.loads(path.read_text()).get("contention")
         rates = {}
         for comp, found in contention.items():
-            measured = found.get("throughput", {k: v for k, v in found.items() if k not in _SHARING_FIT_KEYS})
+            if "throughput" in found:
+                measured = found["throughput"]
+            else:
+                measured = {k: v for k, v in found.items() if k not in _SHARING_FIT_KEYS}
             usable = {str(n): float(r) for n, r in measured.items() if math.isfinite(float(r)) and float(r) > 0}
             if usable:
                 rates[str(comp)] = usable

@@ -279,11 +279,6 @@ def summarise(component: str, found: Sequence[Pass], errors: dict[str, str]) -> 
     return UnitTimes(component, times, errors, chains, samples)
 
 
-def profile_units(platform: Platform, component: str, models: Sequence[str], passes: int = PASSES) -> UnitTimes:
-    """Time every unit of `models` alone on `component`, in a process bound to it."""
-    return profile_components(platform, [component], models, passes)[component]
-
-
 def _echo_main(a: str, b: str, frames: int) -> None:
     become_child()
     ca, cb = Channel.open(a), Channel.open(b)

@@ -42,7 +42,6 @@ from rankmap_ros.runtime.profiler import (
     UnitTimes,
     device_unit,
     profile_components,
-    profile_units,
     summarise,
     unit_spec,
     whole_model_stage,
@@ -293,7 +292,7 @@ def test_components_take_turns_and_every_profiling_process_ends():
 @two_cpus
 def test_profiling_times_every_unit_and_the_whole_chain_in_a_bound_process():
     platform = host_platform("big:0,little:1", opencl_cpu_as_gpu=False)
-    measured = profile_units(platform, "big", ["squeezenet_v2"], passes=1)
+    measured = profile_components(platform, ["big"], ["squeezenet_v2"], passes=1)["big"]
     times = measured.times["squeezenet_v2"]
     assert len(times) == len(profile("squeezenet_v2")) and all(t is not None and t > 0 for t in times)
     chain = measured.chains["squeezenet_v2"]

@@ -153,9 +153,9 @@ def test_handover_benchmark_runs_both_models_on_the_gpu():
 
 def test_gpu_units_are_profiled_on_the_device(platform):
     """Units timed with their input on the GPU, the chain as one whole-model stage (profiler)."""
-    from rankmap_ros.runtime.profiler import profile_units
+    from rankmap_ros.runtime.profiler import profile_components
 
-    measured = profile_units(platform, "cuda", ["squeezenet_v2"], passes=1)
+    measured = profile_components(platform, ["cuda"], ["squeezenet_v2"], passes=1)["cuda"]
     times = measured.times["squeezenet_v2"]
     assert measured.errors == {} and all(t is not None and 0 < t < 0.1 for t in times)
     # one whole-model stage: copies in and out once, no host round trip between units
