@@ -174,8 +174,7 @@ class _Chain:
 
 
 def _context() -> Any:
-    ctx = stage_context()
-    return ctx
+    return stage_context()
 
 
 def _release(
@@ -189,7 +188,8 @@ def _release(
         board[0].request_stop()
     for chain in chains.values():
         chain.running.clear()
-    _stop_processes([s.process for chain in chains.values() for s in chain.stages])
+    # a component executor's stages have no process yet when one of its processes failed to start
+    _stop_processes([s.process for chain in chains.values() for s in chain.stages if s.process is not None])
     for chain in chains.values():
         for thread in chain.threads:
             thread.join(timeout=STOP_GRACE_S)
@@ -723,7 +723,6 @@ class Pipeline:
                 )
                 hosted[s.spec.component].append((s.spec, wiring))
         ctx = _context()
-        processes = {}
         for component, stages in hosted.items():
             specs, wirings = [spec for spec, _ in stages], [w for _, w in stages]
             process = ctx.Process(
@@ -733,10 +732,11 @@ class Pipeline:
                 daemon=True,
             )
             process.start()
-            processes[component] = process
-        for chain in self._chains.values():
-            for s in chain.stages:
-                s.process = processes[s.spec.component]
+            # known to its stages at once, so that a later component's failed start stops it too
+            for chain in self._chains.values():
+                for s in chain.stages:
+                    if s.spec.component == component:
+                        s.process = process
 
     def _wait_ready(self, chains: list[_Chain]) -> None:
         board = self._board[0]

@@ -146,20 +146,75 @@ def test_preemption_cost_compares_the_executors_side_by_side(platform):
         )
 
 
+@pytest.fixture(scope="module")
+def squeezenet_job_s(platform) -> float:
+    """SqueezeNet-V2's service time alone on the big core: machines differ twofold or more."""
+    workload = Workload((DnnSpec("det", "squeezenet_v2", period=0.1, deadline=1.0),))
+    with Pipeline(platform, workload, policy=Policy.NP_EDF, executor="component") as pipeline:
+        pipeline.start(Mapping.all_on(workload, "big"))
+        det = pipeline.measure_realtime(1.5, warmup_s=0.5).dnn("det")
+    assert det.completed > 5
+    return det.busy_s / det.completed
+
+
 @pytest.mark.parametrize("policy", [Policy.NP_EDF, Policy.FIFO])
-def test_a_late_real_time_frame_is_dropped_for_the_newest_one_at_once(platform, policy):
-    # ResNet-50 jobs hold the core for tens of ms, and SqueezeNet frames come every 35 ms: when
-    # the core is free the channel holds two, the older already too late for its 30 ms deadline.
-    # It is dropped and the newer one runs in the same turn, first also under fifo (it was put
-    # during the ResNet-50 job). Were it left for after the next ResNet-50 job, or ranked after
-    # that job, it would be late too, and no job would ever meet its deadline.
-    workload = Workload((DnnSpec("bg", "resnet50"), DnnSpec("det", "squeezenet_v2", period=0.035, deadline=0.03)))
+def test_a_late_real_time_frame_is_dropped_for_the_newest_one_at_once(platform, policy, squeezenet_job_s):
+    # ResNet-50 jobs hold the core for many SqueezeNet jobs, and SqueezeNet frames come every
+    # three of its jobs: when the core is free the channel holds two, the older already too late
+    # for a deadline of two and a half jobs. It is dropped and the newer one runs in the same
+    # turn, first also under fifo (it was put during the ResNet-50 job); it is in time about
+    # half the time. Were it left for after the next ResNet-50 job, or ranked after that job, it
+    # would be late too, and no job would ever meet its deadline. Period and deadline follow the
+    # measured job time, so a slower machine sees the same proportions.
+    period = 3 * squeezenet_job_s
+    workload = Workload(
+        (DnnSpec("bg", "resnet50"), DnnSpec("det", "squeezenet_v2", period=period, deadline=2.5 * squeezenet_job_s))
+    )
     with Pipeline(platform, workload, policy=policy, executor="component") as pipeline:
         pipeline.start(Mapping.all_on(workload, "big"))
         result = pipeline.measure_realtime(3.0, warmup_s=0.5)
     det, bg = result.dnn("det"), result.dnn("bg")
     assert det.dropped > 0 and bg.completed > 5
     assert det.released - det.missed >= 0.15 * bg.completed, "real-time jobs in time after best-effort jobs"
+
+
+def test_a_component_process_that_cannot_start_stops_the_ones_already_started(platform, monkeypatch):
+    # e.g. a script that starts a pipeline without the `if __name__ == "__main__"` guard: the
+    # second component's process fails in start(); its error reaches the caller, and the first
+    # component's process and every shared-memory segment are gone
+    from rankmap_ros.runtime import pipeline as pipeline_module
+
+    started: list[int] = []
+    real_context = pipeline_module._context
+
+    class SecondFails:
+        def __init__(self, process) -> None:
+            self.process = process
+
+        def __getattr__(self, name: str):
+            return getattr(self.process, name)
+
+        def start(self) -> None:
+            if started:
+                raise RuntimeError("cannot start the process")
+            self.process.start()
+            started.append(self.process.pid)
+
+    class FailingSecond:
+        def __init__(self) -> None:
+            self.ctx = real_context()
+
+        def Process(self, **kwargs):  # noqa: N802 - multiprocessing's name
+            return SecondFails(self.ctx.Process(**kwargs))
+
+    monkeypatch.setattr(pipeline_module, "_context", FailingSecond)
+    workload = Workload((DnnSpec("a", "squeezenet_v2"),))
+    pipeline = Pipeline(platform, workload, policy=Policy.EDF, executor="component")
+    with pytest.raises(RuntimeError, match="cannot start the process"):
+        pipeline.start(Mapping((halves("a", "squeezenet_v2", 18),)))
+    assert len(started) == 1 and not alive(started)
+    assert owned_entries(os.getpid()) == []
+    assert pipeline.mapping is None
 
 
 def test_a_stage_that_raises_is_retired_alone_and_the_others_serve_on(platform):
