@@ -10,8 +10,8 @@ The meaning of every field, and where the orange_pi_5 values come from, is in do
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -149,6 +149,20 @@ class Platform:
     def measured_units(self, model: str) -> dict[int, tuple[float, ...]]:
         """Component index -> measured unit seconds of `model`, where it was profiled."""
         return {self.index(u.component): u.seconds for u in self.unit_times if u.model == model}
+
+    def without(self, names: Iterable[str]) -> Platform:
+        """The platform less some components (e.g. ones that kept failing), with their unit times."""
+        gone = set(names)
+        kept = tuple(c for c in self.components if c.name not in gone)
+        if not kept:
+            raise PlatformError(f"platform {self.name!r} has no component but {', '.join(sorted(gone))}")
+        reference = self.reference_component if self.reference_component not in gone else kept[0].name
+        return replace(
+            self,
+            components=kept,
+            reference_component=reference,
+            unit_times=tuple(u for u in self.unit_times if u.component not in gone),
+        )
 
     def transfer(self, src: str, dst: str) -> TransferCost:
         """Cost model for a tensor leaving component `src` for component `dst`."""

@@ -13,6 +13,7 @@ from rankmap_ros.core.realtime import RealTimeError, TaskClass
 
 DEFAULT_MAX_DNNS = 5
 _INSTANCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+MAX_NAME_LENGTH = 64  # names go into topic, node and shared-memory names, which have length limits
 
 
 class WorkloadError(ValueError):
@@ -39,6 +40,8 @@ class DnnSpec:
             raise WorkloadError(
                 f"DNN name {self.name!r} must start with a letter and hold only letters, digits and '_'"
             )
+        if len(self.name) > MAX_NAME_LENGTH:
+            raise WorkloadError(f"DNN name {self.name[:20]}... is too long: at most {MAX_NAME_LENGTH} characters")
         try:
             canonical = zoo.canonical_name(self.model)
         except zoo.ZooError as exc:

@@ -19,6 +19,7 @@ from rankmap_ros.ros.rclpy_compat import (
     IntegerRange,
     Node,
     ParameterDescriptor,
+    ParameterException,
     msg,
     qos_profile_sensor_data,
     rclpy,
@@ -31,19 +32,20 @@ CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 class Camera(Node):
     def __init__(self) -> None:
         super().__init__("camera")
-        self.declare_parameter(
-            "rate",
-            30.0,
-            ParameterDescriptor(
-                description="frames/s", floating_point_range=[FloatingPointRange(from_value=0.1, to_value=240.0)]
-            ),
-        )
+
+        # read when the camera starts (relaunch to change): a set_parameters call is refused, not ignored
+        def describe(text: str, **extra: Any) -> ParameterDescriptor:
+            return ParameterDescriptor(description=text, read_only=True, **extra)
+
+        rate = [FloatingPointRange(from_value=0.1, to_value=240.0)]
+        self.declare_parameter("rate", 30.0, describe("frames/s", floating_point_range=rate))
         size = [IntegerRange(from_value=16, to_value=4096)]
-        self.declare_parameter("width", 640, ParameterDescriptor(description="pixels", integer_range=size))
-        self.declare_parameter("height", 480, ParameterDescriptor(description="pixels", integer_range=size))
-        self.declare_parameter("encoding", "rgb8", ParameterDescriptor(description="rgb8, bgr8 or mono8"))
-        self.declare_parameter("frame_id", "camera_optical_frame", ParameterDescriptor(description="header.frame_id"))
-        self.declare_parameter("step_padding", 0, ParameterDescriptor(description="extra bytes at the end of each row"))
+        self.declare_parameter("width", 640, describe("pixels", integer_range=size))
+        self.declare_parameter("height", 480, describe("pixels", integer_range=size))
+        self.declare_parameter("encoding", "rgb8", describe("rgb8, bgr8 or mono8"))
+        self.declare_parameter("frame_id", "camera_optical_frame", describe("header.frame_id"))
+        padding = [IntegerRange(from_value=0, to_value=4096)]
+        self.declare_parameter("step_padding", 0, describe("extra bytes at the end of each row", integer_range=padding))
         self.width = self.get_parameter("width").value
         self.height = self.get_parameter("height").value
         self.encoding = self.get_parameter("encoding").value
@@ -91,7 +93,11 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node: Any = None
     try:
-        node = Camera()
+        try:
+            node = Camera()
+        except (ValueError, ParameterException) as exc:  # a bad parameter: one clear line
+            rclpy.logging.get_logger("camera").fatal(f"cannot start: {exc}")
+            raise SystemExit(2) from exc
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -198,18 +198,18 @@ class StageExecutor(Node):
                 backends.bind(self.spec)
                 self.run = backends.prepare(self.spec)
                 self.run(warm)
-        except Exception as exc:  # any build or backend failure is the manager's to report
+            self.decoding = results.Decoding()
+            if v["output_topic"]:
+                result_type = msg(results.MESSAGE_TYPE[self.kind])
+                self.publisher = self.create_publisher(result_type, v["output_topic"], v["results_depth"])
+            if v["input_topic"]:
+                _, _, height, width = self.spec.input_shape
+                self.prep = image_codec.Preprocess(height=height, width=width)
+                qos = input_qos(v["input_reliability"], v["input_depth"])
+                self.create_subscription(Image, v["input_topic"], self.on_image, qos)
+        except Exception as exc:  # any build, backend or topic failure is the manager's to report
             self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
             raise
-        self.decoding = results.Decoding()
-        if v["output_topic"]:
-            result_type = msg(results.MESSAGE_TYPE[self.kind])
-            self.publisher = self.create_publisher(result_type, v["output_topic"], v["results_depth"])
-        if v["input_topic"]:
-            _, _, height, width = self.spec.input_shape
-            self.prep = image_codec.Preprocess(height=height, width=width)
-            qos = input_qos(v["input_reliability"], v["input_depth"])
-            self.create_subscription(Image, v["input_topic"], self.on_image, qos)
         self.compute = threading.Thread(target=self._serve, name="stage", daemon=True)
         self.board.set_state(self.row, StageState.READY)
         self.get_logger().info(f"{self.spec.label} ready (pid {os.getpid()})")

@@ -17,6 +17,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,6 +34,7 @@ from rankmap_ros.ros.rclpy_compat import (
     MutuallyExclusiveCallbackGroup,
     Node,
     ParameterDescriptor,
+    ParameterException,
     QoSProfile,
     ReentrantCallbackGroup,
     msg,
@@ -296,13 +298,13 @@ class Manager(Node):
             deadline=float(request.deadline),
         )
         try:
-            with self.lock:
+            with self.lock, self._unchanged_on_error():
                 stored = self.registry.register(reg, self.v["allowed_model_dirs"])
                 suffix = results.TOPIC_SUFFIX[stored.output_kind]
                 topic = self.resolve_topic_name(f"rankmap/{name}/{suffix}")
                 self.registry.dnns[name] = stored = replace(stored, output_topic=topic)
                 self._replan("registered " + name)
-        except RequestError as exc:
+        except Exception as exc:
             return self._refuse(response, "register", exc)
         response.success = True
         response.output_topic = stored.output_topic
@@ -328,7 +330,7 @@ class Manager(Node):
                 self.registry.unregister(request.name)
                 chain = self.chains.pop(request.name, None)
                 self._replan("unregistered " + request.name)
-        except RequestError as exc:
+        except Exception as exc:
             return self._refuse(response, "unregister", exc)
         if chain is not None:
             stop_chain(chain)
@@ -340,12 +342,12 @@ class Manager(Node):
     def on_set_priorities(self, request: Any, response: Any) -> Any:
         names = list(request.names)
         try:
-            with self.lock:
+            with self.lock, self._unchanged_on_error():
                 self.registry.set_priorities(request.mode, names, [float(p) for p in request.priorities])
                 self._replan(f"priorities ({request.mode})")
             response.success = True
             response.message = f"priorities set ({request.mode}); re-planning"
-        except RequestError as exc:
+        except Exception as exc:
             self._refuse(response, "set_priorities", exc)
         with self.lock:
             in_force = self._priorities_in_force()
@@ -358,10 +360,25 @@ class Manager(Node):
         response.state = self.mapping_state()
         return response
 
+    @contextlib.contextmanager
+    def _unchanged_on_error(self) -> Iterator[None]:
+        """A request that fails half way, for whatever reason, leaves the registrations as they were."""
+        dnns, mode = dict(self.registry.dnns), self.registry.mode
+        try:
+            yield
+        except BaseException:
+            self.registry.dnns, self.registry.mode = dnns, mode
+            raise
+
     def _refuse(self, response: Any, what: str, exc: Exception) -> Any:
+        """A refusal answers the caller; any other error too (with its type), and the manager serves on."""
         response.success = False
-        response.message = str(exc)
-        self.get_logger().warning(f"{what} refused: {exc}")
+        if isinstance(exc, RequestError):
+            response.message = str(exc)
+            self.get_logger().warning(f"{what} refused: {exc}")
+        else:
+            response.message = f"internal error, nothing changed: {type(exc).__name__}: {exc}"
+            self.get_logger().error(f"{what} failed: {type(exc).__name__}: {exc}")
         return response
 
     def _priorities_in_force(self) -> dict[str, float]:
@@ -409,15 +426,7 @@ class Manager(Node):
             self.publish_mapping()
 
     def _platform_in_use(self) -> Any:
-        if not self.excluded:
-            return self.platform
-        from rankmap_ros.core.platform import parse_platform
-
-        data = self.platform.to_dict()
-        data["components"] = [c for c in data["components"] if c["name"] not in self.excluded]
-        if data["reference_component"] in self.excluded:
-            data["reference_component"] = data["components"][0]["name"]
-        return parse_platform(data, source=self.platform.name)
+        return self.platform.without(self.excluded) if self.excluded else self.platform
 
     def _compute(
         self,
@@ -430,11 +439,7 @@ class Manager(Node):
         if not dnns:
             return None
         workload = self.registry.workload(dnns)
-        model = (
-            self.model
-            if platform is self.platform
-            else planning.throughput_model(platform, self.v["estimator_checkpoint"])
-        )
+        model = self.model if platform is self.platform else self._model_without_excluded(platform)
         if corrections:
             model = planning.CorrectedModel(model, corrections)
         settings = planning.PlanSettings(**{**self.settings.__dict__, "mode": mode})
@@ -443,6 +448,17 @@ class Manager(Node):
         if usable is not None and set(d.name for d in usable.dnns) != set(dnns):
             usable = None
         return planning.make_plan(model, workload, settings, None if mode == "dynamic" else weights, usable)
+
+    def _model_without_excluded(self, platform: Any) -> Any:
+        """A named estimator knows the full platform only: without a component, the simulator plans."""
+        try:
+            return planning.throughput_model(platform, self.v["estimator_checkpoint"])
+        except ValueError as exc:
+            self.get_logger().warning(
+                f"estimator_checkpoint does not fit the platform without {', '.join(sorted(self.excluded))} "
+                f"({exc}); planning with the simulator"
+            )
+            return planning.SimulatorModel(platform)
 
     def _apply(self, dnns: dict[str, Registration], outcome: planning.PlanOutcome | None, platform: Any) -> None:
         """Stop chains that changed or left, start the new ones; unchanged chains keep running.
@@ -784,7 +800,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         try:
             node = Manager()
-        except (ValueError, HostRuntimeError) as exc:  # bad parameters or platform: one clear line
+        except (ValueError, ParameterException, HostRuntimeError) as exc:  # bad parameters or platform: one line
             rclpy.logging.get_logger("rankmap_manager").fatal(f"cannot start: {exc}")
             raise SystemExit(2) from exc
         executor = MultiThreadedExecutor(num_threads=4)

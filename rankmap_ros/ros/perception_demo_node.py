@@ -16,6 +16,7 @@ from rankmap_ros.ros.rclpy_compat import (
     ExternalShutdownException,
     Node,
     ParameterDescriptor,
+    ParameterException,
     msg,
     rclpy,
     srv,
@@ -109,7 +110,11 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node: Any = None
     try:
-        node = PerceptionDemo()
+        try:
+            node = PerceptionDemo()
+        except (ValueError, ParameterException) as exc:  # a bad parameter: one clear line
+            rclpy.logging.get_logger("perception_demo").fatal(f"cannot start: {exc}")
+            raise SystemExit(2) from exc
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

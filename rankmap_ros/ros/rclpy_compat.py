@@ -31,6 +31,7 @@ if _rclpy is not None:
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
     from rclpy.clock import Clock, ClockType
     from rclpy.duration import Duration
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
@@ -52,7 +53,7 @@ else:
     from rankmap_ros.ros.dds.context import ExternalShutdownException
     from rankmap_ros.ros.dds.executor import MultiThreadedExecutor, SingleThreadedExecutor
     from rankmap_ros.ros.dds.node import Node
-    from rankmap_ros.ros.dds.parameters import Parameter
+    from rankmap_ros.ros.dds.parameters import Parameter, ParameterException
     from rankmap_ros.ros.dds.qos import (
         DurabilityPolicy,
         HistoryPolicy,
@@ -117,6 +118,7 @@ __all__ = [
     "Node",
     "Parameter",
     "ParameterDescriptor",
+    "ParameterException",
     "QoSProfile",
     "ReentrantCallbackGroup",
     "ReliabilityPolicy",

@@ -19,7 +19,10 @@ from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
 from rankmap_ros.ros import planning, results
 
 MODEL_SUFFIXES = (".pt", ".pth")
-_TOPIC = re.compile(r"^[~/]?[A-Za-z_{][A-Za-z0-9_/{}~]*$")
+# absolute or relative to the manager's namespace; no `~` or `{node}`: the executors that
+# subscribe are other nodes than the one that asked
+_TOPIC = re.compile(r"^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+MAX_TOPIC_LENGTH = 200  # DDS topic names are limited to 256 bytes, with ROS's prefix and namespace
 
 
 class RequestError(ValueError):
@@ -89,8 +92,13 @@ def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | N
 def check_topic(topic: str) -> None:
     if not topic.strip():
         raise RequestError("input_topic is empty: name the sensor_msgs/Image topic the DNN consumes")
-    if not _TOPIC.match(topic) or "//" in topic or topic.endswith("/"):
-        raise RequestError(f"input_topic {topic!r} is not a valid ROS topic name")
+    if not _TOPIC.match(topic):
+        raise RequestError(
+            f"input_topic {topic!r} is not a valid ROS topic name: '/'-separated parts of letters, digits "
+            "and '_', none starting with a digit (absolute, or relative to the manager's namespace)"
+        )
+    if len(topic) > MAX_TOPIC_LENGTH:
+        raise RequestError(f"input_topic is {len(topic)} characters long; at most {MAX_TOPIC_LENGTH}")
 
 
 def check_number(what: str, value: float) -> None:
@@ -182,7 +190,7 @@ class Registry:
         try:
             if updated:
                 self._checked(updated)
-        except RequestError:
+        except BaseException:
             self.mode = previous
             raise
         self.dnns = updated

@@ -285,8 +285,9 @@ class Channel:
         self._items.release()
 
     def detach(self) -> None:
-        """Unmap this end (the segment lives on until the owner unlinks it)."""
-        del self._ctl, self._headers
+        """Unmap this end (the segment lives on until the owner unlinks it); again: nothing."""
+        if hasattr(self, "_ctl"):
+            del self._ctl, self._headers
         self._segment.close()
 
     def unlink(self) -> None:

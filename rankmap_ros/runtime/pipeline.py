@@ -183,7 +183,8 @@ def _release(
     arbiters: dict[str, Arbiter] | None = None,
     bells: dict[str, Semaphore] | None = None,
 ) -> None:
-    """Stop and remove everything (also the finaliser when a pipeline is dropped unstopped)."""
+    """Stop and remove everything (also the finaliser, at exit, for a pipeline never stopped:
+    its running threads keep it alive until then, so use `with` or stop())."""
     if board:
         board[0].request_stop()
     for chain in chains.values():
@@ -213,7 +214,8 @@ def _release(
 
 
 def _stop_processes(processes: list[Any]) -> None:
-    processes = list({id(p): p for p in processes}.values())  # stages may share a process
+    # stages may share a process; one closed already (a stop interrupted by a signal's) is done
+    processes = [p for p in {id(p): p for p in processes}.values() if not _closed(p)]
     deadline = time.monotonic() + STOP_GRACE_S
     for p in processes:
         p.join(timeout=max(deadline - time.monotonic(), 0.01))
@@ -276,6 +278,7 @@ class Pipeline:
         self._failures: list[StageFailure] = []
         self._reported: set[int] = set()
         self._monitor: threading.Thread | None = None
+        self.stopping = False  # within stop(): a signal then waits for it (stop_on_signals)
         self._monitoring = threading.Event()
         self._lock = threading.Lock()
         self._arbiters: dict[str, Arbiter] = {}  # component -> its arbiter (arbitrated policies)
@@ -315,7 +318,7 @@ class Pipeline:
                 self._make_arbiters(specs)
             row = 0
             for name, stage_list in specs.items():
-                self._chains[name] = self._make_chain(name, stage_list, row)
+                self._make_chain(name, stage_list, row)
                 row += len(stage_list)
             if self.executor == "component":
                 self._start_components()
@@ -344,14 +347,10 @@ class Pipeline:
             self.stop()
             self.start(mapping)
             return
-        old = self._chains[name]
-        old.running.clear()
-        _stop_processes([s.process for s in old.stages])
-        for thread in old.threads:
-            thread.join(timeout=STOP_GRACE_S)
-        for ch in old.channels:
-            ch.detach()
-            ch.unlink()
+        # out of the pipeline before it is torn down: a failure after this point finds only the new
+        # chain (not running, released by stop(), rebuilt by another restart_dnn)
+        old = self._chains.pop(name)
+        _release({name: old}, [])
         rows = [s.row for s in old.stages]
         board = self._board[0]
         for row in rows:
@@ -360,16 +359,23 @@ class Pipeline:
             self._reported -= set(rows)
             self._failures = [f for f in self._failures if f.dnn != name]
         chain = self._make_chain(name, [s.spec for s in old.stages], rows[0])
-        self._chains[name] = chain
         self._wait_ready([chain])
         self._start_threads(chain)
 
     def stop(self) -> None:
         """Stop every stage and thread and remove every shared-memory object."""
+        self.stopping = True
+        try:
+            self._stop()
+        finally:
+            self.stopping = False
+
+    def _stop(self) -> None:
         self._monitoring.clear()
-        if self._monitor is not None:
+        # on_failure runs on the monitor thread and may stop (or restart) the pipeline from there
+        if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=STOP_GRACE_S)
-            self._monitor = None
+        self._monitor = None
         _release(self._chains, self._board, self._arbiters, self._bells)
         self._slots.clear()
         self.mapping = None
@@ -677,19 +683,18 @@ class Pipeline:
     # -- internals (chains) -------------------------------------------------------------------
 
     def _make_chain(self, name: str, specs: list[StageSpec] | tuple[StageSpec, ...], first_row: int) -> _Chain:
+        """Build and register a chain; each channel and process is in it as soon as it exists,
+        so that releasing the pipeline after a failure half way releases them too."""
         board = self._board[0]
         first = specs[0]
         task = first.task
-        channels = [
-            Channel.create(
-                "in",
-                self.slots,
-                tensor_bytes(first.input_shape),
-                "drop_oldest" if self.source == "external" or task.realtime else "block",
-            )
-        ]
-        channels += [Channel.create("ch", self.slots, tensor_bytes(s.output_shape), "block") for s in specs]
-        chain = _Chain(name, first.model, channels, [], first.input_shape, task)
+        chain = _Chain(name, first.model, [], [], first.input_shape, task)
+        self._chains[name] = chain
+        channels = chain.channels
+        policy = "drop_oldest" if self.source == "external" or task.realtime else "block"
+        channels.append(Channel.create("in", self.slots, tensor_bytes(first.input_shape), policy))
+        for s in specs:
+            channels.append(Channel.create("ch", self.slots, tensor_bytes(s.output_shape), "block"))
         if self.executor == "component":  # its processes start with the other DNNs' (_start_components)
             chain.stages = [_Stage(spec, first_row + k, None) for k, spec in enumerate(specs)]
             return chain
@@ -819,12 +824,15 @@ class Pipeline:
                 self.on_result(chain.name, frame)
 
     def _start_monitor(self) -> None:
-        self._monitoring.set()
-        self._monitor = threading.Thread(target=self._watch, name="rankmap-monitor", daemon=True)
+        # each monitor has its own flag: one that restarted the pipeline from on_failure ends
+        # when its callback returns, beside the new pipeline's monitor
+        self._monitoring = monitoring = threading.Event()
+        monitoring.set()
+        self._monitor = threading.Thread(target=self._watch, args=(monitoring,), name="rankmap-monitor", daemon=True)
         self._monitor.start()
 
-    def _watch(self) -> None:
-        while self._monitoring.is_set():
+    def _watch(self, monitoring: threading.Event) -> None:
+        while monitoring.is_set():
             for chain in list(self._chains.values()):
                 if not chain.running.is_set():
                     continue
@@ -839,6 +847,8 @@ class Pipeline:
                     except ValueError:  # closed by a concurrent restart_dnn
                         continue
                     self._report_failure(chain, s)
+                    if not monitoring.is_set():  # on_failure stopped or restarted the pipeline
+                        return
             time.sleep(POLL_S / 2)
 
     def _report_failure(self, chain: _Chain, s: _Stage) -> None:
@@ -850,6 +860,14 @@ class Pipeline:
             self._failures.append(failure)
         if self.on_failure is not None:
             self.on_failure(failure)
+
+
+def _closed(process: Any) -> bool:
+    try:
+        process.exitcode  # noqa: B018 - raises ValueError once the process object is closed
+    except ValueError:
+        return True
+    return False
 
 
 def _exit_reason(exitcode: int | None) -> str:
@@ -905,12 +923,19 @@ def _cpu_jiffies() -> dict[int, tuple[int, int]]:
 
 @contextlib.contextmanager
 def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM stop the pipeline cleanly, then end the program."""
+    """Within the block (around the pipeline's own `with`), SIGINT and SIGTERM end the program.
+
+    The first signal raises SystemExit where the main thread is, and the pipeline's `with` stops
+    it on the way out. A signal while the pipeline is stopping does not cut that stop short: the
+    program ends once it is done.
+    """
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    received: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
-        pipeline.stop()
-        raise SystemExit(128 + signum)
+        received.append(signum)
+        if len(received) == 1 and not pipeline.stopping:
+            raise SystemExit(128 + signum)
 
     for sig in previous:
         signal.signal(sig, handler)
@@ -919,3 +944,5 @@ def stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+    if received:
+        raise SystemExit(128 + received[0])

@@ -296,14 +296,17 @@ def _echo_main(a: str, b: str, frames: int) -> None:
 def hop_seconds(shape: tuple[int, ...], frames: int = 300) -> float:
     """Median one-way time to hand a float32 tensor to another process and have it read (ping-pong / 2)."""
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    a = Channel.create("hop", 2, x.nbytes)
-    b = Channel.create("hop", 2, x.nbytes)
-    ctx = stage_context()
-    process = ctx.Process(target=_echo_main, args=(a.name, b.name, frames), daemon=True)
-    process.start()
+    channels: list[Channel] = []
+    process = None
     samples = []
     buffer = None
     try:
+        a = Channel.create("hop", 2, x.nbytes)
+        channels.append(a)
+        b = Channel.create("hop", 2, x.nbytes)
+        channels.append(b)
+        process = stage_context().Process(target=_echo_main, args=(a.name, b.name, frames), daemon=True)
+        process.start()
         for i in range(frames):
             t0 = time.perf_counter()
             a.put(x, FrameHeader(i), timeout=10)
@@ -313,11 +316,12 @@ def hop_seconds(shape: tuple[int, ...], frames: int = 300) -> float:
             buffer = frame.array
             samples.append((time.perf_counter() - t0) / 2)
     finally:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        for ch in (a, b):
+        if process is not None and process.pid is not None:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for ch in channels:
             ch.detach()
             ch.unlink()
     return statistics.median(samples[frames // 10 :])

@@ -55,6 +55,9 @@ class Segment:
         try:
             os.ftruncate(fd, size)
             buffer = mmap.mmap(fd, size)
+        except OSError as exc:  # e.g. /dev/shm full: no empty segment is left behind
+            path.unlink(missing_ok=True)
+            raise ShmError(f"cannot size shared memory {path} to {size} bytes: {exc}") from exc
         finally:
             os.close(fd)
         return cls(name, size, buffer)

@@ -141,6 +141,13 @@ def test_bad_priority_vectors_are_rejected(values: list, message: str) -> None:
         normalize(values, workload)
 
 
+def test_priorities_near_the_float_maximum_keep_their_ratio() -> None:
+    # their sum overflows to inf: a manager that added them up first crashed in its service
+    workload = Workload.from_models(["alexnet", "resnet50", "vgg16"])
+    assert normalize([1e308, 1e308, 0.5e308], workload) == pytest.approx((0.4, 0.4, 0.2))
+    assert normalize([5e-324, 0, 5e-324], workload) == (0.5, 0.0, 0.5)
+
+
 def test_priority_parsing() -> None:
     workload = Workload.from_models(["alexnet", "resnet50", "vgg16"])
     assert parse_priorities("2,1,1", workload) == (0.5, 0.25, 0.25)

@@ -186,3 +186,19 @@ def test_profiled_unit_times_round_trip_and_are_validated() -> None:
         data["unit_times"] = table
         with pytest.raises(PlatformError, match=re.escape(message)):
             parse_platform(data)
+
+
+def test_a_platform_without_a_component_drops_its_unit_times_and_moves_the_reference() -> None:
+    # what the manager plans on once a component kept failing
+    units = len(profile("alexnet"))
+    data = _data()
+    data["unit_times"] = {"alexnet": {"big": [0.001] * units, "gpu": [0.0005] * units}}
+    p = parse_platform(data)
+    assert p.reference_component == "gpu"
+    less = p.without({"gpu"})
+    assert less.component_names == ("big", "little") and less.reference_component == "big"
+    assert less.measured_units("alexnet") == {less.index("big"): (0.001,) * units}
+    assert parse_platform(less.to_dict()) == less
+    assert p.without(set()) == p
+    with pytest.raises(PlatformError, match="no component but big, gpu, little"):
+        p.without({"big", "gpu", "little"})

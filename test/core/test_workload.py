@@ -35,6 +35,13 @@ def test_nan_min_rate_is_rejected() -> None:
         DnnSpec("cam", "alexnet", min_rate=math.nan)
 
 
+def test_names_are_limited_to_64_characters() -> None:
+    # they end up in topic, node and shared-memory names, whose lengths the OS and DDS limit
+    assert DnnSpec("a" * 64, "alexnet").name == "a" * 64
+    with pytest.raises(WorkloadError, match="too long: at most 64 characters"):
+        DnnSpec("a" * 65, "alexnet")
+
+
 def test_too_many_dnns() -> None:
     with pytest.raises(WorkloadError, match="at most 5 DNNs"):
         Workload.from_models(["alexnet"] * 6)

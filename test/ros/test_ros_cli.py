@@ -49,3 +49,25 @@ def test_clients_fail_clearly_without_a_manager(capsys: pytest.CaptureFixture[st
     assert code == 2 and "no server answers on /rankmap/status" in err
     code, _, err = rankmap(capsys, "priority", "a=-1")
     assert code == 2 and "finite weight" in err
+
+
+@pytest.mark.parametrize(
+    ("node", "parameter", "expected"),
+    [
+        ("manager_node", "max_dnns:=9", "parameter 'max_dnns': 9 is outside [1, 5]"),
+        ("camera_node", "step_padding:=-5", "parameter 'step_padding': -5 is outside [0, 4096]"),
+        ("camera_node", "encoding:=yuv", "encoding must be one of rgb8, bgr8, mono8"),
+        ("perception_demo_node", "priorities:=abc", "parameter 'priorities' is DOUBLE_ARRAY but was given"),
+    ],
+)
+def test_a_node_given_a_bad_parameter_says_so_in_one_line(node: str, parameter: str, expected: str) -> None:
+    # as `ros2 run rankmap_ros ... --ros-args -p ...` or a launch file would start it
+    done = subprocess.run(
+        [sys.executable, "-m", f"rankmap_ros.ros.{node}", "--ros-args", "-p", parameter],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"cannot start: {expected}" in done.stderr and "Traceback" not in done.stderr, done.stderr

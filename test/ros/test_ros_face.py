@@ -112,16 +112,25 @@ def test_registry_refusals_change_nothing(tmp_path: Path) -> None:
         "cannot read weights file": _reg("b", model=str(model_dir / "squeezenet_v2-broken.pt")),
         "input_topic is empty": _reg("b", input_topic=""),
         "not a valid ROS topic name": _reg("b", input_topic="/bad topic"),
+        # what ROS refuses too (rcl: no part starting with a digit), and the executors, other
+        # nodes than the one asking, cannot resolve `~` or `{node}` as meant
+        "'/cam/0/image' is not a valid ROS topic name": _reg("b", input_topic="/cam/0/image"),
+        "'~/image' is not a valid": _reg("b", input_topic="~/image"),
+        "'{node}/image' is not a valid": _reg("b", input_topic="{node}/image"),
+        "'/cam//image' is not a valid": _reg("b", input_topic="/cam//image"),
+        "'/cam/' is not a valid": _reg("b", input_topic="/cam/"),
+        "at most 200": _reg("b", input_topic="/" + "c" * 200),
+        "too long": _reg("b" * 65),
         "finite number": _reg("b", priority=math.inf),
         "min_rate must be": _reg("b", min_rate=-2.0),
         "is not one of": _reg("b", output_kind="segmentation"),
         "not a detector": _reg("b", output_kind="detection"),
     }
     for expected, reg in bad.items():
-        with pytest.raises(RequestError, match=expected):
+        with pytest.raises(RequestError, match=re.escape(expected)):
             registry.register(reg, [str(model_dir)])
         assert registry.dnns == before
-    registry.register(_reg("b", priority=0.0), [])
+    registry.register(_reg("b", priority=0.0, input_topic="cam_2/image_raw"), [])  # relative to the namespace
     with pytest.raises(RequestError, match="at most 2 DNNs"):
         registry.register(_reg("c"), [])
     for args, expected in [

@@ -47,6 +47,40 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def fail_process_starts(monkeypatch, after: int) -> list[int]:
+    """Let the pipeline start `after` processes, then make process.start() raise (the pids of those started).
+
+    As a script without the `if __name__ == "__main__"` guard, or a Ctrl-C during a start, does.
+    """
+    from rankmap_ros.runtime import pipeline as pipeline_module
+
+    started: list[int] = []
+    real_context = pipeline_module._context
+
+    class Failing:
+        def __init__(self, process) -> None:
+            self.process = process
+
+        def __getattr__(self, name: str):
+            return getattr(self.process, name)
+
+        def start(self) -> None:
+            if len(started) >= after:
+                raise RuntimeError("cannot start the process")
+            self.process.start()
+            started.append(self.process.pid)
+
+    class Context:
+        def __init__(self) -> None:
+            self.ctx = real_context()
+
+        def Process(self, **kwargs):  # noqa: N802 - multiprocessing's name
+            return Failing(self.ctx.Process(**kwargs))
+
+    monkeypatch.setattr(pipeline_module, "_context", Context)
+    return started
+
+
 def alive(pids) -> list[int]:
     out = []
     for pid in pids:
@@ -184,6 +218,32 @@ def test_a_stage_that_cannot_start_fails_the_start_cleanly(platform, tmp_path):
     assert owned_entries(os.getpid()) == []
 
 
+def test_a_chain_that_fails_half_way_through_its_start_leaves_nothing(platform, monkeypatch):
+    workload = Workload.from_models(["squeezenet_v2"])
+    started = fail_process_starts(monkeypatch, after=1)
+    pipeline = Pipeline(platform, workload)
+    with pytest.raises(RuntimeError, match="cannot start the process"):
+        pipeline.start(Mapping((split("squeezenet_v2", [(9, "big"), (9, "little")]),)))
+    assert len(started) == 1 and alive(started) == []
+    assert owned_entries(os.getpid()) == [] and not pipeline.running
+
+
+def test_a_restart_that_fails_leaves_the_others_serving_and_the_pipeline_stoppable(platform, monkeypatch):
+    workload = Workload.from_models(["squeezenet_v2", "shufflenet"])
+    mapping = Mapping((split("squeezenet_v2", [(9, "big"), (9, "little")]), split("shufflenet", [(18, "little")])))
+    pipeline = Pipeline(platform, workload)
+    pipeline.start(mapping)
+    before = [p for ps in pipeline.pids().values() for p in ps]
+    started = fail_process_starts(monkeypatch, after=1)
+    with pytest.raises(RuntimeError, match="cannot start the process"):
+        pipeline.restart_dnn("squeezenet_v2")
+    assert pipeline.running and alive(pipeline.pids()["shufflenet"])
+    assert pipeline.measure(1.0, warmup_s=0.3).throughput["shufflenet"] > 0
+    pipeline.stop()
+    assert alive(before + started) == [] and owned_entries(os.getpid()) == []
+    assert not pipeline.running
+
+
 def test_repeated_replacement_leaks_nothing(platform):
     workload = Workload.from_models(["squeezenet_v2", "shufflenet"])
     a = Mapping.all_on(workload, "big")
@@ -235,3 +295,36 @@ def test_the_run_command_leaves_no_orphans_when_signalled(sig):
     else:  # the owner could not clean up; the next pipeline on this host removes what it left
         remove_stale()
     assert owned_entries(proc.pid) == []
+
+
+def test_a_signal_while_the_pipeline_stops_waits_for_the_stop():
+    # Ctrl-C at the end of `rankmap run`, or SIGTERM then SIGINT from a launcher: a second signal
+    # cut the first one's cleanup short and left shared memory behind; now the stop runs to its
+    # end and the program still ends with the first signal's status
+    from rankmap_ros.runtime.pipeline import stop_on_signals
+
+    class Stopping:
+        stopping = False
+        finished = False
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.stopping = True
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before kill returns
+            self.finished = True
+            self.stopping = False
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    during_stop = Stopping()
+    with pytest.raises(SystemExit) as ended, stop_on_signals(during_stop), during_stop:
+        pass
+    assert during_stop.finished and ended.value.code == 128 + signal.SIGTERM
+
+    in_the_block = Stopping()
+    with pytest.raises(SystemExit) as ended, stop_on_signals(in_the_block), in_the_block:
+        os.kill(os.getpid(), signal.SIGINT)
+        pytest.fail("the first signal ends the block")
+    assert in_the_block.finished and ended.value.code == 128 + signal.SIGINT
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -30,10 +30,12 @@ def normalize(values: Sequence[float], workload: Workload) -> tuple[float, ...]:
             raise PlannerError(f"priority of {name!r} must be a finite number, got {value!r}")
         if value < 0:
             raise PlannerError(f"priority of {name!r} must be >= 0, got {value!r}")
-    total = math.fsum(values)
-    if total <= 0:
+    peak = max(values, default=0.0)
+    if peak <= 0:
         raise PlannerError("priorities are all zero: at least one DNN needs a positive priority")
-    return tuple(v / total for v in values)
+    scaled = [v / peak for v in values]  # two weights near the float maximum must not add up to inf
+    total = math.fsum(scaled)
+    return tuple(v / total for v in scaled)
 
 
 def static_priorities(workload: Workload, values: Sequence[float] | None = None) -> tuple[float, ...]:

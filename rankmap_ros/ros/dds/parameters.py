@@ -224,7 +224,7 @@ class ParameterStore:
         parameter = Parameter(name, param_type, value)
         reason = self._refusal([parameter], descriptor_for={name: descriptor})
         if reason:
-            raise InvalidParameterValueException(f"parameter {name!r}: {reason}")
+            raise InvalidParameterValueException(reason)
         self.values[name] = parameter
         self.descriptors[name] = descriptor
         return parameter
