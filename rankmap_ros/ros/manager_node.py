@@ -62,6 +62,10 @@ from rankmap_ros.runtime.stage import boundary_shapes, stage_threads
 
 MAPPING_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 FAILURE_WINDOW_S = 60.0
+# Start errors that follow the DNN wherever it runs (its model or weights file, e.g. replaced by a
+# corrupt one after registration), not the component: restarting cannot help, and counting them
+# against the component would drop healthy components one after another.
+DNN_FAULTS = ("ZooError:",)
 SUPERVISE_PERIOD_S = 0.25
 # A re-plan for a DNN below its minimum rate at most this often: each one restarts chains.
 STARVATION_COOLDOWN_S = 30.0
@@ -230,6 +234,7 @@ class Manager(Node):
         self.chains: dict[str, Chain] = {}
         self.failures: list[tuple[float, str, int]] = []  # (time, component, pid)
         self.excluded: set[str] = set()
+        self.parked: dict[str, str] = {}  # registered DNNs that cannot run as registered -> why
         self.corrections: dict[str, float] = {}
         self.below_since: dict[str, float] = {}
         self.last_starvation_plan = -math.inf
@@ -328,6 +333,7 @@ class Manager(Node):
         try:
             with self.lock:
                 self.registry.unregister(request.name)
+                self.parked.pop(request.name, None)
                 chain = self.chains.pop(request.name, None)
                 self._replan("unregistered " + request.name)
         except Exception as exc:
@@ -404,7 +410,7 @@ class Manager(Node):
                 return
             with self.lock:
                 generation = self.generation
-                dnns = dict(self.registry.dnns)
+                dnns = {n: r for n, r in self.registry.dnns.items() if n not in self.parked}
                 mode = self.registry.mode
                 platform = self._platform_in_use()
                 corrections = dict(self.corrections)
@@ -541,6 +547,16 @@ class Manager(Node):
             self._check_rates(now)
 
     def _restart(self, name: str, chain: Chain, failure: Failure, now: float) -> None:
+        if failure.reason.startswith(DNN_FAULTS):
+            stop_chain(chain, grace_s=0.5)
+            self.chains.pop(name)
+            self.parked[name] = failure.reason
+            self.get_logger().error(
+                f"{name} cannot run: {failure.reason}; it stays registered but is not started again "
+                "(unregister it, fix its model file, register it again)"
+            )
+            self._replan(f"{name} cannot run")
+            return
         self.get_logger().error(
             f"executor {failure.dnn} stage {failure.stage} on {failure.component} (pid {failure.pid}) failed: "
             f"{failure.reason}; restarting its chain"
@@ -662,7 +678,8 @@ class Manager(Node):
             statuses = []
             for d in state.dnns:
                 chain = self.chains.get(d.name)
-                statuses.append(dnn_status(d, chain, now, self.v["starvation_threshold"], self.v["starvation_grace"]))
+                limits = (self.v["starvation_threshold"], self.v["starvation_grace"])
+                statuses.append(dnn_status(d, chain, now, *limits, self.parked.get(d.name)))
                 if chain is not None:
                     statuses += stage_statuses(chain)
             statuses += self._component_statuses()
@@ -732,8 +749,11 @@ class Manager(Node):
             self.containers.close()
 
 
-def dnn_status(d: Any, chain: Chain | None, now: float, starvation: float, grace: float) -> Status:
-    """OK, WARN below its minimum rate, ERROR when starved (P under the threshold, or no results)."""
+def dnn_status(
+    d: Any, chain: Chain | None, now: float, starvation: float, grace: float, parked: str | None = None
+) -> Status:
+    """OK, WARN below its minimum rate, ERROR when starved (P under the threshold, or no results)
+    or when it cannot run as registered (`parked`: why)."""
     status = Status(f"dnn {d.name}")
     status.add("model", d.model)
     status.add("priority", d.priority)
@@ -746,6 +766,9 @@ def dnn_status(d: Any, chain: Chain | None, now: float, starvation: float, grace
         status.add("period_s", d.period)
         status.add("deadline_s", d.deadline)
         status.add("deadline_miss_rate", d.deadline_miss_rate)
+    if parked is not None:
+        status.summary(diagnostics.ERROR, f"cannot run: {parked}")
+        return status
     if chain is None:
         status.summary(diagnostics.WARN, "waiting for a mapping")
         return status

@@ -20,9 +20,13 @@ from ros_stack import FRAME_ID, Stack, start_stack, stop_stack
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    allowed = tmp_path_factory.mktemp("models")
-    s = start_stack({"allowed_model_dirs": f"['{allowed}']"})
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def stack(models_dir: Path) -> Iterator[Stack]:
+    s = start_stack({"allowed_model_dirs": f"['{models_dir}']"})
     try:
         yield s
     finally:
@@ -207,6 +211,40 @@ def test_unregister_stops_its_executors(stack: Stack) -> None:
     assert "mobile" not in [d.name for d in stack.status().dnns]
     again = stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="mobile")
     assert not again.success and "no DNN named 'mobile'" in again.message
+
+
+def test_a_dnn_whose_model_file_went_bad_is_parked_not_restarted(stack: Stack, models_dir: Path) -> None:
+    # Its weights file is replaced by a corrupt one after registration: every start of it fails,
+    # on any component. It is reported and left alone (no restart loop, and its failures do not
+    # count against the components, which would drop them one after another); the others serve on.
+    import torch
+
+    from rankmap_ros.core import zoo
+    from rankmap_ros.ros import endpoints
+    from rankmap_ros.ros.diagnostics import level_value
+
+    weights = models_dir / "squeezenet_v2-swapped.pt"
+    torch.save(zoo.build("squeezenet_v2").state_dict(), weights)
+    answer = stack.register("swapped", str(weights))
+    assert answer.success, answer.message
+    stack.spin_until(lambda: stack.stage_pids("swapped"), 60.0, "swapped's executors")
+    weights.write_bytes(b"not a state dict any more")
+    for pid in stack.stage_pids("swapped"):
+        os.kill(pid, signal.SIGKILL)
+
+    def parked() -> bool:
+        status = stack.latest_diagnostics().get("dnn swapped")
+        return status is not None and "cannot run: ZooError: cannot read weights file" in status.message
+
+    stack.spin_until(parked, 30.0, "swapped reported as unable to run")
+    assert level_value(stack.latest_diagnostics()["dnn swapped"].level) == 2  # ERROR
+    count = len(stack.results["shuffle"])
+    stack.spin_until(lambda: len(stack.results["shuffle"]) > count + 3, 60.0, "shuffle's results meanwhile")
+    assert not stack.stage_pids("swapped"), "not started again"
+    assert [d.stages for d in stack.status().dnns if d.name == "swapped"] == [[]]
+    again = stack.register("swapped", str(weights))
+    assert not again.success and "already registered" in again.message
+    assert stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="swapped").success
 
 
 def test_shutdown_leaves_no_process_or_shared_memory(stack: Stack) -> None:

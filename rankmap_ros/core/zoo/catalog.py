@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from functools import cache
 from pathlib import Path
@@ -97,8 +98,14 @@ def build(name: str, weights: str | Path | None = None) -> UnitNet:
             raise ZooError(f"weights file {path} does not exist")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:  # torch's text for it is a page about weights_only
+            raise ZooError(
+                f"cannot read weights file {path}: not a state_dict saved by torch.save(model.state_dict(), path)"
+            ) from exc
         except Exception as exc:  # torch raises many types for corrupt files
-            raise ZooError(f"cannot read weights file {path}: {exc}") from exc
+            lines = str(exc).strip().splitlines()
+            why = lines[0][:200] if lines else f"{type(exc).__name__} (empty or truncated?)"
+            raise ZooError(f"cannot read weights file {path}: {why}") from exc
         if not isinstance(state, dict):
             raise ZooError(f"weights file {path} does not hold a state_dict")
         try:
