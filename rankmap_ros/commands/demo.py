@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -67,6 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     if args.duration <= 0:
         raise CliError("--duration must be > 0 seconds")
+    _check_manager_setup(args.split, args.policy, "the component executor" if args.executor == "component" else "")
     if args.platform:
         from rankmap_ros.runtime.host import resolve_platform
 
@@ -103,10 +105,33 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(render(report) + "\n\n" + summary(report))
 
 
+def _check_manager_setup(split: str, policy: str, arbitrated_for: str = "") -> None:
+    """What the manager would refuse, refused before any node starts (not when it has exited).
+
+    `arbitrated_for`: what needs an arbitrated policy, if anything does.
+    """
+    from rankmap_ros.core.realtime import RealTimeError, parse_policy
+    from rankmap_ros.runtime.host import host_platform
+
+    if split:
+        host_platform(split, opencl_cpu_as_gpu=False)
+    if policy:
+        try:
+            parsed = parse_policy(policy)
+        except RealTimeError as exc:
+            raise CliError(f"--policy: {exc}") from exc
+        if arbitrated_for and not parsed.arbitrated:
+            arbitrated = "fifo, rms, dms, np_edf or edf"
+            raise CliError(f"--policy {policy}: {arbitrated_for} needs an arbitrated policy ({arbitrated})")
+
+
 def cmd_bench_face(args: argparse.Namespace) -> None:
     from rankmap_ros.commands.common import emit
     from rankmap_ros.ros.bench_face import report, run, run_both
 
+    if args.kills < 0:
+        raise CliError(f"--kills must be 0 or more, got {args.kills}")
+    _check_manager_setup(args.split, args.policy, "the component executor" if args.executor != "stage" else "")
     try:
         if args.executor == "both":
             result = run_both(kills=args.kills, split=args.split, policy=args.policy or "edf")
@@ -124,6 +149,12 @@ def cmd_bench_ros_realtime(args: argparse.Namespace) -> None:
     def say(message: str) -> None:
         print(f"[rankmap] {message}", file=sys.stderr, flush=True)
 
+    if args.rounds < 1:
+        raise CliError(f"--rounds must be at least 1, got {args.rounds}")
+    for flag, value in (("--window", args.window), ("--rate", args.rate), ("--deadline", args.deadline)):
+        if not math.isfinite(value) or value <= 0:
+            raise CliError(f"{flag} must be a positive number, got {value}")
+    _check_manager_setup(args.split, args.policy, "a real-time DNN beside a best-effort one on one core")
     executors = ("stage", "component") if args.executor == "both" else (args.executor,)
     try:
         result = run(

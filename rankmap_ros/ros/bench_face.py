@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,28 @@ STATUS_CALLS = 50
 WINDOW_S = 10.0
 
 
-def start_quiet(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`python -m argv` in `env`, no stdin, stderr dropped (node logs would drown the report)."""
-    return subprocess.Popen([sys.executable, "-m", *argv], env=env, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+class QuietNode(subprocess.Popen[bytes]):
+    """`python -m argv` in `env`, no stdin; its log goes to a file (it would drown the report),
+    kept to say why the node ended if it ends early."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - as long as the node object; gone with it
+        super().__init__([sys.executable, "-m", *argv], env=env, stdin=subprocess.DEVNULL, stderr=self.log)
+
+    def last_words(self) -> str:
+        self.log.seek(0)
+        lines = [line for line in self.log.read().decode(errors="replace").splitlines() if line.strip()]
+        return lines[-1].strip() if lines else "(no log)"
+
+
+def wait_for_manager(client: Any, manager: QuietNode, timeout_s: float = 60.0) -> None:
+    """Until the manager's service answers; a manager that exits first ends the wait with its reason."""
+    deadline = time.monotonic() + timeout_s
+    while not client.wait_for_service(timeout_sec=0.5):
+        if manager.poll() is not None:
+            raise RuntimeError(f"the manager exited with status {manager.returncode}: {manager.last_words()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the manager did not come up within {timeout_s:g} s")
 
 
 def run(kills: int = 3, split: str = "", executor: str = "stage", policy: str = "") -> dict[str, Any]:
@@ -49,8 +69,8 @@ def run(kills: int = 3, split: str = "", executor: str = "stage", policy: str = 
     # Every kill counts as a failure of its component: measure recovery, not dropping the component.
     params = {"host_split": repr(split), "executor": executor, "scheduling_policy": policy, "max_failures": 100}
     args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-    manager = start_quiet(["rankmap_ros.ros.manager_node", "--ros-args", *args], env)
-    camera = start_quiet(["rankmap_ros.ros.camera_node", "--ros-args", "-r", "__ns:=/camera"], env)
+    manager = QuietNode(["rankmap_ros.ros.manager_node", "--ros-args", *args], env)
+    camera = QuietNode(["rankmap_ros.ros.camera_node", "--ros-args", "-r", "__ns:=/camera"], env)
     try:
         result = _measure(manager, kills)
         result["memory"] = memory_of(descendants([manager.pid, camera.pid]))
@@ -88,7 +108,7 @@ def _stamp_ns(result: Any) -> int:
     return result.header.stamp.sec * 1_000_000_000 + result.header.stamp.nanosec
 
 
-def _measure(manager: subprocess.Popen[bytes], kills: int) -> dict[str, Any]:
+def _measure(manager: QuietNode, kills: int) -> dict[str, Any]:
     from rankmap_ros.ros.rclpy_compat import Node, msg, qos_profile_sensor_data, rclpy, srv
 
     register_type, status_type = srv(endpoints.REGISTER_TYPE), srv(endpoints.STATUS_TYPE)
@@ -136,8 +156,7 @@ def _measure(manager: subprocess.Popen[bytes], kills: int) -> dict[str, Any]:
         )
         register = node.create_client(register_type, endpoints.REGISTER_SERVICE)
         status = node.create_client(status_type, endpoints.STATUS_SERVICE)
-        if not register.wait_for_service(timeout_sec=60.0):
-            raise RuntimeError("the manager did not come up within 60 s")
+        wait_for_manager(register, manager)
         answers, registered = {}, {}
         for name, priority in zip(DEMO_DNNS, (3.0, 2.0, 1.0), strict=True):
             request = register_type.Request(name=name, model=name, input_topic="/camera/image_raw", priority=priority)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import time
 from typing import Any
 
 from rankmap_ros.ros import endpoints
-from rankmap_ros.ros.bench_face import start_quiet
+from rankmap_ros.ros.bench_face import QuietNode, wait_for_manager
 from rankmap_ros.ros.demo import demo_environment, stop_nodes
 
 WARMUP_S = 5.0
@@ -93,9 +92,9 @@ def _one(
     os.environ.update(env)
     params = {"host_split": repr(split), "executor": executor, "scheduling_policy": policy, "max_dnns": 2}
     args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-    manager = start_quiet(["rankmap_ros.ros.manager_node", "--ros-args", *args], env)
+    manager = QuietNode(["rankmap_ros.ros.manager_node", "--ros-args", *args], env)
     camera_args = ["-r", "__ns:=/camera", "-p", f"rate:={rate}", "-p", "width:=320", "-p", "height:=240"]
-    camera = start_quiet(["rankmap_ros.ros.camera_node", "--ros-args", *camera_args], env)
+    camera = QuietNode(["rankmap_ros.ros.camera_node", "--ros-args", *camera_args], env)
     try:
         return _measure(manager, window_s, rate, deadline, realtime, best_effort) | {"executor": executor}
     finally:
@@ -103,7 +102,7 @@ def _one(
 
 
 def _measure(
-    manager: subprocess.Popen[bytes], window_s: float, rate: float, deadline: float, realtime: str, best_effort: str
+    manager: QuietNode, window_s: float, rate: float, deadline: float, realtime: str, best_effort: str
 ) -> dict[str, Any]:
     from rankmap_ros.ros.rclpy_compat import Node, msg, qos_profile_sensor_data, rclpy, srv
 
@@ -118,7 +117,7 @@ def _measure(
         end = time.monotonic() + timeout
         while not done() and time.monotonic() < end:
             if manager.poll() is not None:
-                raise RuntimeError(f"the manager exited with code {manager.returncode}")
+                raise RuntimeError(f"the manager exited with status {manager.returncode}: {manager.last_words()}")
             rclpy.spin_once(node, timeout_sec=0.02)
         return bool(done())
 
@@ -135,8 +134,7 @@ def _measure(
             msg("diagnostic_msgs/msg/DiagnosticArray"), endpoints.DIAGNOSTICS_TOPIC, on_diagnostics, 10
         )
         register = node.create_client(register_type, endpoints.REGISTER_SERVICE)
-        if not register.wait_for_service(timeout_sec=60.0):
-            raise RuntimeError("the manager did not come up within 60 s")
+        wait_for_manager(register, manager)
         requests = {
             "rt": {"model": realtime, "period": 1.0 / rate, "deadline": deadline, "priority": 1.0},
             "be": {"model": best_effort, "priority": 1.0},

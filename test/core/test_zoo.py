@@ -145,15 +145,15 @@ def test_local_weights_file_is_loaded(tmp_path) -> None:
 def test_bad_weights_files_are_clear_errors(tmp_path) -> None:
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(zoo.ZooError, match="cannot read weights file .*: not a state_dict saved by torch.save"):
+    with pytest.raises(zoo.ZooError, match=r"cannot read weights file .*: not a state_dict saved by torch\.save"):
         zoo.build("alexnet", weights=corrupt)
     whole = tmp_path / "whole.pt"  # the module itself, not its state_dict: refused unread (no code runs)
     torch.save(zoo.build("alexnet"), whole)
-    with pytest.raises(zoo.ZooError, match="not a state_dict saved by torch.save"):
+    with pytest.raises(zoo.ZooError, match=r"not a state_dict saved by torch\.save"):
         zoo.build("alexnet", weights=whole)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    with pytest.raises(zoo.ZooError, match="cannot read weights file .*: EOFError"):
+    with pytest.raises(zoo.ZooError, match=r"cannot read weights file .*: EOFError"):
         zoo.build("alexnet", weights=empty)
     other = tmp_path / "other.pt"
     torch.save(zoo.build("squeezenet_v2").state_dict(), other)
