@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from rankmap_ros.commands import demo, estimator, foundation, planner, ros, runtime
 from rankmap_ros.commands.common import CliError
@@ -12,8 +13,15 @@ from rankmap_ros.commands.common import CliError
 COMMAND_MODULES = (foundation, runtime, ros, estimator, demo, planner)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's refusals in one line, like the commands' own (its usage block is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rankmap", description=__doc__)
+    parser = Parser(prog="rankmap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     experiment = sub.add_parser("experiment", help="reproduce the paper's experiments")
     experiments = experiment.add_subparsers(dest="experiment", required=True)
@@ -32,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rankmap_ros.core.zoo import ZooError
     from rankmap_ros.runtime.errors import DiscoveryError, HostRuntimeError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a refusal (2) or --help (0): a status to return, as for the commands
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         args.handler(args)
     except (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """The one-line error of a command that must refuse its input (exit status 2, nothing on stdout)."""
     code, out, err = run(capsys, *argv)
-    assert code == 2 and out == "" and err.startswith("rankmap: error: ") and err.count("\n") == 1, (code, out, err)
+    # `rankmap: error: ...` from the command, `rankmap <command>: error: ...` from its argument parser
+    assert code == 2 and out == "" and re.match(r"rankmap( [a-z-]+)*: error: ", err), (code, out, err)
+    assert err.count("\n") == 1, err
     return err
 
 
@@ -87,12 +90,52 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("demo", "--platform", "/no/such/host.yaml"), "host.yaml"),
         (("demo", "--platform", "orange_pi_5"), "describes another machine"),
         (("experiment", "search", "--mixes", "0"), "--mixes"),
-        (("experiment", "search", "--mixes", "1", "--budget", "0"), "simulations must be a positive integer"),
+        (("experiment", "search", "--mixes", "1", "--budget", "0"), "argument --budget: must be at least 1, got 0"),
         (("bench", "planner", "--mixes", "0"), "--mixes"),
+        # numbers that ended in a traceback, a hang or a silent empty result after the work
+        (("map", "--workload", "alexnet", "--seed", "-1"), "argument --seed: must be at least 0, got -1"),
+        (("map", "--workload", "alexnet", "--planner", "ga", "--max-stages", "0"), "argument --max-stages"),
+        (("train", "--dataset", "d.npz", "--out", "m.pt", "--epochs", "0"), "argument --epochs: must be at least 1"),
+        (("train", "--dataset", "d.npz", "--out", "m.pt", "--lr", "-1"), "argument --lr: must be a finite number > 0"),
+        (("run", "--workload", "alexnet", "--mapping", "all-big", "--seconds", "nan"), "argument --seconds"),
+        (("run", "--workload", "alexnet", "--mapping", "all-big", "--warmup", "-1"), "argument --warmup"),
+        (("experiment", "motivation", "--samples", "0"), "argument --samples: must be at least 1, got 0"),
+        (("dataset", "generate", "--samples", "5", "--out", "d.npz", "--max-stages", "0"), "argument --max-stages"),
+        (("dataset", "collect", "--out", "d.npz", "--seconds", "0"), "argument --seconds"),
+        (("dataset", "collect", "--out", "d.npz", "--max-dnns", "6"), "argument --max-dnns: must be from 1 to 5"),
+        (("bench", "realtime", "--cycles", "0"), "argument --cycles: must be at least 1, got 0"),
+        (("bench", "runtime", "--rounds", "0"), "argument --rounds: must be at least 1, got 0"),
+        (("status", "--timeout", "nan"), "argument --timeout: must be a finite number > 0, got nan"),
+        (("demo", "--duration", "nan"), "argument --duration: must be a finite number > 0, got nan"),
+        (("demo", "--rate", "0"), "argument --rate: must be a finite number >= 0.1 and <= 240, got 0"),
     ],
 )
 def test_bad_input_is_refused_in_one_line_before_anything_runs(capsys, argv, says) -> None:
     assert says in refused(capsys, *argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "what"),
+    [
+        (("simulate", "--workload", "alexnet", "--platform", "{file}.yaml"), "platform file"),
+        (("simulate", "--workload", "{file}.yaml"), "workload file"),
+        (("simulate", "--workload", "alexnet", "--mapping", "{file}.json"), "mapping file"),
+    ],
+)
+def test_a_binary_file_where_text_is_expected_is_refused_in_one_line(capsys, tmp_path, argv, what) -> None:
+    file = tmp_path / "image"
+    for suffix in (".yaml", ".json"):
+        file.with_suffix(suffix).write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    argv = tuple(a.replace("{file}", str(file)) for a in argv)
+    err = refused(capsys, *argv)
+    assert f"{what} {file}" in err and "is not a text file (not UTF-8)" in err
+
+
+def test_results_go_to_a_directory_made_for_them(capsys, tmp_path) -> None:
+    out = tmp_path / "new" / "dir" / "mapping.json"
+    code, _, err = run(capsys, "map", "--workload", "alexnet", "--model", "simulator", "--out", str(out))
+    assert code == 0, err
+    assert json.loads(out.read_text())["dnns"][0]["name"] == "alexnet"
 
 
 def test_demo_report_renders_as_a_table_and_a_summary() -> None:

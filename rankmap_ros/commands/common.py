@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,65 @@ def parse_workload(text: str) -> Any:
         if not path.is_file():
             raise CliError(f"workload file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(read_text(path, "workload file"))
         except yaml.YAMLError as exc:
             raise CliError(f"workload file {path} is not valid YAML/JSON: {exc}") from exc
         return Workload.from_dict(data)
     return Workload.from_models([m.strip() for m in text.split(",") if m.strip()])
+
+
+def read_text(path: Path, what: str) -> str:
+    """A user's text file (`what`: e.g. 'mapping file'); unreadable or not UTF-8 is one clear line."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise CliError(f"{what} {path} is not a text file (not UTF-8)") from None
+    except OSError as exc:
+        raise CliError(f"{what} {path} cannot be read: {exc.strerror}") from None
+
+
+def write_output(path: str, text: str) -> None:
+    """A result file, its directory made if need be: a missing one must not waste a long run."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; argparse refuses anything else in one line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            where = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {where}, got {value}")
+        return value
+
+    return parse
+
+
+def number(low: float = 0.0, *, above: bool = True, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: a finite number > low (>= low when `above` is False), at most `high`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or value > high:
+            bound = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return value
+
+    return parse
+
+
+POSITIVE = number(0.0)
+NON_NEGATIVE = number(0.0, above=False)
+SEED = integer(0)
 
 
 def add_command(parent: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, command_group, table
+from rankmap_ros.commands.common import POSITIVE, CliError, add_command, command_group, integer, number, table
 
 LIVE_EVERY_S = 5.0
 
@@ -66,8 +65,6 @@ def summary(report: Any) -> str:
 def cmd_demo(args: argparse.Namespace) -> None:
     from rankmap_ros.ros.demo import DemoOptions, run_demo
 
-    if args.duration <= 0:
-        raise CliError("--duration must be > 0 seconds")
     _check_manager_setup(args.split, args.policy, "the component executor" if args.executor == "component" else "")
     if args.platform:
         from rankmap_ros.runtime.host import resolve_platform
@@ -129,8 +126,6 @@ def cmd_bench_face(args: argparse.Namespace) -> None:
     from rankmap_ros.commands.common import emit
     from rankmap_ros.ros.bench_face import report, run, run_both
 
-    if args.kills < 0:
-        raise CliError(f"--kills must be 0 or more, got {args.kills}")
     _check_manager_setup(args.split, args.policy, "the component executor" if args.executor != "stage" else "")
     try:
         if args.executor == "both":
@@ -149,11 +144,6 @@ def cmd_bench_ros_realtime(args: argparse.Namespace) -> None:
     def say(message: str) -> None:
         print(f"[rankmap] {message}", file=sys.stderr, flush=True)
 
-    if args.rounds < 1:
-        raise CliError(f"--rounds must be at least 1, got {args.rounds}")
-    for flag, value in (("--window", args.window), ("--rate", args.rate), ("--deadline", args.deadline)):
-        if not math.isfinite(value) or value <= 0:
-            raise CliError(f"{flag} must be a positive number, got {value}")
     _check_manager_setup(args.split, args.policy, "a real-time DNN beside a best-effort one on one core")
     executors = ("stage", "component") if args.executor == "both" else (args.executor,)
     try:
@@ -168,11 +158,13 @@ def cmd_bench_ros_realtime(args: argparse.Namespace) -> None:
 def register(sub: Any, experiments: Any) -> None:
 
     p = add_command(sub, "demo", cmd_demo, "run the 3-DNN ROS demo (manager, camera, perception node) without ROS 2")
-    p.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    p.add_argument("--duration", type=POSITIVE, default=60.0, help="seconds to run (default 60)")
     p.add_argument(
         "--split", default="", help="CPU clusters, e.g. big:0,little:1 (default: halves of this host's CPUs)"
     )
-    p.add_argument("--rate", type=float, default=30.0, help="camera frames/s (default 30)")
+    p.add_argument(
+        "--rate", type=number(0.1, above=False, high=240.0), default=30.0, help="camera frames/s (default 30)"
+    )
     p.add_argument("--params-file", default="", help="manager parameters (default config/rankmap.yaml)")
     p.add_argument(
         "--platform",
@@ -188,7 +180,7 @@ def register(sub: Any, experiments: Any) -> None:
     )
     bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "ros-face", cmd_bench_face, "ROS face: registration, executor recovery, memory")
-    p.add_argument("--kills", type=int, default=3, help="executors to kill one after another (default 3)")
+    p.add_argument("--kills", type=integer(0), default=3, help="executors to kill one after another (default 3)")
     p.add_argument("--split", default="", help="CPU clusters (default: halves of this host's CPUs)")
     p.add_argument(
         "--executor",
@@ -201,9 +193,14 @@ def register(sub: Any, experiments: Any) -> None:
         bench, "ros-realtime", cmd_bench_ros_realtime, "a real-time and a best-effort DNN on one core, through ROS"
     )
     p.add_argument("--executor", choices=("stage", "component", "both"), default="both", help="default both")
-    p.add_argument("--rounds", type=int, default=2, help="rounds, executors alternating (default 2)")
-    p.add_argument("--window", type=float, default=20.0, help="seconds measured per run (default 20)")
+    p.add_argument("--rounds", type=integer(1), default=2, help="rounds, executors alternating (default 2)")
+    p.add_argument("--window", type=POSITIVE, default=20.0, help="seconds measured per run (default 20)")
     p.add_argument("--split", default="shared:0", help="the one cluster both DNNs share (default shared:0)")
     p.add_argument("--policy", default="edf", help="an arbitrated scheduling_policy (default edf)")
-    p.add_argument("--rate", type=float, default=15.0, help="camera frames/s = the real-time DNN's rate (default 15)")
-    p.add_argument("--deadline", type=float, default=0.05, help="real-time deadline in seconds (default 0.05)")
+    p.add_argument(
+        "--rate",
+        type=number(0.1, above=False, high=240.0),
+        default=15.0,
+        help="camera frames/s = the real-time DNN's rate (default 15)",
+    )
+    p.add_argument("--deadline", type=POSITIVE, default=0.05, help="real-time deadline in seconds (default 0.05)")

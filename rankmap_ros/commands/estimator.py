@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, command_group, emit, table
+from rankmap_ros.commands.common import POSITIVE, SEED, CliError, add_command, command_group, emit, integer, table
 
 BUILD_DIR = "results/estimator"
 
@@ -18,8 +18,6 @@ def _threads(args: argparse.Namespace) -> None:
     threads = getattr(args, "threads", None)
     if threads is None:
         return
-    if threads < 1:
-        raise CliError(f"--threads must be positive, got {threads}")
     import torch
 
     torch.set_num_threads(threads)
@@ -49,8 +47,6 @@ def _generate(platform_name: str, samples: int, out: Path, seed: int, per_worklo
 
 
 def cmd_dataset_generate(args: argparse.Namespace) -> None:
-    if args.samples <= 0:
-        raise CliError(f"--samples must be positive, got {args.samples}")
     out = Path(args.out)
     started = time.monotonic()
     dataset = _generate(args.platform, args.samples, out, args.seed, args.mappings_per_workload, args.max_stages)
@@ -292,20 +288,22 @@ def _training_options(
     baseline_epochs: int | None = None,
 ) -> None:
     p.add_argument("--variants", default=variants, help="comma-separated: rankmap, rankmap_raw, omniboost")
-    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--epochs", type=integer(1), default=epochs)
     p.add_argument(
-        "--baseline-epochs", type=int, default=baseline_epochs, help="OmniBoost baseline (default: --epochs)"
+        "--baseline-epochs", type=integer(1), default=baseline_epochs, help="OmniBoost baseline (default: --epochs)"
     )
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--patience", type=int, default=10, help="epochs without a better validation loss before stopping")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=integer(1), default=batch_size)
+    p.add_argument("--lr", type=POSITIVE, default=lr)
+    p.add_argument(
+        "--patience", type=integer(1), default=10, help="epochs without a better validation loss before stopping"
+    )
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--no-shuffle", action="store_true", help="no channel-shuffle augmentation")
-    p.add_argument("--blocks", type=int, default=2, help="residual blocks of the RankMap network (paper: 3)")
-    p.add_argument("--width-fraction", type=float, default=2 / 3, help="feature width / Q row width")
-    p.add_argument("--max-minutes", type=float, help="stop a variant's training after this long")
+    p.add_argument("--blocks", type=integer(1), default=2, help="residual blocks of the RankMap network (paper: 3)")
+    p.add_argument("--width-fraction", type=POSITIVE, default=2 / 3, help="feature width / Q row width")
+    p.add_argument("--max-minutes", type=POSITIVE, help="stop a variant's training after this long")
     p.add_argument("--state-dir", help="where an interrupted run keeps its state (default: beside --out)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=integer(1), help="torch threads (default: torch's choice)")
 
 
 def register(sub: Any, experiments: Any) -> None:
@@ -315,11 +313,13 @@ def register(sub: Any, experiments: Any) -> None:
         dataset, "generate", cmd_dataset_generate, "random workloads and mappings labelled by the simulator"
     )
     p.add_argument("--platform", default="orange_pi_5")
-    p.add_argument("--samples", type=int, required=True)
+    p.add_argument("--samples", type=integer(1), required=True)
     p.add_argument("--out", required=True, help=".npz file (resumes from FILE.partial.npz if present)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mappings-per-workload", type=int, default=1, help="random mappings per workload (test sets: 40)")
-    p.add_argument("--max-stages", type=int, default=4, help="most stages a DNN is cut into")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument(
+        "--mappings-per-workload", type=integer(1), default=1, help="random mappings per workload (test sets: 40)"
+    )
+    p.add_argument("--max-stages", type=integer(1), default=4, help="most stages a DNN is cut into")
 
     p = add_command(sub, "train", cmd_train, "train the throughput estimator (and baselines) on a dataset")
     p.add_argument("--dataset", required=True)
@@ -333,12 +333,12 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--platform", default="orange_pi_5")
     p.add_argument("--dataset", required=True)
     p.add_argument("--no-timing", action="store_true", help="skip the microseconds-per-mapping measurement")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=integer(1))
     p = add_command(estimator, "build", cmd_estimator_build, "generate data, train, evaluate: the shipped checkpoint")
     p.add_argument("--platform", default="orange_pi_5")
-    p.add_argument("--samples", type=int, default=50_000)
-    p.add_argument("--test-samples", type=int, default=2_000)
-    p.add_argument("--mappings-per-workload", type=int, default=40, help="of the test set")
+    p.add_argument("--samples", type=integer(1), default=50_000)
+    p.add_argument("--test-samples", type=integer(1), default=2_000)
+    p.add_argument("--mappings-per-workload", type=integer(1), default=40, help="of the test set")
     p.add_argument("--workdir", default=BUILD_DIR, help="datasets, curve and evaluation JSON")
     p.add_argument("--out", help="checkpoint (default: the package's shipped one for --platform)")
     p.add_argument("--curve", help=argparse.SUPPRESS)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, emit, parse_workload, table
+from rankmap_ros.commands.common import SEED, CliError, add_command, emit, integer, parse_workload, read_text, table
 
 
 def _shape(dims: Any) -> str:
@@ -94,7 +94,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         path = Path(args.mapping)
         if not path.is_file():
             raise CliError(f"mapping file {path} does not exist (or use all-<component>, e.g. all-gpu)")
-        mapping = Mapping.from_json(path.read_text())
+        mapping = Mapping.from_json(read_text(path, "mapping file"))
     mapping.validate(workload, platform.component_names)
     result = simulate(platform, workload, mapping)
     dnns = []
@@ -190,8 +190,8 @@ def register(sub: Any, experiments: Any) -> None:
 
     p = add_command(experiments, "motivation", cmd_experiment_motivation, "the paper's Section II on the simulator")
     p.add_argument("--out", help="directory for motivation.json and the PNG figures")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samples", type=int, default=300, help="random mappings (paper: 300)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--samples", type=integer(1), default=300, help="random mappings (paper: 300)")
 
     platform = sub.add_parser("platform", help="inspect or discover platforms")
     plat_sub = platform.add_subparsers(dest="platform_command", required=True)

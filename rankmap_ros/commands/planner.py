@@ -8,7 +8,19 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, command_group, emit, parse_workload, table
+from rankmap_ros.commands.common import (
+    POSITIVE,
+    SEED,
+    CliError,
+    add_command,
+    command_group,
+    emit,
+    integer,
+    parse_workload,
+    read_text,
+    table,
+    write_output,
+)
 
 
 def _min_rates(text: str, count: int) -> list[float]:
@@ -114,7 +126,7 @@ def cmd_map(args: argparse.Namespace) -> None:
         path = Path(args.warm_start)
         if not path.is_file():
             raise CliError(f"warm-start mapping {path} does not exist")
-        warm = Mapping.from_json(path.read_text())
+        warm = Mapping.from_json(read_text(path, "warm-start mapping"))
     model_name = args.model or default_model_name(platform)
     model = load_model(model_name, platform)
     budget = Budget(simulations=args.budget, seconds=args.time_limit)
@@ -149,7 +161,7 @@ def cmd_map(args: argparse.Namespace) -> None:
             "prediction": json_safe(prediction.to_dict()),
         }
     if args.out:
-        Path(args.out).write_text(plan.mapping.to_json() + "\n")
+        write_output(args.out, plan.mapping.to_json() + "\n")
     rows = [
         (
             d.name,
@@ -209,15 +221,9 @@ def cmd_experiment_realtime(args: argparse.Namespace) -> None:
     emit(args, result, summary_text(result))
 
 
-def _positive_mixes(args: argparse.Namespace) -> None:
-    if args.mixes < 1:
-        raise CliError(f"--mixes must be at least 1, got {args.mixes}")
-
-
 def cmd_experiment_search(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.search import VARIANTS, run_search_comparison
 
-    _positive_mixes(args)
     result = run_search_comparison(mixes_per_size=args.mixes, budget=args.budget, seed=args.seed)
     rows = [
         (name, *(f"{result['variants'][m][name]['mean_ratio']:.3f}" for m in ("dynamic", "static")),
@@ -235,7 +241,6 @@ def cmd_experiment_search(args: argparse.Namespace) -> None:
 def cmd_bench_planner(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.paper import bench_planning
 
-    _positive_mixes(args)
     result = bench_planning(mixes=args.mixes, budget=args.budget, seed=args.seed, model=args.model)
     rows = [
         (size, f"{r['median_plan_seconds']:.3f}", f"{r['max_plan_seconds']:.3f}", r["mixes"])
@@ -276,10 +281,10 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--min-rate", help="minimum inferences/s: one value for every DNN, or one per DNN")
     p.add_argument("--planner", choices=PLANNERS, default="rankmap")
     p.add_argument("--model", choices=MODELS, help="throughput model to plan with (default: estimator if shipped)")
-    p.add_argument("--budget", type=int, default=3000, help="mappings the search may evaluate (default 3000)")
-    p.add_argument("--time-limit", type=float, help="wall seconds the search may take")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-stages", type=int, default=3, help="most pipeline stages per DNN (default 3)")
+    p.add_argument("--budget", type=integer(1), default=3000, help="mappings the search may evaluate (default 3000)")
+    p.add_argument("--time-limit", type=POSITIVE, help="wall seconds the search may take")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--max-stages", type=integer(1), default=3, help="most pipeline stages per DNN (default 3)")
     p.add_argument("--warm-start", help="the current mapping (JSON): re-plan starting from it")
     p.add_argument("--out", help="also write the mapping's canonical JSON here")
     add_realtime_options(p)
@@ -287,14 +292,14 @@ def register(sub: Any, experiments: Any) -> None:
     p = add_command(experiments, "paper", cmd_experiment_paper, "the paper's Section V (Figures 5-10) on the simulator")
     p.add_argument("--out", help="directory for paper.json, paper.md and the PNG figures (also the resume cache)")
     p.add_argument("--quick", action="store_true", help="a reduced run (under 3 minutes)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--model", choices=MODELS, help="throughput model the planners use (default: estimator if shipped)")
     p.add_argument("--platform", default="orange_pi_5")
 
     p = add_command(experiments, "search", cmd_experiment_search, "compare search designs at one budget (simulated)")
-    p.add_argument("--mixes", type=int, default=4, help="mixes per size (default 4)")
-    p.add_argument("--budget", type=int, default=3000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixes", type=integer(1), default=4, help="mixes per size (default 4)")
+    p.add_argument("--budget", type=integer(1), default=3000)
+    p.add_argument("--seed", type=SEED, default=0)
 
     p = add_command(
         experiments, "realtime", cmd_experiment_realtime, "scheduling policies on three real-time scenarios"
@@ -315,12 +320,12 @@ def register(sub: Any, experiments: Any) -> None:
         default="stage",
         help="with --measured: a process per stage (default), or per component for the arbitrated policies",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--platform", default="orange_pi_5", help="built-in platform name or YAML file")
 
     bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "planner", cmd_bench_planner, "planning time of RankMap_D on random 3/4/5-DNN mixes")
-    p.add_argument("--mixes", type=int, default=12, help="mixes per size (default 12)")
-    p.add_argument("--budget", type=int, default=3000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixes", type=integer(1), default=12, help="mixes per size (default 12)")
+    p.add_argument("--budget", type=integer(1), default=3000)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--model", choices=MODELS, help="throughput model (default: estimator if shipped)")

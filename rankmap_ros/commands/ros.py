@@ -6,7 +6,16 @@ import argparse
 import math
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, command_group, emit, table
+from rankmap_ros.commands.common import (
+    NON_NEGATIVE,
+    POSITIVE,
+    CliError,
+    add_command,
+    command_group,
+    emit,
+    integer,
+    table,
+)
 
 
 def _call(args: argparse.Namespace, name: str, type_name: str, fill: dict[str, Any]) -> Any:
@@ -29,8 +38,6 @@ def _answer(args: argparse.Namespace, response: Any, text: str) -> None:
 def cmd_register(args: argparse.Namespace) -> None:
     from rankmap_ros.ros import endpoints
 
-    if args.priority < 0 or not math.isfinite(args.priority):
-        raise CliError("--priority must be a finite number >= 0")
     response = _call(
         args,
         endpoints.REGISTER_SERVICE,
@@ -116,17 +123,12 @@ def cmd_status(args: argparse.Namespace) -> None:
 def cmd_bench_transport(args: argparse.Namespace) -> None:
     from rankmap_ros.ros.bench_transport import report, run
 
-    if args.calls < 1 or not args.duration > 0 or not args.rate > 0:
-        raise CliError(
-            f"--calls must be at least 1 and --duration and --rate positive, got {args.calls}, {args.duration}, "
-            f"{args.rate}"
-        )
     result = run(calls=args.calls, duration_s=args.duration, rate_hz=args.rate)
     emit(args, result, report(result))
 
 
 def _timeout(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the manager (default 5)")
+    p.add_argument("--timeout", type=POSITIVE, default=5.0, help="seconds to wait for the manager (default 5)")
 
 
 def register(sub: Any, experiments: Any) -> None:
@@ -134,10 +136,14 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("name", help="unique instance name")
     p.add_argument("model", help="zoo model name or model file in an allowed directory")
     p.add_argument("--input-topic", required=True, help="sensor_msgs/Image topic the DNN consumes")
-    p.add_argument("--priority", type=float, default=1.0, help="static priority weight (default 1)")
-    p.add_argument("--min-rate", type=float, default=0.0, help="minimum inferences/s (0: default threshold)")
-    p.add_argument("--period", type=float, default=0.0, help="real-time: seconds between inputs (0: best-effort)")
-    p.add_argument("--deadline", type=float, default=0.0, help="real-time: seconds each job may take (0: the period)")
+    p.add_argument("--priority", type=NON_NEGATIVE, default=1.0, help="static priority weight (default 1)")
+    p.add_argument("--min-rate", type=NON_NEGATIVE, default=0.0, help="minimum inferences/s (0: default threshold)")
+    p.add_argument(
+        "--period", type=NON_NEGATIVE, default=0.0, help="real-time: seconds between inputs (0: best-effort)"
+    )
+    p.add_argument(
+        "--deadline", type=NON_NEGATIVE, default=0.0, help="real-time: seconds each job may take (0: the period)"
+    )
     p.add_argument("--output-kind", default="", choices=["", "classification", "detection", "tensor"])
     _timeout(p)
     p = add_command(sub, "unregister", cmd_unregister, "stop a registered DNN")
@@ -151,6 +157,6 @@ def register(sub: Any, experiments: Any) -> None:
     _timeout(p)
     bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "transport", cmd_bench_transport, "ROS transport: service round trip, 640x480 image stream")
-    p.add_argument("--calls", type=int, default=1000, help="status calls to time (default 1000)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of image stream (default 10)")
-    p.add_argument("--rate", type=float, default=30.0, help="image rate in Hz (default 30)")
+    p.add_argument("--calls", type=integer(1), default=1000, help="status calls to time (default 1000)")
+    p.add_argument("--duration", type=POSITIVE, default=10.0, help="seconds of image stream (default 10)")
+    p.add_argument("--rate", type=POSITIVE, default=30.0, help="image rate in Hz (default 30)")

@@ -9,7 +9,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rankmap_ros.commands.common import CliError, add_command, command_group, emit, parse_workload, table
+from rankmap_ros.commands.common import (
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    CliError,
+    add_command,
+    command_group,
+    emit,
+    integer,
+    parse_workload,
+    read_text,
+    table,
+    write_output,
+)
 
 DEFAULT_SPLIT_HELP = "explicit CPU clusters for a discovered host, e.g. big:0,little:1 (default: discovered)"
 
@@ -42,7 +55,7 @@ def _mapping(text: str, workload: Any) -> Any:
     path = Path(text)
     if not path.is_file():
         raise CliError(f"mapping file {path} does not exist (or use all-<component>, e.g. all-big)")
-    return Mapping.from_json(path.read_text())
+    return Mapping.from_json(read_text(path, "mapping file"))
 
 
 def _say(args: argparse.Namespace) -> Any:
@@ -58,8 +71,6 @@ def cmd_run(args: argparse.Namespace) -> None:
     platform = _platform(args)
     workload = parse_workload(args.workload)
     mapping = _mapping(args.mapping, workload)
-    if args.seconds <= 0:
-        raise CliError(f"--seconds must be positive, got {args.seconds}")
     pipeline = Pipeline(platform, workload)
     with stop_on_signals(pipeline), pipeline:
         pipeline.start(mapping)
@@ -93,8 +104,6 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.discover import write_platform
     from rankmap_ros.runtime.profiler import PASSES
 
-    if args.passes is not None and args.passes < 1:
-        raise CliError(f"--passes must be at least 1, got {args.passes}")
     base = _platform(args)
     workload = parse_workload(args.models) if args.models else None
     models = workload.models if workload else DEFAULT_MODELS
@@ -132,8 +141,6 @@ def cmd_dataset_collect(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.host import independent_platform
 
     platform = independent_platform(_platform(args))
-    if args.samples <= 0:
-        raise CliError(f"--samples must be positive, got {args.samples}")
     source = MeasuredLabels(platform, seconds=args.seconds)
 
     def progress(indices: Any, total: int, done: int) -> Any:
@@ -204,10 +211,6 @@ def cmd_bench_handover(args: argparse.Namespace) -> None:
         raise CliError(str(exc)) from None
     if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
         raise CliError(f"CPU {args.cpu} is not available to this process")
-    if args.rounds < 1:
-        raise CliError("--rounds must be at least 1")
-    if not (args.period > 0 and args.seconds > 0):  # NaN fails too
-        raise CliError("--period and --seconds must be positive")
     device = _handover_device(args.device)
     models = load(HandoverConfig(best_effort, realtime, args.cpu, args.rounds, args.seed, device))
     data = measure(models, progress=_say(args))
@@ -233,7 +236,7 @@ def cmd_bench_handover(args: argparse.Namespace) -> None:
     )
     emit(args, data, text)
     if args.out:
-        Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
+        write_output(args.out, json.dumps(data, indent=1) + "\n")
 
 
 def _handover_device(text: str) -> str:
@@ -278,7 +281,7 @@ def cmd_bench_runtime(args: argparse.Namespace) -> None:
     )
     result = bench_runtime(platform, workload, cfg, progress=say, calibrated_rates=rates)
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True))
+        write_output(args.out, json.dumps(result, indent=1, sort_keys=True))
     acc = result["random_mappings"]
     lines = [
         "runtime benchmark, measured on this host",
@@ -323,8 +326,8 @@ def register(sub: Any, experiments: Any) -> None:
     p = add_command(sub, "run", cmd_run, "run a mapping for real on this host and report measured throughput")
     p.add_argument("--workload", required=True, help="comma-separated zoo names, or a workload YAML/JSON file")
     p.add_argument("--mapping", required=True, help="mapping JSON file, or all-<component> (e.g. all-big)")
-    p.add_argument("--seconds", type=float, default=5.0, help="measurement window (default 5)")
-    p.add_argument("--warmup", type=float, default=1.0, help="seconds to run before measuring (default 1)")
+    p.add_argument("--seconds", type=POSITIVE, default=5.0, help="measurement window (default 5)")
+    p.add_argument("--warmup", type=NON_NEGATIVE, default=1.0, help="seconds to run before measuring (default 1)")
     _platform_args(p)
 
     p = add_command(sub, "calibrate", cmd_calibrate, "measure this host and write a calibrated host platform")
@@ -333,13 +336,13 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--models", help="comma-separated zoo models to time (default: four small ones)")
     p.add_argument(
         "--contention-seconds",
-        type=float,
+        type=NON_NEGATIVE,
         default=4.0,
         help="seconds of each sharing and interference run per CPU cluster; 0 skips (default 4)",
     )
     p.add_argument(
         "--passes",
-        type=int,
+        type=integer(1),
         help="passes over every unit, the components taking turns; a unit's time is its median (default 5)",
     )
     p.add_argument("--quiet", action="store_true")
@@ -353,20 +356,20 @@ def register(sub: Any, experiments: Any) -> None:
     )
     _platform_args(p)
     p.add_argument("--out", required=True, help="dataset .npz to write (resumed if a partial file exists)")
-    p.add_argument("--samples", type=int, default=20)
-    p.add_argument("--seconds", type=float, default=3.0, help="measurement window per sample (default 3)")
-    p.add_argument("--max-dnns", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=integer(1), default=20)
+    p.add_argument("--seconds", type=POSITIVE, default=3.0, help="measurement window per sample (default 3)")
+    p.add_argument("--max-dnns", type=integer(1, 5), default=5)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--quiet", action="store_true")
 
     bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "realtime", cmd_bench_realtime, "arbiter decision cost and preemption overhead (issue 7)")
-    p.add_argument("--cycles", type=int, default=2000, help="decisions per process in the arbiter benchmark")
-    p.add_argument("--seconds", type=float, default=4.0, help="measured window per preemption run")
-    p.add_argument("--rounds", type=int, default=2, help="rounds of the alone / np_edf / edf runs")
+    p.add_argument("--cycles", type=integer(1), default=2000, help="decisions per process in the arbiter benchmark")
+    p.add_argument("--seconds", type=POSITIVE, default=4.0, help="measured window per preemption run")
+    p.add_argument("--rounds", type=integer(1), default=2, help="rounds of the alone / np_edf / edf runs")
     p.add_argument("--split", help="CPU clusters of the host, e.g. big:0,little:1 (default: one cluster)")
     p.add_argument("--component", help="component to measure preemption on, e.g. cuda (default: the first CPU)")
-    p.add_argument("--period", type=float, default=0.03, help="the real-time DNN's period in seconds")
+    p.add_argument("--period", type=POSITIVE, default=0.03, help="the real-time DNN's period in seconds")
     p.add_argument(
         "--executor",
         choices=("stage", "component", "both"),
@@ -378,21 +381,23 @@ def register(sub: Any, experiments: Any) -> None:
     )
     p.add_argument("--best-effort", default="resnet50", help="the model preempted (default resnet50)")
     p.add_argument("--realtime", default="squeezenet_v2", help="the model preempting it (default squeezenet_v2)")
-    p.add_argument("--cpu", type=int, help="the CPU both run on (default: the first this process may use)")
-    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
+    p.add_argument("--cpu", type=integer(0), help="the CPU both run on (default: the first this process may use)")
+    p.add_argument("--rounds", type=integer(1), default=6, help="interleaved rounds (default 6)")
     p.add_argument("--device", default="cpu", help="cpu (default), or cuda[:N] to run both models on a GPU")
-    p.add_argument("--period", type=float, default=0.03, help="the real-time DNN's period in the one-thread pair")
-    p.add_argument("--seconds", type=float, default=4.0, help="each policy's window per round in the one-thread pair")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--period", type=POSITIVE, default=0.03, help="the real-time DNN's period in the one-thread pair")
+    p.add_argument(
+        "--seconds", type=POSITIVE, default=4.0, help="each policy's window per round in the one-thread pair"
+    )
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="also write the JSON result here")
     p.add_argument("--quiet", action="store_true")
     p = add_command(bench, "runtime", cmd_bench_runtime, "measured runtime targets on this host (issue 5)")
     p.add_argument("--workload", default="squeezenet_v2,shufflenet,mobilenet_v2")
     _platform_args(p)
-    p.add_argument("--seconds", type=float, default=4.0, help="measurement window per scenario (default 4)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the scenarios (default 3)")
-    p.add_argument("--replacements", type=int, default=50)
-    p.add_argument("--random-mappings", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=POSITIVE, default=4.0, help="measurement window per scenario (default 4)")
+    p.add_argument("--rounds", type=integer(1), default=3, help="interleaved rounds of the scenarios (default 3)")
+    p.add_argument("--replacements", type=integer(0), default=50)
+    p.add_argument("--random-mappings", type=integer(0), default=8)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="also write the JSON result here")
     p.add_argument("--quiet", action="store_true")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,18 +103,40 @@ class Dataset:
         if not path.is_file():
             raise DatasetError(f"dataset {path} does not exist")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy holds one bare array
+                raise ValueError("not an .npz archive")
+            with data:
                 meta = json.loads(bytes(data["meta"]).decode())
                 dataset = cls(data["models"], data["assign"], data["throughput"], meta)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise DatasetError(f"dataset {path} is not a rankmap dataset: {exc}") from exc
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             found = meta.get("format") if isinstance(meta, dict) else None
             raise DatasetError(f"dataset {path} has format {found!r}, expected {FORMAT!r}")
-        n, dnns = dataset.models.shape if dataset.models.ndim == 2 else (-1, -1)
-        if dataset.assign.shape[:2] != (n, dnns) or dataset.throughput.shape != (n, dnns):
-            raise DatasetError(f"dataset {path} is corrupt: its arrays disagree in shape")
+        dataset._check(path)
         return dataset
+
+    def _check(self, path: Path) -> None:
+        """What every later use indexes with: the metadata's lists, the arrays' shapes and ranges."""
+        for key in ("platform", "zoo_version"):
+            if not isinstance(self.meta.get(key), str):
+                raise DatasetError(f"dataset {path} is corrupt: meta.{key} is missing or not a string")
+        for key in ("components", "model_names"):
+            names = self.meta.get(key)
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                raise DatasetError(f"dataset {path} is corrupt: meta.{key} is not a list of names")
+        n, dnns = self.models.shape if self.models.ndim == 2 else (-1, -1)
+        if self.assign.ndim != 3 or self.assign.shape[:2] != (n, dnns) or self.throughput.shape != (n, dnns):
+            raise DatasetError(f"dataset {path} is corrupt: its arrays disagree in shape")
+        if self.models.dtype.kind != "i" or self.assign.dtype.kind != "i" or self.throughput.dtype.kind != "f":
+            raise DatasetError(f"dataset {path} is corrupt: models and assign must be integers, throughput floats")
+        for what, array, count in (
+            ("models", self.models, len(self.model_names)),
+            ("assign", self.assign, len(self.components)),
+        ):
+            if array.size and (array.min() < -1 or array.max() >= count):
+                raise DatasetError(f"dataset {path} is corrupt: {what} holds indices outside -1..{count - 1}")
 
     def check_compatible(self, platform_name: str, fingerprint: str | None = None) -> None:
         """Raise DatasetError unless the samples were labelled on this platform and this zoo."""

@@ -9,7 +9,6 @@ The meaning of every field, and where the orange_pi_5 values come from, is in do
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from rankmap_ros.core.numbers import finite_number
 
 ComponentKind = Literal["cpu", "gpu"]
 Backend = Literal["cpu", "opencl", "cuda"]
@@ -239,6 +240,10 @@ def load_platform(name_or_path: str | Path) -> Platform:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise PlatformError(f"platform file {path} is not valid YAML: {exc}") from exc
+        except UnicodeDecodeError:
+            raise PlatformError(f"platform file {path} is not a text file (not UTF-8)") from None
+        except OSError as exc:
+            raise PlatformError(f"platform file {path} cannot be read: {exc.strerror}") from None
         return parse_platform(data, source=str(path))
     raise PlatformError(f"unknown platform {text!r}: not a built-in ({', '.join(builtin_platforms())}) nor a file")
 
@@ -272,8 +277,7 @@ class _Parser:
 
     @staticmethod
     def number(where: str, value: Any, positive: bool = True) -> float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or value < 0 or (positive and value == 0):
+        if not finite_number(value) or value < 0 or (positive and value == 0):
             want = "a positive number" if positive else "a number >= 0"
             raise PlatformError(f"{where}: expected {want}, got {value!r}")
         return float(value)
@@ -358,7 +362,7 @@ class _Parser:
 
         if not isinstance(data, Mapping):
             raise PlatformError(f"{where}: expected a mapping of model -> fraction, got {data!r}")
-        out = []
+        out: list[tuple[str, float]] = []
         for model, value in data.items():
             try:
                 name = canonical_name(str(model))
@@ -367,6 +371,8 @@ class _Parser:
             loss = self.number(f"{where}.{model}", value, positive=False)
             if loss >= 1:
                 raise PlatformError(f"{where}.{model}: expected a fraction in [0, 1), got {loss!r}")
+            if any(name == known for known, _ in out):
+                raise PlatformError(f"{where}.{model}: {name} is given twice (under two spellings)")
             out.append((name, loss))
         return tuple(sorted(out))
 
@@ -397,7 +403,9 @@ class _Parser:
         raw = self.fields("transfers", d["transfers"], needed, tuple(k for k in TRANSFER_KEYS if k not in needed))
         transfers = tuple((k, self.transfer(f"transfers.{k}", raw[k])) for k in TRANSFER_KEYS if k in raw)
         gpus = [c.name for c in components if c.kind == "gpu"]
-        reference = d.get("reference_component", gpus[0] if gpus else components[0].name)
+        reference = self.text(
+            "reference_component", d.get("reference_component", gpus[0] if gpus else components[0].name)
+        )
         if reference not in seen:
             raise PlatformError(
                 f"reference_component: {reference!r} is not one of {', '.join(c.name for c in components)}"
@@ -419,17 +427,20 @@ class _Parser:
         if not data:
             return ()
         from rankmap_ros.core.unitvec import profile
-        from rankmap_ros.core.zoo import ZooError
+        from rankmap_ros.core.zoo import ZooError, canonical_name
 
         if not isinstance(data, Mapping):
             raise PlatformError(f"unit_times: expected a mapping of model -> component -> seconds, got {data!r}")
-        out = []
+        out: list[MeasuredUnits] = []
         for model, per_component in data.items():
             where = f"unit_times.{model}"
             try:
-                count = len(profile(str(model)))
+                name = canonical_name(str(model))  # measured_units looks them up by canonical name
+                count = len(profile(name))
             except ZooError as exc:
                 raise PlatformError(f"{where}: {exc}") from None
+            if any(u.model == name for u in out):
+                raise PlatformError(f"{where}: {name} is given twice (under two spellings)")
             if not isinstance(per_component, Mapping):
                 raise PlatformError(f"{where}: expected a mapping of component -> seconds, got {per_component!r}")
             for component, seconds in per_component.items():
@@ -439,7 +450,7 @@ class _Parser:
                 if not isinstance(seconds, list) or len(seconds) != count:
                     raise PlatformError(f"{here}: expected a list of {count} unit times, got {seconds!r}")
                 values = tuple(self.number(f"{here}[{i}]", t) for i, t in enumerate(seconds))
-                out.append(MeasuredUnits(str(model), str(component), values))
+                out.append(MeasuredUnits(name, str(component), values))
         return tuple(out)
 
 

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from rankmap_ros.core.numbers import finite_number
+
 if TYPE_CHECKING:
     from rankmap_ros.core.platform import Platform
 
@@ -70,9 +72,7 @@ class TaskClass:
     def __post_init__(self) -> None:
         for field_name in ("period", "deadline"):
             value = getattr(self, field_name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0
-            ):
+            if value is not None and (not finite_number(value) or value <= 0):
                 raise RealTimeError(f"{field_name} must be a finite number of seconds > 0, got {value!r}")
         if self.deadline is not None and self.period is None:
             raise RealTimeError("a deadline needs a period (or input rate): best-effort DNNs have no deadline")

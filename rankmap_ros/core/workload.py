@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rankmap_ros.core import zoo
+from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.core.realtime import RealTimeError, TaskClass
 
 DEFAULT_MAX_DNNS = 5
@@ -36,7 +36,7 @@ class DnnSpec:
     deadline: float | None = None
 
     def __post_init__(self) -> None:
-        if not _INSTANCE_NAME.match(self.name):
+        if not isinstance(self.name, str) or not _INSTANCE_NAME.fullmatch(self.name):
             raise WorkloadError(
                 f"DNN name {self.name!r} must start with a letter and hold only letters, digits and '_'"
             )
@@ -47,11 +47,9 @@ class DnnSpec:
         except zoo.ZooError as exc:
             raise WorkloadError(f"DNN {self.name!r}: {exc}") from exc
         object.__setattr__(self, "model", canonical)
-        if not isinstance(self.priority, int | float) or not math.isfinite(self.priority) or self.priority < 0:
+        if not finite_number(self.priority) or self.priority < 0:
             raise WorkloadError(f"DNN {self.name!r}: priority must be a finite number >= 0, got {self.priority!r}")
-        if self.min_rate is not None and (
-            not isinstance(self.min_rate, int | float) or not math.isfinite(self.min_rate) or self.min_rate < 0
-        ):
+        if self.min_rate is not None and (not finite_number(self.min_rate) or self.min_rate < 0):
             raise WorkloadError(f"DNN {self.name!r}: min_rate must be a finite number >= 0, got {self.min_rate!r}")
         try:
             task = TaskClass(self.period, self.deadline)
@@ -168,12 +166,12 @@ class Workload:
                 if period is not None:
                     raise WorkloadError(f"workload entry {i}: give 'period' or 'rate', not both")
                 rate = entry["rate"]
-                if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0 or rate == math.inf:
+                if not finite_number(rate) or not rate > 0:
                     raise WorkloadError(f"workload entry {i}: rate must be a finite number of Hz > 0, got {rate!r}")
                 period = 1.0 / rate
             dnns.append(
                 DnnSpec(
-                    name=str(entry.get("name", default_name)),
+                    name=entry.get("name", default_name),
                     model=model,
                     # values are checked by DnnSpec, whatever the file held
                     priority=entry.get("priority", 1.0),  # type: ignore[arg-type]

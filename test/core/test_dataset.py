@@ -109,6 +109,36 @@ def test_missing_corrupt_and_foreign_files_fail_clearly(source: SimulatorLabels,
         generate(source, 0, tmp_path / "zero.npz")
 
 
+def test_a_file_that_passes_for_a_dataset_but_is_not_one_fails_clearly(source: SimulatorLabels, tmp_path: Path) -> None:
+    # every later use indexes with these: a bad one used to end in KeyError / IndexError far away
+    good = tmp_path / "good.npz"
+    generate(source, 3, good, seed=0)
+    real = Dataset.load(good)
+    bare = tmp_path / "bare.npy"
+    np.save(bare, np.zeros(3))
+    with pytest.raises(DatasetError, match=r"not an \.npz archive"):
+        Dataset.load(bare)
+
+    def saved(name: str, **change: object) -> Path:
+        fields = {"models": real.models, "assign": real.assign, "throughput": real.throughput, "meta": real.meta}
+        fields.update(change)
+        path = tmp_path / name
+        Dataset(**fields).save(path)  # type: ignore[arg-type]
+        return path
+
+    cases = {
+        "meta.platform is missing": saved("a.npz", meta={k: v for k, v in real.meta.items() if k != "platform"}),
+        "meta.model_names is not a list": saved("b.npz", meta={**real.meta, "model_names": "alexnet"}),
+        "models holds indices outside": saved("c.npz", models=np.full_like(real.models, 99)),
+        "assign holds indices outside": saved("d.npz", assign=np.full_like(real.assign, 7)),
+        "must be integers": saved("e.npz", models=real.models.astype(np.float32)),
+        "disagree in shape": saved("f.npz", assign=real.assign[:, :, 0]),
+    }
+    for message, path in cases.items():
+        with pytest.raises(DatasetError, match=message):
+            Dataset.load(path)
+
+
 def test_compatibility_check_names_the_mismatch(source: SimulatorLabels, tmp_path: Path) -> None:
     d = generate(source, 2, tmp_path / "d.npz", seed=0)
     d.check_compatible("orange_pi_5", platform_fingerprint(source.platform))

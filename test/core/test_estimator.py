@@ -214,6 +214,12 @@ def test_wrong_platform_zoo_shape_or_file_fails_clearly(
         load_checkpoint(pickled)
     with pytest.raises(EstimatorError, match="no estimator is shipped for platform 'elsewhere'"):
         LearnedEstimator.load(None, replace(opi, name="elsewhere"))
+    bare = tmp_path / "bare.pt"
+    torch.save({"format": "rankmap.estimator/1"}, bare)  # the right format and nothing else
+    with pytest.raises(EstimatorError, match="not a complete estimator checkpoint: no zoo_version, platform"):
+        load_checkpoint(bare)
+    with pytest.raises(EstimatorError, match="malformed estimator checkpoint: KeyError"):
+        LearnedEstimator.load(broken({"target": {}}), opi)
 
 
 def test_metrics_and_mac_counts(tiny_checkpoint: dict[str, Any], tiny_data: Dataset, opi: Platform) -> None:
@@ -277,3 +283,19 @@ def test_stale_shipped_checkpoint_would_be_detected(opi: Platform) -> None:
     recalibrated = replace(opi, components=(replace(opi.components[0], kernel_overhead_us=1.0), *opi.components[1:]))
     with pytest.raises(EstimatorError, match="recalibrated"):
         LearnedEstimator(checkpoint, recalibrated)
+
+
+def test_a_torn_or_foreign_resume_state_means_starting_over(tmp_path: Path) -> None:
+    # an interrupted run's state file written half (or another file at that path) must not stop the next run
+    from rankmap_ros.core.estimator.training import read_state
+
+    torn = tmp_path / "torn.pt"
+    torch.save({"epoch": 3, "model": {"w": torch.ones(4)}}, torn)
+    whole = torn.read_bytes()
+    state = read_state(torn)
+    assert state is not None and state["epoch"] == 3 and torch.equal(state["model"]["w"], torch.ones(4))
+    torn.write_bytes(whole[: len(whole) // 2])
+    assert read_state(torn) is None
+    listed = tmp_path / "list.pt"
+    torch.save([1, 2, 3], listed)
+    assert read_state(listed) is None and read_state(tmp_path / "missing.pt") is None

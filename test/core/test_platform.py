@@ -202,3 +202,37 @@ def test_a_platform_without_a_component_drops_its_unit_times_and_moves_the_refer
     assert p.without(set()) == p
     with pytest.raises(PlatformError, match="no component but big, gpu, little"):
         p.without({"big", "gpu", "little"})
+
+
+def test_model_names_in_measurements_are_canonical_and_given_once() -> None:
+    # a calibration table written by hand as AlexNet must not be silently ignored
+    units = len(profile("alexnet"))
+    data = _data()
+    data["unit_times"] = {"AlexNet": {"big": [0.001] * units}}
+    p = parse_platform(data)
+    assert p.measured_units("alexnet") == {p.index("big"): (0.001,) * units}
+    data["unit_times"] = {"AlexNet": {"big": [0.001] * units}, "alexnet": {"gpu": [0.001] * units}}
+    with pytest.raises(PlatformError, match="alexnet is given twice"):
+        parse_platform(data)
+    data = _data()
+    data["components"][0]["model_concurrency_loss"] = {"resnet50": 0.1, "ResNet-50": 0.2}
+    with pytest.raises(PlatformError, match="resnet50 is given twice"):
+        parse_platform(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"reference_component": ["gpu"]}, "reference_component: expected a string"),
+        ({"components": [{"frequency_ghz": 10**400}]}, "frequency_ghz: expected a positive number"),
+    ],
+)
+def test_values_of_the_wrong_kind_name_their_field(change: dict, message: str) -> None:
+    data = _data()
+    for key, value in change.items():
+        if key == "components":
+            data["components"][0].update(value[0])
+        else:
+            data[key] = value
+    with pytest.raises(PlatformError, match=message):
+        parse_platform(data)

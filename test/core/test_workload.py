@@ -35,6 +35,29 @@ def test_nan_min_rate_is_rejected() -> None:
         DnnSpec("cam", "alexnet", min_rate=math.nan)
 
 
+@pytest.mark.parametrize("name", ["cam\n", None, 5, "cam-1"])
+def test_names_that_cannot_go_into_topic_or_shared_memory_names_are_rejected(name: object) -> None:
+    with pytest.raises(WorkloadError, match="must start with a letter"):
+        DnnSpec(name, "alexnet")  # type: ignore[arg-type]
+    with pytest.raises(WorkloadError, match="must start with a letter"):
+        Workload.from_dict({"dnns": [{"model": "alexnet", "name": name}]})
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"priority": True}, "priority must be a finite number"),
+        ({"min_rate": True}, "min_rate must be a finite number"),
+        ({"priority": 10**400}, "priority must be a finite number"),
+        ({"rate": 10**400}, "rate must be a finite number of Hz"),
+        ({"period": 10**400}, "period must be a finite number of seconds"),
+    ],
+)
+def test_bools_and_numbers_too_large_for_a_float_are_rejected(entry: dict, message: str) -> None:
+    with pytest.raises(WorkloadError, match=message):
+        Workload.from_dict({"dnns": [{"model": "alexnet", **entry}]})
+
+
 def test_names_are_limited_to_64_characters() -> None:
     # they end up in topic, node and shared-memory names, whose lengths the OS and DDS limit
     assert DnnSpec("a" * 64, "alexnet").name == "a" * 64

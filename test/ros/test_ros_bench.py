@@ -24,10 +24,17 @@ def test_bench_transport_times_the_status_service_and_an_image_stream(capsys) ->
         assert stream["frames_received"] <= stream["frames_sent"]  # no frame counted twice
 
 
-@pytest.mark.parametrize("argv", [("--calls", "0"), ("--duration", "0"), ("--rate", "nan")])
-def test_bench_transport_refuses_what_it_cannot_measure(capsys, argv) -> None:
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (("--calls", "0"), "argument --calls: must be at least 1, got 0"),
+        (("--duration", "0"), "argument --duration: must be a finite number > 0, got 0"),
+        (("--rate", "nan"), "argument --rate: must be a finite number > 0, got nan"),
+    ],
+)
+def test_bench_transport_refuses_what_it_cannot_measure(capsys, argv, expected) -> None:
     assert main(["bench", "transport", *argv]) == 2
-    assert "--calls must be at least 1" in capsys.readouterr().err
+    assert expected in capsys.readouterr().err
 
 
 def _rankmap(*argv: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
@@ -61,11 +68,12 @@ def test_bench_ros_realtime_measures_one_round_through_the_manager() -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (("ros-realtime", "--rounds", "0"), "--rounds must be at least 1"),
-        (("ros-realtime", "--window", "0"), "--window must be a positive number"),
-        (("ros-realtime", "--deadline", "nan"), "--deadline must be a positive number"),
+        (("ros-realtime", "--rounds", "0"), "argument --rounds: must be at least 1, got 0"),
+        (("ros-realtime", "--window", "0"), "argument --window: must be a finite number > 0, got 0"),
+        (("ros-realtime", "--deadline", "nan"), "argument --deadline: must be a finite number > 0, got nan"),
+        (("ros-realtime", "--rate", "500"), "argument --rate: must be a finite number >= 0.1 and <= 240, got 500"),
         (("ros-realtime", "--policy", "time_sharing"), "needs an arbitrated policy"),
-        (("ros-face", "--kills", "-1"), "--kills must be 0 or more"),
+        (("ros-face", "--kills", "-1"), "argument --kills: must be at least 0, got -1"),
         (("ros-face", "--policy", "nope"), "unknown scheduling policy 'nope'"),
         (("ros-face", "--split", "bogus"), "core split part 'bogus'"),
     ],

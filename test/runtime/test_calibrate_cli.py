@@ -217,7 +217,7 @@ def test_calibrate_writes_a_platform_with_each_models_sharing_loss(capsys, tmp_p
     out = tmp_path / "host.yaml"
     argv = ["calibrate", "--split", "big:0,little:1", "--no-opencl-cpu", "--models", "squeezenet_v2,shufflenet"]
     assert main([*argv, "--passes", "0", "--out", str(out), "--quiet"]) == 2
-    assert "--passes must be at least 1" in capsys.readouterr().err and not out.exists()
+    assert "argument --passes: must be at least 1, got 0" in capsys.readouterr().err and not out.exists()
     assert main([*argv, "--contention-seconds", "1", "--passes", "2", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "per model" in printed and "squeezenet_v2 0." in printed

@@ -36,6 +36,22 @@ def shipped_path(platform_name: str) -> Path:
     return Path(str(resources.files("rankmap_ros").joinpath(f"{SHIPPED}/{platform_name}.pt")))
 
 
+# what loading reads before it builds anything (the variants' own entries are checked as they load)
+REQUIRED = (
+    "zoo_version",
+    "platform",
+    "platform_fingerprint",
+    "components",
+    "model_names",
+    "max_units",
+    "ideal",
+    "scaler",
+    "target",
+    "inputs",
+    "variants",
+)
+
+
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +72,9 @@ def load_checkpoint(path: Path, platform: Platform | None = None) -> dict[str, A
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise EstimatorError(f"{path} is not an estimator checkpoint (format {found!r}, expected {FORMAT!r})")
+    missing = [key for key in REQUIRED if key not in checkpoint]
+    if missing:
+        raise EstimatorError(f"{path} is not a complete estimator checkpoint: no {', '.join(missing)}")
     if checkpoint["zoo_version"] != zoo_fingerprint():
         raise EstimatorError(
             f"{path} was trained for zoo version {checkpoint['zoo_version']}, this zoo is {zoo_fingerprint()}; "

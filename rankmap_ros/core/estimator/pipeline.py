@@ -23,12 +23,12 @@ from torch import nn
 from rankmap_ros.core import zoo
 from rankmap_ros.core.dataset import Dataset
 from rankmap_ros.core.estimator.baseline import BaselineConfig, ResNet9Light
-from rankmap_ros.core.estimator.checkpoint import FORMAT, EstimatorError
+from rankmap_ros.core.estimator.checkpoint import FORMAT, EstimatorError, save_checkpoint
 from rankmap_ros.core.estimator.features import VectorScaler, unit_table
 from rankmap_ros.core.estimator.network import NetConfig, RankMapNet
 from rankmap_ros.core.estimator.predictor import standardize
 from rankmap_ros.core.estimator.target import TargetScaler
-from rankmap_ros.core.estimator.training import History, TrainConfig, TrainData, train_network
+from rankmap_ros.core.estimator.training import History, TrainConfig, TrainData, read_state, train_network
 from rankmap_ros.core.estimator.vqvae import UnitVQVAE, VQConfig, fit_vqvae
 from rankmap_ros.core.unitvec import vectors
 
@@ -69,17 +69,16 @@ def _input_stats(table: np.ndarray) -> dict[str, torch.Tensor]:
 def _vqvae(options: FitOptions, scaler: VectorScaler, state: Path | None, log: Log) -> tuple[UnitVQVAE, dict]:
     """Fit the VQ-VAE, or take it from the state file of an interrupted run with the same settings."""
     settings = {"config": options.vq.to_dict(), "steps": options.vq_steps, "seed": options.train.seed}
-    if state is not None and state.is_file():
-        saved = torch.load(state, weights_only=True)
-        if saved.get("settings") == settings:
-            vq = UnitVQVAE(options.vq)
-            vq.load_state_dict(saved["state"])
-            return vq.eval(), saved["report"]
+    saved = read_state(state) if state is not None else None
+    if saved is not None and saved.get("settings") == settings:
+        vq = UnitVQVAE(options.vq)
+        vq.load_state_dict(saved["state"])
+        return vq.eval(), saved["report"]
     log(f"fitting the VQ-VAE ({options.vq.in_dim} -> {options.vq.latent_dim}) on the zoo's unit vectors")
     raw = np.concatenate([vectors(m) for m in zoo.names()])
     vq, report = fit_vqvae(raw, scaler, options.vq, steps=options.vq_steps, seed=options.train.seed)
     if state is not None:
-        torch.save({"settings": settings, "state": vq.state_dict(), "report": report.to_dict()}, state)
+        save_checkpoint({"settings": settings, "state": vq.state_dict(), "report": report.to_dict()}, state)
     return vq, report.to_dict()
 
 

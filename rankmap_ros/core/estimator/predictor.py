@@ -130,7 +130,13 @@ class LearnedEstimator:
             raise EstimatorError(
                 f"no estimator is shipped for platform {platform.name!r}; train one (docs/ESTIMATOR.md)"
             )
-        return cls(load_checkpoint(path, platform), platform, variant)
+        checkpoint = load_checkpoint(path, platform)
+        try:
+            return cls(checkpoint, platform, variant)
+        except EstimatorError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # a field of the wrong shape
+            raise EstimatorError(f"{path} is a malformed estimator checkpoint: {type(exc).__name__}: {exc}") from exc
 
     def model_ids(self, models: Sequence[str]) -> np.ndarray:
         missing = [m for m in models if m not in self.model_index]

@@ -163,15 +163,14 @@ def train_network(
     history = History()
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     start_epoch = 0
-    if state_path is not None and Path(state_path).is_file():
-        state = torch.load(state_path, weights_only=True)
-        if state.get("format") == STATE_FORMAT and state.get("fingerprint") == fingerprint:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            best_state = state["best"]
-            history = History(**state["history"])
-            start_epoch = int(state["epoch"]) + 1
+    state = read_state(state_path) if state_path is not None else None
+    if state is not None and state.get("format") == STATE_FORMAT and state.get("fingerprint") == fingerprint:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        best_state = state["best"]
+        history = History(**state["history"])
+        start_epoch = int(state["epoch"]) + 1
     began = time.monotonic() - history.seconds
     stale = start_epoch - 1 - history.best_epoch if history.best_epoch >= 0 else 0
     history.stopped = "epochs"
@@ -218,6 +217,18 @@ def train_network(
     net.eval()
     history.seconds = time.monotonic() - began
     return history
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """An interrupted run's state, or None when there is none or it cannot be read (a torn write,
+    another tool's file): the run then starts over instead of failing."""
+    if not Path(path).is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # torch raises many types for damaged files
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def _steps(n: int, batch: int) -> int:
