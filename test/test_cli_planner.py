@@ -64,6 +64,9 @@ def test_map_baselines(capsys: pytest.CaptureFixture[str], planner: str) -> None
         (("--workload", "alexnet,vgg16", "--planner", "gpu", "--priorities", "1,1"), "does not take priorities"),
         (("--workload", "alexnet,vgg16", "--budget", "0"), "argument --budget: must be at least 1"),
         (("--workload", "alexnet,vgg16", "--warm-start", "/nonexistent.json"), "does not exist"),
+        # a frequency where seconds are meant used to pass as 30 s
+        (("--workload", "alexnet", "--period", "alexnet=30hz"), "'30hz' is not a number (e.g. 0.05, 0.05s or 50ms)"),
+        (("--workload", "alexnet", "--rate", "alexnet=30ms"), "'30ms' is not a number (e.g. 30 or 30hz)"),
     ],
 )
 def test_map_rejects_bad_input(capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str) -> None:

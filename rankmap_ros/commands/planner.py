@@ -41,10 +41,12 @@ def _seconds(option: str, text: str) -> float:
     """A duration in seconds; a trailing `ms` means milliseconds, `hz` (--rate) a frequency."""
     raw = text.strip().lower()
     scale = 1e-3 if raw.endswith("ms") else 1.0
+    units = ("hz",) if option == "--rate" else ("ms", "s")
     try:
-        value = float(raw.removesuffix("ms").removesuffix("hz").removesuffix("s"))
+        value = float(next((raw.removesuffix(u) for u in units if raw.endswith(u)), raw))
     except ValueError:
-        raise CliError(f"{option}: {text!r} is not a number") from None
+        like = "30 or 30hz" if option == "--rate" else "0.05, 0.05s or 50ms"
+        raise CliError(f"{option}: {text!r} is not a number (e.g. {like})") from None
     if not math.isfinite(value) or value <= 0:
         raise CliError(f"{option}: {text!r} must be a finite number > 0")
     return value * scale
