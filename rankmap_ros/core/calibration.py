@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -65,19 +66,38 @@ class AnchorResult:
         return self.anchor.low <= self.simulated <= self.anchor.high
 
 
+class AnchorError(ValueError):
+    """An anchors file that cannot be used as given; the message names the file and the entry."""
+
+
 def load_anchors(name_or_path: str | Path) -> tuple[Anchor, ...]:
     """Anchors of a built-in platform by name, or from a YAML file."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(path.read_text())
-    else:
-        data = yaml.safe_load(
-            resources.files("rankmap_ros").joinpath(f"data/calibration/{name_or_path}.yaml").read_text()
-        )
-    return tuple(_anchor(i, entry) for i, entry in enumerate(data["anchors"]))
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            text = path.read_text()
+        else:
+            text = resources.files("rankmap_ros").joinpath(f"data/calibration/{name_or_path}.yaml").read_text()
+        data = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise AnchorError(f"no anchors for {str(name_or_path)!r}: give an anchors YAML file") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise AnchorError(f"anchors {str(name_or_path)!r} cannot be read: {exc}") from None
+    entries = data.get("anchors") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise AnchorError(f"anchors {str(name_or_path)!r}: expected a mapping with an 'anchors' list")
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            out.append(_anchor(entry))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AnchorError(f"anchors {str(name_or_path)!r}, entry {i}: {type(exc).__name__}: {exc}") from None
+    return tuple(out)
 
 
-def _anchor(index: int, entry: dict[str, Any]) -> Anchor:
+def _anchor(entry: dict[str, Any]) -> Anchor:
+    if entry["kind"] not in ("throughput", "latency_ratio"):
+        raise ValueError(f"kind {entry['kind']!r} is not throughput or latency_ratio")
     target = float(entry["target"])
     if entry["kind"] == "throughput":
         tol = float(entry["tolerance"])
@@ -198,8 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("platform", nargs="?", default="orange_pi_5", help="built-in platform name or YAML file")
     parser.add_argument("--anchors", help="anchors YAML (default: the built-in set of the platform's name)")
     args = parser.parse_args(argv)
-    platform = load_platform(args.platform)
-    results = evaluate(platform, load_anchors(args.anchors or platform.name))
+    try:
+        platform = load_platform(args.platform)
+        results = evaluate(platform, load_anchors(args.anchors or platform.name))
+    except (PlatformError, AnchorError) as exc:
+        print(f"calibration: error: {exc}", file=sys.stderr)
+        return 2
     print(f"Calibration of {platform.name} (simulated values)\n")
     print(table(results))
     return 0 if all(r.ok for r in results) else 1

@@ -221,3 +221,20 @@ def test_profiled_units_replace_the_modelled_times_of_their_model_and_component(
     assert simulate(profiled, alone, Mapping.all_on(alone, "big")).throughput["alexnet"] == pytest.approx(
         1 / sum(seconds)
     )
+
+
+def test_unusable_anchor_files_are_refused_with_their_name(tmp_path, capsys) -> None:
+    from rankmap_ros.core.calibration import AnchorError, main
+
+    with pytest.raises(AnchorError, match="no anchors for 'host'"):
+        load_anchors("host")
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("- target: 3\n")
+    with pytest.raises(AnchorError, match="expected a mapping with an 'anchors' list"):
+        load_anchors(listed)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("anchors:\n  - {kind: throughputt, model: alexnet, component: gpu, target: 3}\n")
+    with pytest.raises(AnchorError, match="entry 0: ValueError: kind 'throughputt'"):
+        load_anchors(typo)
+    assert main(["orange_pi_5", "--anchors", str(typo)]) == 2
+    assert capsys.readouterr().err.startswith("calibration: error: anchors")
