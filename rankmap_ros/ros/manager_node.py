@@ -817,6 +817,21 @@ def stage_statuses(chain: Chain) -> list[Status]:
     return out
 
 
+def spin_serving(executor: Any, logger: Any) -> None:
+    """Spin until shutdown. A callback that raises (a bug) is logged and the manager serves on:
+    executors re-raise callback errors from spin(), which would stop every DNN with it."""
+    while True:
+        try:
+            executor.spin()
+            return
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as exc:
+            if not rclpy.ok():  # shutting down: nothing left to serve
+                return
+            logger.error(f"a callback failed: {type(exc).__name__}: {exc}; serving on", throttle_duration_sec=5.0)
+
+
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = None
@@ -828,7 +843,7 @@ def main(args: list[str] | None = None) -> None:
             raise SystemExit(2) from exc
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
-        executor.spin()
+        spin_serving(executor, node.get_logger())
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

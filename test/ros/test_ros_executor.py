@@ -164,3 +164,29 @@ def test_discovery_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     assert '<NetworkInterface address="127.0.0.1"/>' in discovery.domain_config({"ROS_LOCALHOST_ONLY": "1"})
     with pytest.raises(discovery.DiscoveryConfigError):
         discovery.domain_id({"ROS_DOMAIN_ID": "300"})
+
+
+def test_a_sample_that_does_not_decode_is_dropped_and_the_next_delivered(rclpy_context: Any, capsys: Any) -> None:
+    # A broken or foreign peer's sample (here a string that is not UTF-8) must not end spin():
+    # every node of ours would stop serving on it.
+    from rankmap_ros.ros.dds.types import get_message, serialize
+
+    string = get_message("std_msgs/msg/String")
+    node = Node("garbled")
+    got: list[Any] = []
+    node.create_subscription(string, "/garbled", got.append, 10)
+    publisher = node.create_publisher(string, "/garbled", 10)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    deadline = time.monotonic() + 10
+    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+        spin_for(executor, 0.05)
+    publisher.publish(serialize(string(data="AAAA")).replace(b"AAAA", b"\xff\xfe\xfd\xfc"))
+    publisher.publish(string(data="fine"))
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        spin_for(executor, 0.05)
+    assert [m.data for m in got] == ["fine"]
+    assert "dropped a sample on /garbled that does not decode: SerdeError" in capsys.readouterr().err
+    executor.shutdown()
+    node.destroy_node()

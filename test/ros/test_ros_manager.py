@@ -247,6 +247,30 @@ def test_a_dnn_whose_model_file_went_bad_is_parked_not_restarted(stack: Stack, m
     assert stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="swapped").success
 
 
+def test_undecodable_requests_do_not_stop_the_manager(stack: Stack) -> None:
+    # A broken or foreign peer writes a RegisterDnn request that DDS delivers but that does not
+    # decode (its name is not UTF-8): the manager drops it (logged) and answers the next request.
+    from rankmap_ros.ros import endpoints
+    from rankmap_ros.ros.dds.types import serialize
+    from rankmap_ros.ros.dds.wire import add_request_header, wrap
+    from rankmap_ros.ros.rclpy_compat import srv
+
+    register = srv(endpoints.REGISTER_TYPE)
+    client = stack.node.create_client(register, endpoints.REGISTER_SERVICE)
+    try:
+        assert client.wait_for_service(timeout_sec=30.0)
+        request = register.Request(name="AAAA", model="squeezenet_v2", input_topic="/x", priority=1.0)
+        broken = add_request_header(serialize(request), 1, 1).replace(b"AAAA", b"\xff\xfe\xfd\xfc")
+        client._writer.write(wrap(client._request_wire, broken))  # the fault to inject, past serialize()
+        time.sleep(1.0)
+    finally:
+        stack.node.destroy_client(client)
+    assert stack.manager.poll() is None, "the manager exited"
+    assert stack.status().platform, "and it still answers"
+    refused = stack.register("9bad", "squeezenet_v2")
+    assert not refused.success and "must start with a letter" in refused.message
+
+
 def test_shutdown_leaves_no_process_or_shared_memory(stack: Stack) -> None:
     pids = [p for name in ("squeeze", "shuffle", "greedy") for p in stack.stage_pids(name)]
     assert pids and _manager_entries(stack.manager.pid)

@@ -21,7 +21,10 @@ from typing import Any
 from cyclonedds.core import DDSException, GuardCondition, WaitSet
 
 from rankmap_ros.ros.dds.context import Context, ExternalShutdownException, get_default_context
+from rankmap_ros.ros.dds.logging import get_logger
 from rankmap_ros.ros.dds.task import Future
+
+_LOGGER = get_logger("rclpy.executor")
 
 MAIN_THREAD_WAIT_CAP_S = 0.1
 
@@ -134,7 +137,15 @@ class Executor:
             self._waitset.wait(int(wait * 1e9) if wait is not None else 2**63 - 1)
         self._guard.take()
         for entity in entities:
-            work = entity.take()
+            try:
+                work = entity.take()
+            except Exception as exc:  # a sample that does not decode (a broken or foreign peer): drop it, serve on
+                name = getattr(entity, "topic_name", None) or getattr(entity, "srv_name", "an entity")
+                _LOGGER.error(
+                    f"dropped a sample on {name} that does not decode: {type(exc).__name__}: {exc}",
+                    throttle_duration_sec=5.0,
+                )
+                continue
             if work is not None:
                 self._ready.append((entity, work))
 
