@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         args.handler(args)
+    except KeyboardInterrupt:
+        hint = getattr(args, "resume_hint", "")  # the commands that can go on say how
+        print(f"rankmap: interrupted{'. ' + hint if hint else ''}", file=sys.stderr)
+        return 130
     except (
         CliError,
         MappingError,

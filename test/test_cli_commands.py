@@ -203,3 +203,13 @@ def test_the_demo_hands_its_platform_to_the_manager(tmp_path) -> None:
     manager = node_commands(DemoOptions(platform=str(tmp_path / "host.yaml"), split="big:0,little:1"))["manager"]
     assert f"platform:={str(tmp_path / 'host.yaml')!r}" in manager
     assert not any(arg.startswith("platform:=") for arg in node_commands(DemoOptions(split="big:0"))["manager"])
+
+
+def test_ctrl_c_ends_with_130_and_says_how_to_go_on(capsys, monkeypatch) -> None:
+    def interrupted(*args, **kwargs) -> None:  # Ctrl-C halfway through the experiment
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rankmap_ros.experiments.paper.run_paper", interrupted)
+    code, out, err = run(capsys, "experiment", "paper", "--quick", "--model", "simulator")
+    assert code == 130 and out == "" and "Traceback" not in err
+    assert err == "rankmap: interrupted. With --out, run the same command again to go on from its cache.\n"

@@ -57,10 +57,13 @@ def read_text(path: Path, what: str) -> str:
 
 
 def write_output(path: str, text: str) -> None:
-    """A result file, its directory made if need be: a missing one must not waste a long run."""
+    """A result file, whole or not at all, its directory made if need be (a missing one must not
+    waste a long run)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
 
 
 def integer(low: int, high: int | None = None) -> Callable[[str], int]:

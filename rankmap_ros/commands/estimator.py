@@ -315,6 +315,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--platform", default="orange_pi_5")
     p.add_argument("--samples", type=integer(1), required=True)
     p.add_argument("--out", required=True, help=".npz file (resumes from FILE.partial.npz if present)")
+    p.set_defaults(resume_hint="Run the same command again to go on from OUT.partial.npz.")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument(
         "--mappings-per-workload", type=integer(1), default=1, help="random mappings per workload (test sets: 40)"
@@ -325,6 +326,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True, help="checkpoint file (.pt)")
     p.add_argument("--curve", help="training-curve PNG (default: OUT's name + -curve.png)")
+    p.set_defaults(resume_hint="Run the same command again to go on from its state directory (--state-dir).")
     _training_options(p, "rankmap")
 
     estimator = command_group(sub, "estimator", "the learned throughput estimator")
@@ -342,6 +344,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--workdir", default=BUILD_DIR, help="datasets, curve and evaluation JSON")
     p.add_argument("--out", help="checkpoint (default: the package's shipped one for --platform)")
     p.add_argument("--curve", help=argparse.SUPPRESS)
+    p.set_defaults(resume_hint="Run the same command again: training goes on from its state (the data is made again).")
     # The shipped checkpoint's recipe: 5x the paper's samples, fewer epochs (docs/ESTIMATOR.md).
     _training_options(p, "rankmap,rankmap_raw,omniboost", epochs=20, batch_size=256, lr=3e-3, baseline_epochs=60)
 

@@ -293,6 +293,7 @@ def register(sub: Any, experiments: Any) -> None:
 
     p = add_command(experiments, "paper", cmd_experiment_paper, "the paper's Section V (Figures 5-10) on the simulator")
     p.add_argument("--out", help="directory for paper.json, paper.md and the PNG figures (also the resume cache)")
+    p.set_defaults(resume_hint="With --out, run the same command again to go on from its cache.")
     p.add_argument("--quick", action="store_true", help="a reduced run (under 3 minutes)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--model", choices=MODELS, help="throughput model the planners use (default: estimator if shipped)")
@@ -307,6 +308,7 @@ def register(sub: Any, experiments: Any) -> None:
         experiments, "realtime", cmd_experiment_realtime, "scheduling policies on three real-time scenarios"
     )
     p.add_argument("--out", help="directory for realtime.json and realtime.png (also the resume cache)")
+    p.set_defaults(resume_hint="With --out, run the same command again to go on from its cache.")
     p.add_argument("--quick", action="store_true", help="5 s per run instead of 30 s, a smaller planner budget")
     p.add_argument(
         "--measured", action="store_true", help="run the scenarios for real on this host (12 s per run, 4 s quick)"

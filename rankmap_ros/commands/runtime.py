@@ -110,9 +110,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     passes = args.passes or PASSES
     result = calibrate(base, models, contention_seconds=args.contention_seconds, passes=passes, progress=_say(args))
     out = Path(args.out)
-    write_platform(result.platform, out)
+    # the measurements first: a platform file never sits beside an older run's measurements
     details = measurements_path(out)
-    details.write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True))
+    write_output(str(details), json.dumps(result.to_dict(), indent=1, sort_keys=True))
+    write_platform(result.platform, out)
     rows = [
         (c, f"{q.unit_median:.1%}", f"{q.unit_worst:.1%}", f"{q.model_median:.1%}", f"{q.model_worst:.1%}")
         for c, q in result.quality.items()

@@ -35,6 +35,7 @@ from rankmap_ros.core.platform import Platform, load_platform
 from rankmap_ros.core.simulator import ideal_throughput, throughputs
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
+from rankmap_ros.experiments.cache import read_cached, write_cached
 from rankmap_ros.experiments.motivation import STARVATION_EPSILON
 
 # The paper's pool (Section V): the zoo less Inception-ResNet-V1, which only Figure 8 uses.
@@ -279,7 +280,13 @@ def summarize(mixes: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _fingerprint(settings: Settings, model_name: str, platform: Platform) -> str:
-    text = json.dumps([asdict(settings), model_name, platform.to_dict(), zoo.names()], sort_keys=True)
+    """What a cached mix depends on; the estimator by its checkpoint's bytes, as `estimator build`
+    replaces the shipped one in place."""
+    from rankmap_ros.core.estimator.checkpoint import shipped_path
+
+    weights = shipped_path(platform.name) if model_name == "estimator" else None
+    model = hashlib.sha256(weights.read_bytes()).hexdigest() if weights is not None and weights.is_file() else ""
+    text = json.dumps([asdict(settings), model_name, model, platform.to_dict(), zoo.names()], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -307,12 +314,10 @@ def run_paper(
     results = []
     for index, models in enumerate(tqdm(mixes, desc="paper (simulated)", file=sys.stderr, disable=None)):
         path = None if cache is None else cache / f"mix_{index:03d}.json"
-        if path is not None and path.is_file():
-            results.append(json.loads(path.read_text()))
-            continue
-        result = run_mix(models, settings, throughput_model, plat)
-        if path is not None:
-            path.write_text(json.dumps(result))
+        result = read_cached(path)
+        if result is None:
+            result = run_mix(models, settings, throughput_model, plat)
+            write_cached(path, result)
         results.append(result)
     report: dict[str, Any] = {
         "experiment": "paper",

@@ -39,6 +39,7 @@ from rankmap_ros.core.rtsim import (
 )
 from rankmap_ros.core.throughput import SimulatorModel
 from rankmap_ros.core.workload import DnnSpec, Workload
+from rankmap_ros.experiments.cache import read_cached, write_cached
 
 Runner = Callable[[Platform, Workload, Mapping, Policy, float], RtResult]
 MAPPINGS = ("shared", "rankmap")
@@ -204,7 +205,7 @@ def host_setup(
     job_seconds: dict[str, float] = {}
     profiled: list[MeasuredUnits] = []
     paths = {c: None if cache is None else cache / f"units_{c}.json" for c in host.component_names}
-    cached = {c: path for c, path in paths.items() if path is not None and path.is_file()}
+    cached = {c: saved for c, path in paths.items() if (saved := read_cached(path)) is not None}
     missing = [c for c in host.component_names if c not in cached]
     found: dict[str, UnitTimes] = {}
     measured_bandwidth = 0.0
@@ -214,14 +215,12 @@ def host_setup(
         measured_bandwidth = copy_bandwidth_gbs()
     for component in host.component_names:
         if component in cached:
-            saved = json.loads(cached[component].read_text())
+            saved = cached[component]
             units = UnitTimes(component, {m: tuple(t) for m, t in saved["times"].items()}, {}, saved.get("chains", {}))
             bandwidth = saved["bandwidth_gbs"]
         else:
-            units, bandwidth, path = found[component], measured_bandwidth, paths[component]
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps({"times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth}))
+            units, bandwidth = found[component], measured_bandwidth
+            write_cached(paths[component], {"times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth})
         scaled = units.chain_scaled()
         platform = fit_component(platform, scaled, bandwidth)
         profiled += units.profiled()
@@ -341,12 +340,10 @@ def run_scenarios(
     label = "realtime (simulated)" if getattr(runner, "__name__", "").startswith("simulated") else "realtime"
     for (scenario, workload, kind, mapping), policy in tqdm(jobs, desc=label, file=sys.stderr, disable=None):
         path = None if cache is None else cache / f"{scenario.name}_{kind}_{policy.value}.json"
-        if path is not None and path.is_file():
-            run = json.loads(path.read_text())
-        else:
+        run = read_cached(path)
+        if run is None:
             run = json_safe(runner(platform, workload, mapping, policy, settings.horizon).to_dict())
-            if path is not None:
-                path.write_text(json.dumps(run))
+            write_cached(path, run)
         results.setdefault(f"{scenario.name}/{kind}", {})[policy.value] = run
     report: dict[str, Any] = {}
     for scenario, workload, kind, mapping in plans:

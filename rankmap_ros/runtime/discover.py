@@ -397,4 +397,6 @@ def write_platform(platform: Platform, path: Path) -> None:
     """Write a platform as YAML (e.g. the discovered host, which says `calibrated: false`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(platform.to_yaml())
+    tmp = path.with_name(path.name + ".tmp")  # whole or not at all: a manager may be reading it
+    tmp.write_text(platform.to_yaml())
+    tmp.replace(path)

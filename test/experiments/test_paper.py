@@ -51,3 +51,13 @@ def test_tiny_run_writes_outputs_and_resumes(tmp_path: Path) -> None:
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = run_paper(tmp_path, settings=TINY, model="simulator")  # every mix comes from the cache
     assert again["mixes"] == json.loads(json.dumps(report["mixes"]))
+    # a mix file left empty by a Ctrl-C in an older version is computed again, not a traceback
+    (torn,) = list((tmp_path / "cache").glob("*/mix_000.json"))
+    torn.write_text("")
+    redone = run_paper(tmp_path, settings=TINY, model="simulator")["mixes"]
+    assert redone[1:] == again["mixes"][1:]  # from the cache, as they were
+
+    def outcome(mix: dict) -> dict:  # what a mix found, without its planning times
+        return {name: entry["throughput"] for name, entry in mix["planners"].items()}
+
+    assert outcome(redone[0]) == outcome(again["mixes"][0]) == outcome(json.loads(torn.read_text()))
