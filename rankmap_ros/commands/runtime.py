@@ -150,7 +150,16 @@ def cmd_dataset_collect(args: argparse.Namespace) -> None:
     say = _say(args)
     if say:
         say("measuring every zoo model alone on the reference component (ideal rates), then the samples")
-    dataset = generate(source, args.samples, Path(args.out), seed=args.seed, max_dnns=args.max_dnns, progress=progress)
+    # a measured sample costs seconds: every one goes into the partial file a rerun goes on from
+    dataset = generate(
+        source,
+        args.samples,
+        Path(args.out),
+        seed=args.seed,
+        max_dnns=args.max_dnns,
+        progress=progress,
+        checkpoint_every=1,
+    )
     data = {"out": args.out, "samples": len(dataset), "label_source": source.name, "platform": platform.name}
     emit(args, data, f"wrote {len(dataset)} measured samples to {args.out}")
 
@@ -357,6 +366,7 @@ def register(sub: Any, experiments: Any) -> None:
     )
     _platform_args(p)
     p.add_argument("--out", required=True, help="dataset .npz to write (resumed if a partial file exists)")
+    p.set_defaults(resume_hint="Run the same command again to go on from OUT.partial.npz.")
     p.add_argument("--samples", type=integer(1), default=20)
     p.add_argument("--seconds", type=POSITIVE, default=3.0, help="measurement window per sample (default 3)")
     p.add_argument("--max-dnns", type=integer(1, 5), default=5)

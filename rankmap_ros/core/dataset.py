@@ -187,7 +187,7 @@ def generate(
     if mappings_per_workload <= 0:
         raise DatasetError(f"mappings per workload must be positive, got {mappings_per_workload}")
     pool = zoo.names()
-    meta = {
+    meta: dict[str, Any] = {
         "format": FORMAT,
         "platform": source.platform_name,
         "platform_fingerprint": source.platform_fingerprint,
@@ -195,7 +195,6 @@ def generate(
         "label_source": source.name,
         "zoo_version": zoo_fingerprint(),
         "model_names": list(pool),
-        "ideal": {m: source.ideal(m) for m in pool},
         "seed": seed,
         "mappings_per_workload": mappings_per_workload,
         "max_dnns": max_dnns,
@@ -207,16 +206,30 @@ def generate(
     throughput = np.full((samples, max_dnns), np.nan, dtype=np.float32)
     partial_path = Path(out).with_name(Path(out).name + ".partial.npz")
     done = 0
-    if partial_path.is_file():
-        try:
-            partial: Dataset | None = Dataset.load(partial_path)
-        except DatasetError:
-            partial = None  # a torn partial file: start over
-        if partial is not None:
-            same = {k: v for k, v in partial.meta.items() if k != "samples"} == meta
-            if same and len(partial) <= samples:
-                done = len(partial)
-                models[:done], assign[:done], throughput[:done] = partial.models, partial.assign, partial.throughput
+    try:
+        partial: Dataset | None = Dataset.load(partial_path) if partial_path.is_file() else None
+    except DatasetError:
+        partial = None  # a torn partial file: start over
+    if partial is not None:
+        # Sample i depends on the settings and i only: a partial made with the same settings
+        # gives its first samples, however many this run asks for. The ideal rates are
+        # measurements (of a host), not settings: a resumed run keeps the partial's.
+        differing = sorted(
+            k for k in (meta.keys() | partial.meta.keys()) - {"samples", "ideal"} if partial.meta.get(k) != meta.get(k)
+        )
+        if differing:
+            raise DatasetError(
+                f"{partial_path} holds {len(partial)} samples made with other settings ({', '.join(differing)}): "
+                "run with the same settings to go on from it, or delete it to start over"
+            )
+        done = min(len(partial), samples)
+        models[:done], assign[:done], throughput[:done] = (
+            partial.models[:done],
+            partial.assign[:done],
+            partial.throughput[:done],
+        )
+    kept = partial.meta.get("ideal") if partial is not None else None
+    meta["ideal"] = kept if isinstance(kept, dict) else {m: source.ideal(m) for m in pool}
     column = {c: i for i, c in enumerate(source.components)}
     model_index = {m: i for i, m in enumerate(pool)}
     indices: Iterator[int] = iter(range(done, samples))

@@ -88,6 +88,30 @@ def test_interrupted_generation_resumes_to_the_same_file(source: SimulatorLabels
     assert not partial.exists()
 
 
+def test_a_partial_file_of_other_settings_is_named_not_thrown_away(source: SimulatorLabels, tmp_path: Path) -> None:
+    # hours of labelling must not vanish because a rerun changed --seed; a smaller --samples
+    # takes the partial file's first samples (sample i depends on the settings and i only)
+    out = tmp_path / "d.npz"
+
+    def stop_after_six(indices: Iterator[int], total: int, done: int) -> Iterator[int]:
+        for count, i in enumerate(indices):
+            if count == 6:
+                raise KeyboardInterrupt
+            yield i
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(source, 10, out, seed=2, checkpoint_every=3, progress=stop_after_six)
+    partial = tmp_path / "d.npz.partial.npz"
+    before = partial.read_bytes()
+    with pytest.raises(DatasetError, match=r"d\.npz\.partial\.npz holds 6 samples made with other settings \(seed\)"):
+        generate(source, 10, out, seed=3)
+    assert partial.read_bytes() == before
+    fewer = generate(source, 4, out, seed=2)
+    fresh = generate(source, 4, tmp_path / "fresh.npz", seed=2)
+    assert np.array_equal(fewer.models, fresh.models)
+    assert np.array_equal(fewer.throughput, fresh.throughput, equal_nan=True)  # NaN: no DNN in that slot
+
+
 def test_missing_corrupt_and_foreign_files_fail_clearly(source: SimulatorLabels, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         Dataset.load(tmp_path / "nope.npz")
