@@ -61,19 +61,25 @@ def test_mappings_per_workload_groups_samples(source: SimulatorLabels, tmp_path:
     assert len({d.mapping(i).to_json() for i in range(3)}) > 1
 
 
+def ctrl_c_after(samples: int):
+    """A progress hook that stops generation as Ctrl-C would, after `samples` samples."""
+
+    def progress(indices: Iterator[int], total: int, done: int) -> Iterator[int]:
+        for count, i in enumerate(indices):
+            if count == samples:
+                raise KeyboardInterrupt
+            yield i
+
+    return progress
+
+
 def test_interrupted_generation_resumes_to_the_same_file(source: SimulatorLabels, tmp_path: Path) -> None:
     whole = tmp_path / "whole.npz"
     generate(source, 10, whole, seed=2, checkpoint_every=3)
     out = tmp_path / "resumed.npz"
 
-    def stop_after_seven(indices: Iterator[int], total: int, done: int) -> Iterator[int]:
-        for count, i in enumerate(indices):
-            if count == 7:
-                raise KeyboardInterrupt
-            yield i
-
     with pytest.raises(KeyboardInterrupt):
-        generate(source, 10, out, seed=2, checkpoint_every=3, progress=stop_after_seven)
+        generate(source, 10, out, seed=2, checkpoint_every=3, progress=ctrl_c_after(7))
     partial = tmp_path / "resumed.npz.partial.npz"
     assert partial.is_file() and len(Dataset.load(partial)) == 6
     started_at: list[int] = []
@@ -93,14 +99,8 @@ def test_a_partial_file_of_other_settings_is_named_not_thrown_away(source: Simul
     # takes the partial file's first samples (sample i depends on the settings and i only)
     out = tmp_path / "d.npz"
 
-    def stop_after_six(indices: Iterator[int], total: int, done: int) -> Iterator[int]:
-        for count, i in enumerate(indices):
-            if count == 6:
-                raise KeyboardInterrupt
-            yield i
-
     with pytest.raises(KeyboardInterrupt):
-        generate(source, 10, out, seed=2, checkpoint_every=3, progress=stop_after_six)
+        generate(source, 10, out, seed=2, checkpoint_every=3, progress=ctrl_c_after(6))
     partial = tmp_path / "d.npz.partial.npz"
     before = partial.read_bytes()
     with pytest.raises(DatasetError, match=r"d\.npz\.partial\.npz holds 6 samples made with other settings \(seed\)"):
