@@ -59,11 +59,9 @@ def read_text(path: Path, what: str) -> str:
 def write_output(path: str, text: str) -> None:
     """A result file, whole or not at all, its directory made if need be (a missing one must not
     waste a long run)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    from rankmap_ros.core.files import write_text_atomic
+
+    write_text_atomic(Path(path), text)
 
 
 def integer(low: int, high: int | None = None) -> Callable[[str], int]:

@@ -108,10 +108,10 @@ def _check_manager_setup(split: str, policy: str, arbitrated_for: str = "") -> N
     `arbitrated_for`: what needs an arbitrated policy, if anything does.
     """
     from rankmap_ros.core.realtime import RealTimeError, parse_policy
-    from rankmap_ros.runtime.host import host_platform
+    from rankmap_ros.runtime.discover import parse_core_split
 
     if split:
-        host_platform(split, opencl_cpu_as_gpu=False)
+        parse_core_split(split)
     if policy:
         try:
             parsed = parse_policy(policy)

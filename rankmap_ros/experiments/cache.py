@@ -7,9 +7,10 @@ read anyway (left by an older version, or damaged) counts as missing: that step 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from rankmap_ros.core.files import write_text_atomic
 
 
 def read_cached(path: Path | None) -> Any | None:
@@ -23,9 +24,5 @@ def read_cached(path: Path | None) -> Any | None:
 
 
 def write_cached(path: Path | None, data: Any) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    if path is not None:
+        write_text_atomic(path, json.dumps(data))

@@ -6,13 +6,13 @@ request leaves the registry exactly as it was and the message says what is wrong
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rankmap_ros.core import zoo
+from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.realtime import RealTimeError, TaskClass, infeasibility
 from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
@@ -21,7 +21,7 @@ from rankmap_ros.ros import planning, results
 MODEL_SUFFIXES = (".pt", ".pth")
 # absolute or relative to the manager's namespace; no `~` or `{node}`: the executors that
 # subscribe are other nodes than the one that asked
-_TOPIC = re.compile(r"^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+_TOPIC = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 MAX_TOPIC_LENGTH = 200  # DDS topic names are limited to 256 bytes, with ROS's prefix and namespace
 
 
@@ -92,7 +92,7 @@ def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | N
 def check_topic(topic: str) -> None:
     if not topic.strip():
         raise RequestError("input_topic is empty: name the sensor_msgs/Image topic the DNN consumes")
-    if not _TOPIC.match(topic):
+    if not _TOPIC.fullmatch(topic):
         raise RequestError(
             f"input_topic {topic!r} is not a valid ROS topic name: '/'-separated parts of letters, digits "
             "and '_', none starting with a digit (absolute, or relative to the manager's namespace)"
@@ -102,7 +102,7 @@ def check_topic(topic: str) -> None:
 
 
 def check_number(what: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    if not finite_number(value) or value < 0:
         raise RequestError(f"{what} must be a finite number >= 0, got {value!r}")
 
 

@@ -380,7 +380,7 @@ def calibration_rates(platform_file: str | Path) -> tuple[dict[str, dict[str, fl
                 measured = found["throughput"]
             else:
                 measured = {k: v for k, v in found.items() if k not in _SHARING_FIT_KEYS}
-            usable = {str(n): float(r) for n, r in measured.items() if math.isfinite(float(r)) and float(r) > 0}
+            usable = {str(n): rate for n, r in measured.items() if math.isfinite(rate := float(r)) and rate > 0}
             if usable:
                 rates[str(comp)] = usable
     except (OSError, ValueError, AttributeError, TypeError, RecursionError) as exc:

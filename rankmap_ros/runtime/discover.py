@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from rankmap_ros.core.files import write_text_atomic
 from rankmap_ros.core.platform import Platform, parse_platform
 from rankmap_ros.runtime.errors import DiscoveryError
 
@@ -395,8 +396,4 @@ def discover_host(split: str | None = None, include_opencl_cpu: bool = False) ->
 
 def write_platform(platform: Platform, path: Path) -> None:
     """Write a platform as YAML (e.g. the discovered host, which says `calibrated: false`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")  # whole or not at all: a manager may be reading it
-    tmp.write_text(platform.to_yaml())
-    tmp.replace(path)
+    write_text_atomic(Path(path), platform.to_yaml())  # a manager may be reading it

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.core.planner.base import PlannerError
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.simulator import ideal_throughput
@@ -26,7 +27,7 @@ def normalize(values: Sequence[float], workload: Workload) -> tuple[float, ...]:
     if len(values) != len(workload):
         raise PlannerError(f"{len(values)} priorities given for {len(workload)} DNNs ({', '.join(workload.names)})")
     for name, value in zip(workload.names, values, strict=True):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if not finite_number(value):
             raise PlannerError(f"priority of {name!r} must be a finite number, got {value!r}")
         if value < 0:
             raise PlannerError(f"priority of {name!r} must be >= 0, got {value!r}")
