@@ -213,3 +213,14 @@ def test_ctrl_c_ends_with_130_and_says_how_to_go_on(capsys, monkeypatch) -> None
     code, out, err = run(capsys, "experiment", "paper", "--quick", "--model", "simulator")
     assert code == 130 and out == "" and "Traceback" not in err
     assert err == "rankmap: interrupted. With --out, run the same command again to go on from its cache.\n"
+
+
+def test_ctrl_c_in_a_calibration_says_it_wrote_nothing_and_starts_over(capsys, monkeypatch, tmp_path) -> None:
+    def interrupted(*args, **kwargs) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("rankmap_ros.runtime.calibrate.calibrate", interrupted)
+    out = tmp_path / "host.yaml"
+    code, _, err = run(capsys, "calibrate", "--platform", "host", "--split", "big:0", "--out", str(out))
+    assert code == 130 and err.startswith("rankmap: interrupted. Nothing was written.") and "run it again" in err
+    assert list(tmp_path.iterdir()) == []

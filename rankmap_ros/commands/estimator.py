@@ -23,7 +23,9 @@ def _threads(args: argparse.Namespace) -> None:
     torch.set_num_threads(threads)
 
 
-def _generate(platform_name: str, samples: int, out: Path, seed: int, per_workload: int, max_stages: int) -> Any:
+def _generate(
+    platform_name: str, samples: int, out: Path, seed: int, per_workload: int, max_stages: int, reuse: bool = False
+) -> Any:
     from tqdm import tqdm
 
     from rankmap_ros.core.dataset import generate
@@ -43,6 +45,7 @@ def _generate(platform_name: str, samples: int, out: Path, seed: int, per_worklo
         mappings_per_workload=per_workload,
         max_stages=max_stages,
         progress=progress,
+        reuse=reuse,
     )
 
 
@@ -226,18 +229,19 @@ def cmd_estimator_eval(args: argparse.Namespace) -> None:
 
 def cmd_estimator_build(args: argparse.Namespace) -> None:
     from rankmap_ros.core.estimator.checkpoint import shipped_path
+    from rankmap_ros.core.files import write_text_atomic
 
     _threads(args)
     work = Path(args.workdir)
     out = Path(args.out) if args.out else shipped_path(args.platform)
     train_path = work / f"{args.platform}-train-{args.samples}-seed{args.seed}.npz"
     test_path = work / f"{args.platform}-test-{args.test_samples}-seed{args.seed + 1}.npz"
-    _generate(args.platform, args.samples, train_path, args.seed, 1, 4)
-    _generate(args.platform, args.test_samples, test_path, args.seed + 1, args.mappings_per_workload, 4)
+    _generate(args.platform, args.samples, train_path, args.seed, 1, 4, reuse=True)
+    _generate(args.platform, args.test_samples, test_path, args.seed + 1, args.mappings_per_workload, 4, reuse=True)
     trained = _train(train_path, out, tuple(args.variants.split(",")), args, work / f"{args.platform}-curve.png")
     data = _evaluate(out, args.platform, test_path, timing=True)
     data["training"] = trained
-    (work / f"{args.platform}-eval.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+    write_text_atomic(work / f"{args.platform}-eval.json", json.dumps(data, indent=2, sort_keys=True))
     emit(args, data, _eval_text(data) + f"\nwrote {out}, {work}/{args.platform}-eval.json and the training curve")
 
 
@@ -344,7 +348,9 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--workdir", default=BUILD_DIR, help="datasets, curve and evaluation JSON")
     p.add_argument("--out", help="checkpoint (default: the package's shipped one for --platform)")
     p.add_argument("--curve", help=argparse.SUPPRESS)
-    p.set_defaults(resume_hint="Run the same command again: training goes on from its state (the data is made again).")
+    p.set_defaults(
+        resume_hint="Run the same command again: it keeps the finished datasets and training goes on from its state."
+    )
     # The shipped checkpoint's recipe: 5x the paper's samples, fewer epochs (docs/ESTIMATOR.md).
     _training_options(p, "rankmap,rankmap_raw,omniboost", epochs=20, batch_size=256, lr=3e-3, baseline_epochs=60)
 

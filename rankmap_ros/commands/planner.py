@@ -226,7 +226,8 @@ def cmd_experiment_realtime(args: argparse.Namespace) -> None:
 def cmd_experiment_search(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.search import VARIANTS, run_search_comparison
 
-    result = run_search_comparison(mixes_per_size=args.mixes, budget=args.budget, seed=args.seed)
+    out = Path(args.out) if args.out else None
+    result = run_search_comparison(mixes_per_size=args.mixes, budget=args.budget, seed=args.seed, out_dir=out)
     rows = [
         (name, *(f"{result['variants'][m][name]['mean_ratio']:.3f}" for m in ("dynamic", "static")),
          f"{result['variants']['both'][name]['worst_ratio']:.3f}",
@@ -236,6 +237,7 @@ def cmd_experiment_search(args: argparse.Namespace) -> None:
     text = (
         table(rows, ("search", "mean, RankMap_D", "mean, RankMap_S", "worst", "within 5%"))
         + f"\nratio to the best known; {result['budget']} evaluations each, {result['platform']} (simulated)"
+        + (f"\nwrote {out}/search.json and {out}/search.png" if out else "")
     )
     emit(args, result, text)
 
@@ -303,6 +305,8 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--mixes", type=integer(1), default=4, help="mixes per size (default 4)")
     p.add_argument("--budget", type=integer(1), default=3000)
     p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--out", help="directory for search.json and search.png (also the resume cache)")
+    p.set_defaults(resume_hint="With --out, run the same command again to go on from its cache.")
 
     p = add_command(
         experiments, "realtime", cmd_experiment_realtime, "scheduling policies on three real-time scenarios"

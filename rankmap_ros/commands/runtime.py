@@ -343,6 +343,10 @@ def register(sub: Any, experiments: Any) -> None:
     p = add_command(sub, "calibrate", cmd_calibrate, "measure this host and write a calibrated host platform")
     _platform_args(p)
     p.add_argument("--out", required=True, help="platform YAML to write")
+    p.set_defaults(
+        resume_hint="Nothing was written. A calibration is measured in one go (about 4 minutes), so that "
+        "its numbers are of one moment of this host: run it again."
+    )
     p.add_argument("--models", help="comma-separated zoo models to time (default: four small ones)")
     p.add_argument(
         "--contention-seconds",
@@ -411,4 +415,8 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--random-mappings", type=integer(0), default=8)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="also write the JSON result here")
+    p.set_defaults(
+        resume_hint="Nothing was written. The scenarios are compared side by side within one run, "
+        "which a resumed run would not be: run it again."
+    )
     p.add_argument("--quiet", action="store_true")

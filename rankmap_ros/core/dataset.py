@@ -169,6 +169,11 @@ def _sample(
     return workload, mapping, source.label(workload, mapping)
 
 
+def _differing(saved: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """Settings that differ; the ideal rates are measurements (of a host), not settings."""
+    return sorted(k for k in (meta.keys() | saved.keys()) - {"samples", "ideal"} if saved.get(k) != meta.get(k))
+
+
 def generate(
     source: LabelSource,
     samples: int,
@@ -180,8 +185,13 @@ def generate(
     max_stages: int = 4,
     progress: Progress | None = None,
     checkpoint_every: int = CHECKPOINT_EVERY,
+    reuse: bool = False,
 ) -> Dataset:
-    """Generate (or resume) a dataset at `out`; a partial file beside it holds finished samples."""
+    """Generate (or resume) a dataset at `out`; a partial file beside it holds finished samples.
+
+    With `reuse`, a finished dataset already at `out` with these settings is returned as it is
+    (a pipeline resumed after its data was made must not label it all again).
+    """
     if samples <= 0:
         raise DatasetError(f"samples must be positive, got {samples}")
     if mappings_per_workload <= 0:
@@ -201,6 +211,13 @@ def generate(
         "max_units": max_units,
         "max_stages": max_stages,
     }
+    if reuse and Path(out).is_file():
+        try:
+            finished: Dataset | None = Dataset.load(out)
+        except DatasetError:
+            finished = None
+        if finished is not None and len(finished) == samples and not _differing(finished.meta, meta):
+            return finished
     models = np.full((samples, max_dnns), -1, dtype=np.int16)
     assign = np.full((samples, max_dnns, max_units), -1, dtype=np.int8)
     throughput = np.full((samples, max_dnns), np.nan, dtype=np.float32)
@@ -212,11 +229,9 @@ def generate(
         partial = None  # a torn partial file: start over
     if partial is not None:
         # Sample i depends on the settings and i only: a partial made with the same settings
-        # gives its first samples, however many this run asks for. The ideal rates are
-        # measurements (of a host), not settings: a resumed run keeps the partial's.
-        differing = sorted(
-            k for k in (meta.keys() | partial.meta.keys()) - {"samples", "ideal"} if partial.meta.get(k) != meta.get(k)
-        )
+        # gives its first samples, however many this run asks for. A resumed run keeps the
+        # partial's ideal rates.
+        differing = _differing(partial.meta, meta)
         if differing:
             raise DatasetError(
                 f"{partial_path} holds {len(partial)} samples made with other settings ({', '.join(differing)}): "

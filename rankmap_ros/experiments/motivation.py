@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from rankmap_ros.core.files import write_text_atomic
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import Platform, load_platform
 from rankmap_ros.core.simulator import ideal_throughput, throughputs
@@ -110,7 +111,7 @@ def run_motivation(
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "motivation.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomic(out_dir / "motivation.json", json.dumps(result, indent=2) + "\n")
         _plot(out_dir, names, t_norm=t_norm, potential=potential, starving=starving, platform=plat.name)
     return result
 

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rankmap_ros.core import zoo
+from rankmap_ros.core.files import write_text_atomic
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, Planner, RankMapPlanner, default_model_name, load_model, make_planner
 from rankmap_ros.core.planner.ga import evolve
@@ -336,8 +337,8 @@ def run_paper(
     report["seconds"] = time.perf_counter() - started
     if out_dir is not None:
         out = Path(out_dir)
-        (out / "paper.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "paper.md").write_text(markdown(report))
+        write_text_atomic(out / "paper.json", json.dumps(report, indent=2) + "\n")
+        write_text_atomic(out / "paper.md", markdown(report))
         from rankmap_ros.experiments.paper_figures import write_figures
 
         write_figures(out, report)

@@ -24,6 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from rankmap_ros.core.files import write_text_atomic
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.platform import MeasuredUnits, Platform, load_platform
@@ -435,7 +436,7 @@ def run_realtime(
     result["seconds"] = time.perf_counter() - started
     if out_dir is not None:
         out = Path(out_dir)
-        (out / "realtime.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomic(out / "realtime.json", json.dumps(result, indent=2) + "\n")
         plot(out / "realtime.png", result)
     return result
 

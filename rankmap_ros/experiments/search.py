@@ -10,18 +10,25 @@ a long GA on the simulator, found. The variants:
 - `stage_mcts_polished`: the same, polishing the best mappings at 40, 60 and 80% of the budget;
 - `rankmap`: the planner as shipped (both);
 - `ga`: the evolutionary search at the same budget.
-All tree searches use random rollouts. Everything here is simulated.
+All tree searches use random rollouts. Everything here is simulated. With an output directory
+each (mix, objective) row is cached there, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from rankmap_ros.core import zoo
+from rankmap_ros.core.files import write_text_atomic
 from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.planner.ga import evolve
 from rankmap_ros.core.planner.mcts import Tree
@@ -31,6 +38,7 @@ from rankmap_ros.core.planner.spaces import UnitSpace
 from rankmap_ros.core.platform import load_platform
 from rankmap_ros.core.throughput import SimulatorModel
 from rankmap_ros.core.workload import Workload
+from rankmap_ros.experiments.cache import read_cached, write_cached
 from rankmap_ros.experiments.paper import critical_priorities, make_mixes
 
 VARIANTS = ("unit_mcts", "stage_mcts", "stage_mcts_seeded", "stage_mcts_polished", "rankmap", "ga")
@@ -66,6 +74,31 @@ def _variant(
     return evaluator.best_score
 
 
+def _row(
+    models: tuple[str, ...],
+    mode: str,
+    model: SimulatorModel,
+    budget: int,
+    reference_factor: int,
+    seed: int,
+    repeats: int,
+) -> dict[str, Any]:
+    workload = Workload.from_models(models)
+    priorities = None if mode == "dynamic" else critical_priorities(len(models))
+    scores = {
+        name: [_variant(name, workload, priorities, model, budget, r) for r in range(repeats)] for name in VARIANTS
+    }
+    reference = _variant("ga", workload, priorities, model, budget * reference_factor, seed + 1)
+    best = max(reference, *(max(v) for v in scores.values()))
+    return {"models": list(models), "mode": mode, "best": best, "scores": scores}
+
+
+def _cache_dir(out_dir: Path, settings: dict[str, Any], platform: dict[str, Any]) -> Path:
+    """A directory per set of what the rows depend on, so other settings never reuse a row."""
+    text = json.dumps([settings, platform, zoo.names(), VARIANTS], sort_keys=True)
+    return out_dir / "cache" / hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def run_search_comparison(
     mixes_per_size: int = 4,
     budget: int = 3000,
@@ -73,22 +106,32 @@ def run_search_comparison(
     seed: int = 0,
     repeats: int = 2,
     platform: str = "orange_pi_5",
+    out_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Each mix twice: RankMap_D's objective, and RankMap_S's with 0.7 on the mix's first DNN."""
+    """Each mix twice: RankMap_D's objective, and RankMap_S's with 0.7 on the mix's first DNN.
+
+    With `out_dir`, also write search.json and search.png there, and cache every row.
+    """
     plat = load_platform(platform)
     model = SimulatorModel(plat)
     mixes = make_mixes(seed + 100, mixes_per_size)  # not the paper experiment's mixes
+    settings = {
+        "mixes_per_size": mixes_per_size,
+        "budget": budget,
+        "reference_factor": reference_factor,
+        "seed": seed,
+        "repeats": repeats,
+    }
+    cache = None if out_dir is None else _cache_dir(Path(out_dir), settings, plat.to_dict())
     rows: list[dict[str, Any]] = []
-    for models in tqdm(mixes, desc="search designs (simulated)", file=sys.stderr, disable=None):
-        workload = Workload.from_models(models)
-        for mode, priorities in (("dynamic", None), ("static", critical_priorities(len(models)))):
-            scores = {
-                name: [_variant(name, workload, priorities, model, budget, r) for r in range(repeats)]
-                for name in VARIANTS
-            }
-            reference = _variant("ga", workload, priorities, model, budget * reference_factor, seed + 1)
-            best = max(reference, *(max(v) for v in scores.values()))
-            rows.append({"models": list(models), "mode": mode, "best": best, "scores": scores})
+    for index, models in enumerate(tqdm(mixes, desc="search designs (simulated)", file=sys.stderr, disable=None)):
+        for mode in ("dynamic", "static"):
+            path = None if cache is None else cache / f"mix_{index:03d}_{mode}.json"
+            row = read_cached(path)
+            if row is None:
+                row = _row(models, mode, model, budget, reference_factor, seed, repeats)
+                write_cached(path, row)
+            rows.append(row)
     summary: dict[str, Any] = {}
     for mode in ("dynamic", "static", "both"):
         summary[mode] = {}
@@ -105,12 +148,44 @@ def run_search_comparison(
                 "worst_ratio": float(np.min(ratios)),
                 "within_5_percent": float(np.mean([r >= 0.95 for r in ratios])),
             }
-    return {
+    report = {
         "experiment": "search",
         "simulated": True,
         "platform": plat.name,
         "budget": budget,
         "repeats": repeats,
+        "settings": settings,
         "mixes": rows,
         "variants": summary,
     }
+    if out_dir is not None:
+        write_text_atomic(Path(out_dir) / "search.json", json.dumps(report, indent=2) + "\n")
+        _plot(Path(out_dir) / "search.png", report)
+    return report
+
+
+def _plot(path: Path, report: dict[str, Any]) -> None:
+    """Mean ratio to the best known mapping per design and objective, each run as a dot."""
+    fig = Figure(figsize=(8.0, 3.8))
+    ax = fig.subplots()
+    width = 0.38
+    for k, mode in enumerate(("dynamic", "static")):
+        xs = np.arange(len(VARIANTS)) + (k - 0.5) * width
+        ax.bar(
+            xs, [report["variants"][mode][n]["mean_ratio"] for n in VARIANTS], width, label=f"RankMap_{mode[0].upper()}"
+        )
+        for x, name in zip(xs, VARIANTS, strict=True):
+            ratios = [
+                s / row["best"]
+                for row in report["mixes"]
+                if row["mode"] == mode and row["best"] > 0
+                for s in row["scores"][name]
+            ]
+            ax.plot([x] * len(ratios), ratios, ".", color="black", markersize=3)
+    ax.set_xticks(range(len(VARIANTS)), VARIANTS, fontsize=8)
+    ax.set_ylabel("score / best known")
+    ax.set_title(f"Search designs at {report['budget']} evaluations ({report['platform']}, simulated)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)

@@ -112,6 +112,32 @@ def test_a_partial_file_of_other_settings_is_named_not_thrown_away(source: Simul
     assert np.array_equal(fewer.throughput, fresh.throughput, equal_nan=True)  # NaN: no DNN in that slot
 
 
+def test_a_finished_dataset_of_the_same_settings_is_reused_only_when_asked(
+    source: SimulatorLabels, tmp_path: Path
+) -> None:
+    # `estimator build` resumed after its data was made must not label 50,000 samples again
+    out = tmp_path / "d.npz"
+    generate(source, 6, out, seed=2)
+    made = out.read_bytes()
+    labelled: list[int] = []
+
+    def record(indices: Iterator[int], total: int, done: int) -> Iterator[int]:
+        for i in indices:
+            labelled.append(i)
+            yield i
+
+    reused = generate(source, 6, out, seed=2, progress=record, reuse=True)
+    assert labelled == [] and len(reused) == 6 and out.read_bytes() == made
+    generate(source, 6, out, seed=3, progress=record, reuse=True)
+    assert labelled == list(range(6))
+    labelled.clear()
+    generate(source, 4, out, seed=3, progress=record, reuse=True)
+    assert labelled == list(range(4))
+    labelled.clear()
+    generate(source, 4, out, seed=3, progress=record)
+    assert labelled == list(range(4))
+
+
 def test_missing_corrupt_and_foreign_files_fail_clearly(source: SimulatorLabels, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         Dataset.load(tmp_path / "nope.npz")

@@ -160,6 +160,65 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_data: Dataset, tm
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
+def _train_data(dataset: Dataset) -> Any:
+    from rankmap_ros.core.estimator.target import TargetScaler
+
+    ideal = dataset.ideal()[np.maximum(dataset.models, 0)]
+    return train_targets(dataset, TargetScaler.fit(dataset.throughput, ideal))
+
+
+def test_training_stopped_in_its_first_epoch_resumes_from_the_same_initial_weights(
+    tiny_data: Dataset, tmp_path: Path
+) -> None:
+    # `estimator build` resumed takes its VQ-VAE from the state instead of fitting it, so the
+    # network is built from another RNG state: the first epoch must not start from those weights
+    table = torch.randn(24, 32, 16) * (torch.arange(32) < 29).float()[None, :, None]
+    data = _train_data(tiny_data)
+    config = TrainConfig(epochs=2, batch_size=32)
+
+    def run(state: Path | None, init_seed: int, stop: bool = False) -> RankMapNet:
+        torch.manual_seed(init_seed)
+        net = RankMapNet(TINY_NET)
+
+        def on_start(first: int) -> None:
+            if stop:
+                raise KeyboardInterrupt
+
+        train_network(net, table, data, 3, config, state_path=state, on_start=on_start)
+        return net
+
+    whole = run(None, init_seed=0)
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(state, init_seed=0, stop=True)
+    resumed = run(state, init_seed=99)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_a_training_state_of_other_settings_is_refused_by_name_and_kept(tiny_data: Dataset, tmp_path: Path) -> None:
+    table = torch.randn(24, 32, 16) * (torch.arange(32) < 29).float()[None, :, None]
+    data = _train_data(tiny_data)
+    state = tmp_path / "state.pt"
+
+    def stop(epoch: int, *_: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_network(RankMapNet(TINY_NET), table, data, 3, TrainConfig(epochs=3), state_path=state, on_epoch=stop)
+    saved = state.read_bytes()
+    with pytest.raises(EstimatorError, match=r"other settings \(epochs 4 here, 3 there\).*delete it"):
+        train_network(RankMapNet(TINY_NET), table, data, 3, TrainConfig(epochs=4), state_path=state)
+    with pytest.raises(EstimatorError, match=r"other settings \(dataset\)"):
+        train_network(
+            RankMapNet(TINY_NET), table, data.take(torch.arange(80)), 3, TrainConfig(epochs=3), state_path=state
+        )
+    assert state.read_bytes() == saved
+    longer = TrainConfig(epochs=3, max_minutes=60.0)  # a time limit is not a setting of the run
+    history = train_network(RankMapNet(TINY_NET), table, data, 3, longer, state_path=state)
+    assert len(history.train_loss) == 3
+
+
 def test_checkpoint_round_trip_loads_with_weights_only(
     tiny_checkpoint: dict[str, Any], opi: Platform, tmp_path: Path
 ) -> None:
@@ -299,3 +358,17 @@ def test_a_torn_or_foreign_resume_state_means_starting_over(tmp_path: Path) -> N
     listed = tmp_path / "list.pt"
     torch.save([1, 2, 3], listed)
     assert read_state(listed) is None and read_state(tmp_path / "missing.pt") is None
+
+
+def test_an_interrupted_fit_of_another_seed_is_refused_not_overwritten(tiny_data: Dataset, tmp_path: Path) -> None:
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_data, TINY, state_dir=tmp_path, log=lambda _: None, on_epoch=stop)
+    saved = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(saved) == {"vqvae.pt", "rankmap.pt"}
+    other_seed = replace(TINY, train=replace(TINY.train, seed=1))
+    with pytest.raises(EstimatorError, match=r"vqvae.pt holds a run of other settings \(VQ-VAE seed 1 here, 0 there\)"):
+        fit(tiny_data, other_seed, state_dir=tmp_path, log=lambda _: None)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == saved

@@ -70,6 +70,16 @@ def _vqvae(options: FitOptions, scaler: VectorScaler, state: Path | None, log: L
     """Fit the VQ-VAE, or take it from the state file of an interrupted run with the same settings."""
     settings = {"config": options.vq.to_dict(), "steps": options.vq_steps, "seed": options.train.seed}
     saved = read_state(state) if state is not None else None
+    if saved is not None and isinstance(saved.get("settings"), dict) and saved["settings"] != settings:
+        differing = ", ".join(
+            f"VQ-VAE {k} {settings[k]!r} here, {saved['settings'].get(k)!r} there"
+            for k in settings
+            if saved["settings"].get(k) != settings[k]
+        )
+        raise EstimatorError(
+            f"{state} holds a run of other settings ({differing}): run with the same settings to go on from it, "
+            "or delete it to start over"
+        )
     if saved is not None and saved.get("settings") == settings:
         vq = UnitVQVAE(options.vq)
         vq.load_state_dict(saved["state"])

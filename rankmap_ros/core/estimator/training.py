@@ -6,9 +6,11 @@ memory instead of a few GB of Q tensors. Channel-shuffle augmentation permutes t
 every sample (models, mappings and targets together): any DNN can sit in any slot, so every
 decoder learns every model and empty slots stop being always the last ones.
 
-After every epoch the whole state (weights, optimizer, schedule, best weights, history) goes to
-a state file, plain tensors and dicts only; a run started again with the same configuration
-and data continues from there, and a finished run leaves the best weights in the model.
+Before the first epoch and after every epoch the whole state (weights, optimizer, schedule,
+best weights, history) goes to a state file, plain tensors and dicts only: a run started again
+with the same configuration and data continues from there with the same weights, however its
+network was initialised, and a finished run leaves the best weights in the model. A state of
+other settings or data is refused by name rather than overwritten: it may be hours of work.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankmap_ros.core.estimator.checkpoint import EstimatorError
 from rankmap_ros.core.estimator.qbatch import q_batch
 
 STATE_FORMAT = "rankmap.train-state/1"
@@ -159,18 +162,24 @@ def train_network(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * _steps(len(train), config.batch_size), pct_start=0.1
     )
-    fingerprint = _fingerprint(net, data, config)
+    settings = _settings(net, data, config)
+    fingerprint = _fingerprint(settings)
     history = History()
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     start_epoch = 0
     state = read_state(state_path) if state_path is not None else None
-    if state is not None and state.get("format") == STATE_FORMAT and state.get("fingerprint") == fingerprint:
+    if state is not None and state.get("format") == STATE_FORMAT:
+        _check_same_run(Path(str(state_path)), state, settings, fingerprint)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         best_state = state["best"]
         history = History(**state["history"])
         start_epoch = int(state["epoch"]) + 1
+    elif state_path is not None:
+        # the initial weights come from the global RNG as it stood when the network was built,
+        # which a resumed process does not reproduce
+        _save_state(Path(state_path), settings, fingerprint, -1, net, optimizer, schedule, best_state, history)
     began = time.monotonic() - history.seconds
     stale = start_epoch - 1 - history.best_epoch if history.best_epoch >= 0 else 0
     history.stopped = "epochs"
@@ -212,7 +221,7 @@ def train_network(
         if on_epoch is not None:
             on_epoch(epoch, history.train_loss[-1], val_loss)
         if state_path is not None:
-            _save_state(Path(state_path), fingerprint, epoch, net, optimizer, schedule, best_state, history)
+            _save_state(Path(state_path), settings, fingerprint, epoch, net, optimizer, schedule, best_state, history)
     net.load_state_dict(best_state)
     net.eval()
     history.seconds = time.monotonic() - began
@@ -235,15 +244,39 @@ def _steps(n: int, batch: int) -> int:
     return max(1, -(-n // batch))
 
 
-def _fingerprint(net: nn.Module, data: TrainData, config: TrainConfig) -> str:
-    shapes = {k: list(v.shape) for k, v in net.state_dict().items()}
-    settings = {k: v for k, v in config.to_dict().items() if k != "max_minutes"}
-    text = json.dumps([shapes, settings, data.digest()], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _settings(net: nn.Module, data: TrainData, config: TrainConfig) -> dict[str, Any]:
+    """What a run's state depends on, by the names a refusal shows (max_minutes may change)."""
+    settings: dict[str, Any] = {k: v for k, v in config.to_dict().items() if k != "max_minutes"}
+    settings["network shape"] = {k: list(v.shape) for k, v in net.state_dict().items()}
+    settings["dataset"] = data.digest()
+    return settings
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_same_run(path: Path, state: dict[str, Any], settings: dict[str, Any], fingerprint: str) -> None:
+    if state.get("fingerprint") == fingerprint:
+        return
+    saved = state.get("settings")
+    if isinstance(saved, dict):
+        differing = ", ".join(
+            f"{k} {settings.get(k)!r} here, {saved.get(k)!r} there" if k not in ("network shape", "dataset") else k
+            for k in sorted(settings.keys() | saved.keys())
+            if saved.get(k) != settings.get(k)
+        )
+    else:
+        differing = "settings or data"
+    raise EstimatorError(
+        f"{path} holds a training run of other settings ({differing}): run with the same settings to go on "
+        "from it, or delete it to start over"
+    )
 
 
 def _save_state(
     path: Path,
+    settings: dict[str, Any],
     fingerprint: str,
     epoch: int,
     net: nn.Module,
@@ -258,6 +291,7 @@ def _save_state(
         {
             "format": STATE_FORMAT,
             "fingerprint": fingerprint,
+            "settings": settings,
             "epoch": epoch,
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),
