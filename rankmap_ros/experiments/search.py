@@ -182,7 +182,7 @@ def _plot(path: Path, report: dict[str, Any]) -> None:
                 for s in row["scores"][name]
             ]
             ax.plot([x] * len(ratios), ratios, ".", color="black", markersize=3)
-    ax.set_xticks(range(len(VARIANTS)), VARIANTS, fontsize=8)
+    ax.set_xticks(range(len(VARIANTS)), VARIANTS, fontsize=8, rotation=15)
     ax.set_ylabel("score / best known")
     ax.set_title(f"Search designs at {report['budget']} evaluations ({report['platform']}, simulated)")
     ax.legend(fontsize=8)
