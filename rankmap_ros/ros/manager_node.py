@@ -44,6 +44,7 @@ from rankmap_ros.ros.rclpy_compat import (
 from rankmap_ros.ros.registry import Registration, Registry, RequestError
 from rankmap_ros.ros.supervisor import (
     EXECUTORS,
+    RATE_WINDOW_S,
     Arbiters,
     Chain,
     ChainConfig,
@@ -594,8 +595,8 @@ class Manager(Node):
         for name, chain in self.chains.items():
             reg = self.registry.dnns.get(name)
             rate = chain.rate(now)
-            if reg is None or not reg.min_rate or math.isnan(rate) or rate >= reg.min_rate:
-                self.below_since.pop(name, None)
+            if reg is None or not reg.min_rate or math.isnan(rate) or rate >= reg.min_rate or chain.keeps_up(now):
+                self.below_since.pop(name, None)  # keeping up, it is short of input, not of compute
                 continue
             since = self.below_since.setdefault(name, now)
             if now - since < grace or now - self.last_starvation_plan < STARVATION_COOLDOWN_S:
@@ -604,7 +605,8 @@ class Manager(Node):
             self.last_starvation_plan = now
             for other, c in self.chains.items():
                 predicted, measured = self.plan.predicted.get(other, math.nan), c.rate(now)
-                if predicted > 0 and measured > 0:
+                if predicted > 0 and measured > 0 and not (c.keeps_up(now) and measured < predicted):
+                    # a DNN that keeps up with its input could go faster: its rate is no shortfall
                     self.corrections[other] = self.corrections.get(other, 1.0) * measured / predicted
             self._replan(f"{name} measured {rate:.2f}/s below its minimum {reg.min_rate:g}/s for {grace:g} s")
             return
@@ -773,18 +775,27 @@ def dnn_status(
         status.summary(diagnostics.WARN, "waiting for a mapping")
         return status
     status.add("restarts", chain.restarts)
-    running = chain.ready()
-    if not running or math.isnan(d.measured_rate):
+    arriving = chain.input_rate(now)
+    status.add("input_rate", arriving)
+    keeping_up = chain.keeps_up(now)  # then a low rate is the sensor's: not starved, nothing to re-plan
+    if not chain.ready() or math.isnan(d.measured_rate):
         late = now - chain.started > grace + 30.0
         status.summary(diagnostics.ERROR if late else diagnostics.OK, "starting executors")
-    elif d.measured_rate == 0.0 or d.potential_throughput < starvation:
+    elif arriving == 0.0:
+        status.summary(diagnostics.ERROR, f"no input: nothing on {chain.config.input_topic} for {RATE_WINDOW_S:g} s")
+    elif not keeping_up and (d.measured_rate == 0.0 or d.potential_throughput < starvation):
         status.summary(diagnostics.ERROR, f"starved: {d.measured_rate:.2f}/s (P {d.potential_throughput:.2f})")
     elif d.min_rate > 0 and d.measured_rate < d.min_rate:
-        status.summary(diagnostics.WARN, f"below minimum rate: {d.measured_rate:.2f} < {d.min_rate:g}/s")
+        if keeping_up and arriving < d.min_rate:  # no mapping answers more images than arrive
+            message = f"input arrives at {arriving:.2f}/s, below the minimum rate {d.min_rate:g}/s"
+        else:
+            message = f"below minimum rate: {d.measured_rate:.2f} < {d.min_rate:g}/s"
+        status.summary(diagnostics.WARN, message)
     elif d.period > 0 and d.deadline_miss_rate > MAX_MISS_RATE:
         status.summary(diagnostics.WARN, f"misses {d.deadline_miss_rate:.1%} of deadlines ({d.deadline * 1e3:g} ms)")
     else:
-        status.summary(diagnostics.OK, f"{d.measured_rate:.2f} inferences/s")
+        keeping = ", keeping up with its input" if keeping_up else ""
+        status.summary(diagnostics.OK, f"{d.measured_rate:.2f} inferences/s{keeping}")
     return status
 
 

@@ -42,6 +42,9 @@ from rankmap_ros.runtime.worker import stage_context
 INPUT_SLOTS = 1  # a camera frame waits for the first stage in one slot: newest wins
 BETWEEN_SLOTS = 2
 RATE_WINDOW_S = 3.0
+# A DNN answering this share of the images that reach it keeps up with its input: its rate is
+# the sensor's, which says how fast the sensor is, not how fast the mapping could go.
+KEEPS_UP = 0.9
 STOP_GRACE_S = 3.0
 ARBITER_SLOTS = 24  # executors one component can hold at once: 5 DNNs with a few stages each
 COMMAND_SLOTS = 16  # stages waiting to be loaded by one container
@@ -299,7 +302,8 @@ class Chain:
     processes: list[StageProcess]
     started: float
     restarts: int = 0
-    samples: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
+    # (time, results of the last stage, images that reached the first stage)
+    samples: collections.deque[tuple[float, int, int]] = field(default_factory=lambda: collections.deque(maxlen=64))
     # (time, images taken by the first stage, results on time) behind the deadline miss rate
     deadline_samples: collections.deque[tuple[float, int, int]] = field(
         default_factory=lambda: collections.deque(maxlen=64)
@@ -317,7 +321,7 @@ class Chain:
 
     def sample(self, now: float) -> None:
         if self.ready():
-            self.samples.append((now, self.frames()))
+            self.samples.append((now, self.frames(), self.channels[0].written))
             if self.config.period > 0:
                 late = int(self.board.rows["late"][len(self.stages) - 1])
                 self.deadline_samples.append((now, self.channels[0].written, self.frames() - late))
@@ -337,11 +341,23 @@ class Chain:
 
     def rate(self, now: float) -> float:
         """Results/s over the last RATE_WINDOW_S (NaN until the chain has run for a second)."""
-        recent = [(t, f) for t, f in self.samples if now - t <= RATE_WINDOW_S]
+        return self._per_second(now, 1)
+
+    def input_rate(self, now: float) -> float:
+        """Images/s reaching the first stage over the last RATE_WINDOW_S, taken or dropped (NaN as rate)."""
+        return self._per_second(now, 2)
+
+    def keeps_up(self, now: float) -> bool:
+        """Whether the DNN answers (nearly) every image that reaches it."""
+        arriving, answered = self.input_rate(now), self.rate(now)
+        return arriving > 0 and answered >= KEEPS_UP * arriving
+
+    def _per_second(self, now: float, column: int) -> float:
+        recent = [(s[0], s[column]) for s in self.samples if now - s[0] <= RATE_WINDOW_S]
         if len(recent) < 2 or recent[-1][0] - recent[0][0] < 1.0:
             return math.nan
-        (t0, f0), (t1, f1) = recent[0], recent[-1]
-        return (f1 - f0) / (t1 - t0)
+        (t0, n0), (t1, n1) = recent[0], recent[-1]
+        return (n1 - n0) / (t1 - t0)
 
     def stage_stats(self, index: int) -> dict[str, Any]:
         row = self.board.rows[index]

@@ -184,16 +184,31 @@ def test_model_file_in_an_allowed_directory_is_accepted(tmp_path: Path) -> None:
 
 def test_dnn_levels() -> None:
     from rankmap_ros.ros.manager_node import dnn_status
+    from rankmap_ros.ros.supervisor import Chain
 
-    chain = SimpleNamespace(restarts=0, started=0.0, ready=lambda: True)
-
-    def level(measured: float, min_rate: float = 0.0, p: float = 0.5, period: float = 0.0, miss: float = 0.0) -> int:
+    def status(
+        measured: float,
+        min_rate: float = 0.0,
+        p: float = 0.5,
+        period: float = 0.0,
+        miss: float = 0.0,
+        arriving: float = 100.0,  # images/s reaching the DNN: by default more than it answers
+    ) -> tuple[int, str]:
         d = SimpleNamespace(
             name="x", model="m", priority=0.5, stages=[], measured_rate=measured, predicted_rate=1.0,
             min_rate=min_rate, potential_throughput=p, period=period, deadline=period,
             deadline_miss_rate=miss if period else math.nan,
         )  # fmt: skip
-        return level_value(dnn_status(d, chain, 100.0, 0.1, 5.0).level)  # type: ignore[arg-type]
+        chain = SimpleNamespace(
+            restarts=0, started=0.0, ready=lambda: True, config=SimpleNamespace(input_topic="/camera/image_raw"),
+            rate=lambda now: measured, input_rate=lambda now: arriving,
+        )  # fmt: skip
+        chain.keeps_up = lambda now: Chain.keeps_up(chain, now)  # type: ignore[arg-type]
+        found = dnn_status(d, chain, 100.0, 0.1, 5.0)  # type: ignore[arg-type]
+        return level_value(found.level), found.message
+
+    def level(*args: float, **kwargs: float) -> int:
+        return status(*args, **kwargs)[0]
 
     assert level(10.0) == 0
     assert level(10.0, min_rate=20.0) == 1
@@ -202,6 +217,11 @@ def test_dnn_levels() -> None:
     assert level(10.0, period=0.1, miss=0.01) == 0
     assert level(10.0, period=0.1, miss=0.02) == 1  # a real-time DNN missing over 1% of deadlines
     assert level(10.0, period=0.1, miss=math.nan) == 0  # not measured yet
+    # a DNN answering every image of a slow sensor is not starved, whatever its P
+    assert status(9.5, p=0.05, arriving=10.0) == (0, "9.50 inferences/s, keeping up with its input")
+    assert status(9.5, min_rate=20.0, arriving=10.0) == (1, "input arrives at 10.00/s, below the minimum rate 20/s")
+    assert status(0.0, arriving=0.0) == (2, "no input: nothing on /camera/image_raw for 3 s")
+    assert level(10.0, period=0.1, miss=0.02, arriving=10.0) == 1  # keeping up, yet late
 
 
 def _launch_calls(path: Path) -> tuple[set[str], set[str], set[str]]:
@@ -338,3 +358,34 @@ def test_a_failed_hosted_stage_is_a_failure_of_its_chain() -> None:
     finally:
         board.detach()
         board.unlink()
+
+
+def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corrected_down() -> None:
+    # a 10 Hz camera caps a DNN at 10/s: that says nothing about how fast its mapping is
+    from rankmap_ros.ros.manager_node import Manager
+    from rankmap_ros.ros.supervisor import Chain
+
+    def chain(answered: float, arriving: float) -> SimpleNamespace:
+        c = SimpleNamespace(rate=lambda now: answered, input_rate=lambda now: arriving)
+        c.keeps_up = lambda now: Chain.keeps_up(c, now)  # type: ignore[arg-type]
+        return c
+
+    replans: list[str] = []
+    manager = SimpleNamespace(
+        v={"starvation_grace": 5.0},
+        chains={"cam": chain(9.8, 10.0), "busy": chain(5.0, 30.0)},
+        registry=SimpleNamespace(dnns={"cam": SimpleNamespace(min_rate=20.0), "busy": SimpleNamespace(min_rate=0.0)}),
+        below_since={},
+        last_starvation_plan=-1e9,
+        plan=SimpleNamespace(predicted={"cam": 50.0, "busy": 12.0}),
+        corrections={},
+        _replan=replans.append,
+    )
+    for now in (100.0, 106.0):
+        Manager._check_rates(manager, now)  # type: ignore[arg-type]
+    assert replans == [] and manager.corrections == {}
+    manager.registry.dnns["busy"].min_rate = 10.0  # this one is short of compute: re-plan, corrected
+    for now in (110.0, 116.0):
+        Manager._check_rates(manager, now)  # type: ignore[arg-type]
+    assert len(replans) == 1 and "busy measured 5.00/s below its minimum 10/s" in replans[0]
+    assert manager.corrections == {"busy": 5.0 / 12.0}  # cam keeps up: its 9.8 < 50 is no shortfall
