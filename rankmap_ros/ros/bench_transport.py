@@ -14,6 +14,7 @@ a discovery range is set. `python -m rankmap_ros.ros.bench_transport server|came
 from __future__ import annotations
 
 import argparse
+import array
 import os
 import platform
 import random
@@ -222,7 +223,7 @@ def _camera(qos_name: str, duration_s: float, rate_hz: float) -> None:
     publisher = node.create_publisher(
         image_type, IMAGE_TOPIC, qos_profile_sensor_data if qos_name == "sensor_data" else 10
     )
-    pixels = np.random.default_rng(0).integers(0, 255, HEIGHT * WIDTH * 3, dtype=np.uint8)
+    pixels = array.array("B", np.random.default_rng(0).integers(0, 255, HEIGHT * WIDTH * 3, dtype=np.uint8).tobytes())
     total = round(duration_s * rate_hz)
     deadline = time.monotonic() + 20
     while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:

@@ -10,6 +10,7 @@ Every result carries the source image's header unchanged (stamp and frame_id).
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -64,10 +65,10 @@ def classification(header: Any, output: np.ndarray, decoding: Decoding) -> Any:
 
 
 def tensor(header: Any, model: str, output: np.ndarray) -> Any:
-    shape = np.asarray(output.shape, np.uint32)
-    return msg("rankmap_ros/msg/Tensor")(
-        header=header, model=model, shape=shape, data=output.astype(np.float32).ravel()
-    )
+    # rclpy's setters take array.array (or Python numbers), not numpy arrays
+    shape = array.array("I", output.shape)
+    data = array.array("f", np.ascontiguousarray(output, np.float32).tobytes())
+    return msg("rankmap_ros/msg/Tensor")(header=header, model=model, shape=shape, data=data)
 
 
 @cache

@@ -98,7 +98,7 @@ def caller(tag: str, calls: str) -> None:
     say(available=client.wait_for_service(timeout_sec=20.0))
     wrong = 0
     for index in range(int(calls)):
-        future = client.call_async(set_priorities.Request(mode=tag, names=[f"{tag}{index}"], priorities=[index]))
+        future = client.call_async(set_priorities.Request(mode=tag, names=[f"{tag}{index}"], priorities=[float(index)]))
         rclpy.spin_until_future_complete(node, future, timeout_sec=5.0)
         reply = future.result()
         wrong += reply is None or reply.message != tag or list(reply.names_in_force) != [f"{tag}{index}"]

@@ -7,6 +7,7 @@ rosidl's: an empty structure gets one `uint8 structure_needs_at_least_one_member
 
 from __future__ import annotations
 
+import array
 import random
 import re
 import zlib
@@ -111,6 +112,20 @@ def reference_cdr(store: Any, typename: str, data: dict[str, Any]) -> bytes:
     return bytes(store.serialize_cdr(reference_object(store, typename, data), typename))
 
 
+TYPECODES = {
+    "int8": "b",
+    "uint8": "B",
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float32": "f",
+    "float64": "d",
+}
+
+
 def our_object(typename: str, data: dict[str, Any]) -> Any:
     """Our class for the type, built the way node code builds messages (keywords, bytes for byte)."""
     from rankmap_ros.ros.dds.types import get_message, registry
@@ -126,6 +141,9 @@ def our_object(typename: str, data: dict[str, Any]) -> Any:
             kwargs[name] = [our_object(detail[0][1], v) for v in plain]
         elif node == Nodetype.BASE and detail[0] == "byte":
             kwargs[name] = bytes((plain % 256,))
+        elif node == Nodetype.SEQUENCE and detail[0][0] == Nodetype.BASE and detail[0][1][0] in TYPECODES:
+            code = TYPECODES[detail[0][1][0]]  # rclpy's setters take array.array, not numpy
+            kwargs[name] = array.array(code, np.asarray(plain, np.dtype(code)).tobytes())
         else:
             kwargs[name] = plain
     return cls(**kwargs)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import array
 import struct
 import time
 
+import numpy as np
 import pytest
 import ros_samples
 from conftest import Peer
@@ -53,6 +55,32 @@ def test_rclpy_conventions_of_generated_classes() -> None:
     assert bytes(image.data) == b"\x01\x02"
     with pytest.raises(TypeError):
         types.get_message("std_msgs/msg/String")(text="no such field")
+
+
+def test_numeric_sequences_take_what_rclpy_takes() -> None:
+    # rosidl's setters refuse numpy arrays (and ints in a float sequence): code publishing them
+    # ran here and crashed on a robot, so the fallback refuses them too
+    tensor = types.get_message("rankmap_ros/msg/Tensor")
+    with pytest.raises(AssertionError, match=r"'data' field .* got a numpy array: pass array.array\('f'"):
+        tensor(data=np.zeros(3, np.float32))
+    with pytest.raises(AssertionError, match=r"'shape' field .* type 'int'.*got list"):
+        tensor(shape=[1.0, 2.0])
+    with pytest.raises(AssertionError, match=r"type code of 'I', not 'i'"):
+        tensor(shape=array.array("i", [1]))
+    made = tensor(shape=array.array("I", [1, 3]), data=[0.5, 1.5, 2.5])
+    assert made.shape.tolist() == [1, 3] and made.data.tolist() == [0.5, 1.5, 2.5]
+    received = types.deserialize(types.serialize(made), tensor)
+    passed_on = tensor(shape=received.shape, data=received.data)  # as a relay node does
+    assert passed_on == made
+    assert bytes(types.get_message("sensor_msgs/msg/Image")(data=bytearray(b"\x07")).data) == b"\x07"
+
+
+def test_tensor_results_are_messages_rclpy_accepts() -> None:
+    from rankmap_ros.ros.results import tensor
+
+    header = types.get_message("std_msgs/msg/Header")()
+    out = tensor(header, "resnet50", np.arange(12, dtype=np.float64).reshape(1, 3, 2, 2))
+    assert out.shape.tolist() == [1, 3, 2, 2] and out.data.tolist() == [float(v) for v in range(12)]
 
 
 def test_wire_bytes_between_processes(rclpy_context: object, peers: list[Peer]) -> None:

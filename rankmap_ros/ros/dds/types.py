@@ -5,16 +5,22 @@ vision_msgs files we ship) and is the only CDR codec, so our bytes are the bytes
 ROS 2 implementation. On top of its type store we generate classes that behave like rclpy's
 generated ones: keyword construction with defaults, `bytes` for `byte` fields, constants as
 class attributes, `get_fields_and_field_types()`. Numeric sequences and arrays are numpy arrays
-(rclpy uses array.array / numpy; both expose the buffer protocol).
+(rclpy uses array.array / numpy; both expose the buffer protocol). A numeric sequence is set as
+rclpy's generated setters allow, an array.array of its typecode or a sequence of Python numbers,
+or as a received message holds it; a numpy array of our own is refused as there: code that
+publishes here must publish under rclpy too.
 """
 
 from __future__ import annotations
 
+import array
 import ast
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections import UserList, UserString
+from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -78,7 +84,8 @@ class FieldSpec:
     name: str
     type_text: str
     default: Callable[[], Any]
-    coerce: Callable[[Any], Any] | None
+    coerce: Callable[[Any], Any] | None  # from the decoder: numpy arrays
+    check: Callable[[Any], Any] | None = None  # from user code: what rclpy's setter accepts
 
 
 class Message:
@@ -89,22 +96,25 @@ class Message:
     _FIELDS: ClassVar[tuple[FieldSpec, ...]]
     _NAMES: ClassVar[frozenset[str]]
     _COERCE: ClassVar[dict[str, Callable[[Any], Any]]]
+    _CHECK: ClassVar[dict[str, Callable[[Any], Any]]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Keywords as rclpy's classes take them; positional values only from rosbags' decoder."""
         if len(args) > len(self._FIELDS):
             raise TypeError(f"{self._TYPE} takes at most {len(self._FIELDS)} positional values")
         if unknown := kwargs.keys() - self._NAMES:
             raise TypeError(f"{self._TYPE} has no field(s) {', '.join(sorted(unknown))}")
         for index, spec in enumerate(self._FIELDS):
             if index < len(args):
-                setattr(self, spec.name, args[index])
+                value = args[index]
+                object.__setattr__(self, spec.name, spec.coerce(value) if spec.coerce else value)
             elif spec.name in kwargs:
                 setattr(self, spec.name, kwargs[spec.name])
             else:
                 object.__setattr__(self, spec.name, spec.default())
 
     def __setattr__(self, name: str, value: Any) -> None:
-        coerce = self._COERCE.get(name)
+        coerce = self._CHECK.get(name) or self._COERCE.get(name)
         object.__setattr__(self, name, coerce(value) if coerce else value)
 
     def __eq__(self, other: object) -> bool:
@@ -149,6 +159,55 @@ def _as_array(dtype: np.dtype) -> Callable[[Any], np.ndarray]:
 
 
 # --- where definitions come from ------------------------------------------------------------
+
+
+_TYPECODES = {
+    "int8": "b",
+    "uint8": "B",
+    "int16": "h",
+    "uint16": "H",
+    "int32": "i",
+    "uint32": "I",
+    "int64": "q",
+    "uint64": "Q",
+    "float32": "f",
+    "float64": "d",
+}
+
+
+def _as_rclpy_sequence(name: str, typ: str) -> Callable[[Any], np.ndarray]:
+    """What rosidl's generated setter of a numeric sequence accepts, with its message."""
+    code, dtype = _TYPECODES[typ], _DTYPES[typ]
+    kind = float if typ.startswith("float") else int
+
+    def check(value: Any) -> np.ndarray:
+        if isinstance(value, array.array):
+            if value.typecode != code:
+                raise AssertionError(
+                    f"The '{name}' array.array() must have the type code of '{code}', not '{value.typecode}'"
+                )
+            return np.frombuffer(value.tobytes(), dtype)
+        if isinstance(value, (bytes, bytearray)) and code == "B":
+            return np.frombuffer(bytes(value), dtype)
+        if isinstance(value, np.ndarray) and not value.flags.writeable and value.dtype == dtype:
+            return value  # a received message's field, passed on (under rclpy an array.array)
+        if (
+            not isinstance(value, (Sequence, AbstractSet, UserList))
+            or isinstance(value, (str, UserString))
+            or not all(isinstance(v, kind) for v in value)
+        ):
+            given = (
+                f"a numpy array: pass array.array('{code}', a.tobytes())"
+                if isinstance(value, np.ndarray)
+                else f"{type(value).__name__} {value!r:.60}"
+            )
+            raise AssertionError(
+                f"The '{name}' field must be a set or sequence and each value of type '{kind.__name__}', "
+                f"as rclpy requires; got {given}"
+            )
+        return np.asarray(list(value), dtype)
+
+    return check
 
 
 def interface_root() -> Path:
@@ -274,7 +333,8 @@ def _field_spec(
         return FieldSpec(name, text, list, None)
     dtype = _DTYPES[typ]
     initial = np.asarray(defaults.get(name, np.zeros(size if fixed else 0)), dtype=dtype)
-    return FieldSpec(name, text, initial.copy, _as_array(dtype))
+    check = _as_rclpy_sequence(name, typ) if not fixed and typ in _TYPECODES else None
+    return FieldSpec(name, text, initial.copy, _as_array(dtype), check)
 
 
 def _make_class(
@@ -294,6 +354,7 @@ def _make_class(
         "_FIELDS": specs,
         "_NAMES": frozenset(s.name for s in specs),
         "_COERCE": {s.name: s.coerce for s in specs if s.coerce},
+        "_CHECK": {s.name: s.check for s in specs if s.check},
         "__msgtype__": typename,
     }
     for const_name, const_type, value in consts:
