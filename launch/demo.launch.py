@@ -11,6 +11,7 @@ from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -37,14 +38,20 @@ def generate_launch_description() -> LaunchDescription:
                 executable="rankmap_camera",
                 name="camera",
                 namespace="camera",
-                parameters=[{"rate": LaunchConfiguration("camera_rate")}],
+                # typed: `camera_rate:=30` would otherwise reach the double parameter as an integer
+                parameters=[{"rate": ParameterValue(LaunchConfiguration("camera_rate"), value_type=float)}],
                 output="screen",
             ),
             Node(
                 package="rankmap_ros",
                 executable="rankmap_perception_demo",
                 name="perception_demo",
-                parameters=[{"input_topic": "/camera/image_raw", "change_after": LaunchConfiguration("change_after")}],
+                parameters=[
+                    {
+                        "input_topic": "/camera/image_raw",
+                        "change_after": ParameterValue(LaunchConfiguration("change_after"), value_type=float),
+                    }
+                ],
                 output="screen",
             ),
         ]

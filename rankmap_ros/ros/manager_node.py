@@ -70,6 +70,7 @@ DNN_FAULTS = ("ZooError:",)
 SUPERVISE_PERIOD_S = 0.25
 # A re-plan for a DNN below its minimum rate at most this often: each one restarts chains.
 STARVATION_COOLDOWN_S = 30.0
+INPUT_RELIABILITY = ("best_effort", "reliable")
 # A real-time DNN missing more than this fraction of its deadlines is reported WARN (issue 7).
 MAX_MISS_RATE = 0.01
 
@@ -194,7 +195,11 @@ class Manager(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True, **extra))
         v = {name: self.get_parameter(name).value for name, *_ in PARAMETERS}
         self.v = v
-        for key, allowed in (("planner", planning.PLANNERS), ("priority_mode", planning.MODES)):
+        for key, allowed in (
+            ("planner", planning.PLANNERS),
+            ("priority_mode", planning.MODES),
+            ("qos.input_reliability", INPUT_RELIABILITY),
+        ):
             if v[key] not in allowed:
                 raise ValueError(f"parameter {key} must be one of {', '.join(allowed)}, got {v[key]!r}")
         try:

@@ -55,6 +55,11 @@ def test_clients_fail_clearly_without_a_manager(capsys: pytest.CaptureFixture[st
     ("node", "parameter", "expected"),
     [
         ("manager_node", "max_dnns:=9", "parameter 'max_dnns': 9 is outside [1, 5]"),
+        (
+            "manager_node",
+            "qos.input_reliability:=Reliable",
+            "parameter qos.input_reliability must be one of best_effort, reliable",
+        ),
         ("camera_node", "step_padding:=-5", "parameter 'step_padding': -5 is outside [0, 4096]"),
         ("camera_node", "encoding:=yuv", "encoding must be one of rgb8, bgr8, mono8"),
         ("perception_demo_node", "priorities:=abc", "parameter 'priorities' is DOUBLE_ARRAY but was given"),

@@ -243,6 +243,20 @@ def _launch_calls(path: Path) -> tuple[set[str], set[str], set[str]]:
     return executables, declared, used
 
 
+def test_launch_arguments_reach_parameters_typed() -> None:
+    # launch_ros reads a bare LaunchConfiguration as YAML: `camera_rate:=30` became an int, and the
+    # camera, whose `rate` is a double, exited with a parameter type error
+    for path in (ROOT / "launch").glob("*.launch.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Node":
+                for kw in node.keywords:
+                    if kw.arg == "parameters":
+                        for table in ast.walk(kw.value):
+                            for value in table.values if isinstance(table, ast.Dict) else ():
+                                called = getattr(getattr(value, "func", None), "id", "")
+                                assert called != "LaunchConfiguration", (path.name, ast.unparse(value))
+
+
 def test_launch_files_reference_what_exists() -> None:
     scripts = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
     cmake = (ROOT / "CMakeLists.txt").read_text()
