@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from enum import StrEnum
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from rankmap_ros.core.numbers import finite_number
@@ -29,13 +29,19 @@ if TYPE_CHECKING:
     from rankmap_ros.core.platform import Platform
 
 
-class Policy(StrEnum):
+class Policy(str, Enum):
+    """A policy's value is its name in parameters and JSON (str, Enum rather than 3.11's StrEnum:
+    ROS 2 Humble runs Python 3.10)."""
+
     TIME_SHARING = "time_sharing"
     FIFO = "fifo"
     RMS = "rms"
     DMS = "dms"
     NP_EDF = "np_edf"
     EDF = "edf"
+
+    def __str__(self) -> str:
+        return self.value
 
     @property
     def arbitrated(self) -> bool:

@@ -30,15 +30,18 @@ DEMO_DNNS = ("squeezenet_v2", "mobilenet_v2", "shufflenet")
 class PerceptionDemo(Node):
     def __init__(self) -> None:
         super().__init__("perception_demo")
-        d = ParameterDescriptor
-        self.declare_parameter("names", list(DEMO_DNNS), d(description="DNN instance names"))
-        self.declare_parameter("models", list(DEMO_DNNS), d(description="zoo model of each DNN"))
-        self.declare_parameter("priorities", [3.0, 2.0, 1.0], d(description="static priority of each DNN"))
-        self.declare_parameter("min_rates", [0.0, 0.0, 0.0], d(description="minimum inferences/s of each DNN"))
-        self.declare_parameter("input_topic", "/camera/image_raw", d(description="sensor_msgs/Image topic"))
-        self.declare_parameter("change_after", 20.0, d(description="seconds until the priority change; <= 0: never"))
-        self.declare_parameter("change_name", "shufflenet", d(description="DNN whose priority changes"))
-        self.declare_parameter("change_priority", 6.0, d(description="its new priority"))
+
+        def d(description: str) -> ParameterDescriptor:
+            return ParameterDescriptor(description=description, read_only=True)  # read once, at start
+
+        self.declare_parameter("names", list(DEMO_DNNS), d("DNN instance names"))
+        self.declare_parameter("models", list(DEMO_DNNS), d("zoo model of each DNN"))
+        self.declare_parameter("priorities", [3.0, 2.0, 1.0], d("static priority of each DNN"))
+        self.declare_parameter("min_rates", [0.0, 0.0, 0.0], d("minimum inferences/s of each DNN"))
+        self.declare_parameter("input_topic", "/camera/image_raw", d("sensor_msgs/Image topic"))
+        self.declare_parameter("change_after", 20.0, d("seconds until the priority change; <= 0: never"))
+        self.declare_parameter("change_name", "shufflenet", d("DNN whose priority changes"))
+        self.declare_parameter("change_priority", 6.0, d("its new priority"))
         get = lambda name: self.get_parameter(name).value  # noqa: E731
         self.names, self.models = list(get("names")), list(get("models"))
         self.priorities, self.min_rates = list(get("priorities")), list(get("min_rates"))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import ast
 import math
 import re
-import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import tomllib
 
 from rankmap_ros.core.platform import load_platform
 from rankmap_ros.ros import image_codec, results

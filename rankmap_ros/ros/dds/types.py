@@ -70,7 +70,8 @@ class Byte(bytes):
     __slots__ = ()
 
     def __new__(cls, value: bytes | int = b"\x00") -> Byte:
-        raw = bytes((value % 256,)) if isinstance(value, int) else bytes(value)
+        # memoryview, not bytes(value): Python 3.10 reads a Byte's __index__ as a length
+        raw = bytes((value % 256,)) if isinstance(value, int) else bytes(memoryview(value))
         if len(raw) != 1:
             raise ValueError(f"a byte field holds exactly one byte, not {raw!r}")
         return super().__new__(cls, raw)
