@@ -25,7 +25,9 @@ class DnnSpec:
     """One DNN of a workload: a unique instance name, a zoo model and what it asks for.
 
     A `period` (seconds between inputs) makes it real-time, each job due `deadline` seconds
-    after its input (default: the period); without one it is best-effort.
+    after its input (default: the period); without one it is best-effort. `input_rate` is how
+    many inputs/s its sensor delivers, when known (the manager measures it): it cannot answer
+    more, so planning gives it no more than that.
     """
 
     name: str
@@ -34,6 +36,7 @@ class DnnSpec:
     min_rate: float | None = None
     period: float | None = None
     deadline: float | None = None
+    input_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _INSTANCE_NAME.fullmatch(self.name):
@@ -51,6 +54,8 @@ class DnnSpec:
             raise WorkloadError(f"DNN {self.name!r}: priority must be a finite number >= 0, got {self.priority!r}")
         if self.min_rate is not None and (not finite_number(self.min_rate) or self.min_rate < 0):
             raise WorkloadError(f"DNN {self.name!r}: min_rate must be a finite number >= 0, got {self.min_rate!r}")
+        if self.input_rate is not None and (not finite_number(self.input_rate) or not self.input_rate > 0):
+            raise WorkloadError(f"DNN {self.name!r}: input_rate must be a finite number > 0, got {self.input_rate!r}")
         try:
             task = TaskClass(self.period, self.deadline)
         except RealTimeError as exc:

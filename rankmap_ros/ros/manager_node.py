@@ -71,6 +71,7 @@ SUPERVISE_PERIOD_S = 0.25
 # A re-plan for a DNN below its minimum rate at most this often: each one restarts chains.
 STARVATION_COOLDOWN_S = 30.0
 INPUT_RELIABILITY = ("best_effort", "reliable")
+INPUT_CHANGE = 0.25  # a sensor's measured rate moving by this share is noted for the next plan
 # A real-time DNN missing more than this fraction of its deadlines is reported WARN (issue 7).
 MAX_MISS_RATE = 0.01
 
@@ -115,6 +116,12 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
         "drop_late_jobs",
         True,
         "under an arbitrated policy, drop a real-time job once it can no longer meet its deadline",
+        {},
+    ),
+    (
+        "plan_with_input_rates",
+        True,
+        "plan each best-effort DNN with its sensor's measured rate: capacity beyond it goes to the others",
         {},
     ),
     ("search_simulations", 300, "planner budget: mappings evaluated", {"integer_range": _int_range(1, 1_000_000)}),
@@ -244,6 +251,8 @@ class Manager(Node):
         self.corrections: dict[str, float] = {}
         self.below_since: dict[str, float] = {}
         self.last_starvation_plan = -math.inf
+        self.input_rates: dict[str, float] = {}  # measured images/s of each DNN's sensor, as planned with
+        self.last_input_plan = -math.inf
         self.generation = 0
         self.wake = threading.Event()
         self.closing = False
@@ -340,6 +349,7 @@ class Manager(Node):
             with self.lock:
                 self.registry.unregister(request.name)
                 self.parked.pop(request.name, None)
+                self.input_rates.pop(request.name, None)  # another sensor may come with the name
                 chain = self.chains.pop(request.name, None)
                 self._replan("unregistered " + request.name)
         except Exception as exc:
@@ -420,9 +430,10 @@ class Manager(Node):
                 mode = self.registry.mode
                 platform = self._platform_in_use()
                 corrections = dict(self.corrections)
+                input_rates = dict(self.input_rates)
                 warm = self.plan.mapping
             try:
-                outcome = self._compute(dnns, mode, platform, corrections, warm)
+                outcome = self._compute(dnns, mode, platform, corrections, warm, input_rates)
                 for reg in dnns.values():
                     boundary_shapes(reg.model)  # traced once per model (~1 s), outside the lock
             except Exception as exc:  # a planner bug must not kill the manager; report and keep the old plan
@@ -447,10 +458,11 @@ class Manager(Node):
         platform: Any,
         corrections: dict[str, float],
         warm: Mapping | None,
+        input_rates: dict[str, float],
     ) -> planning.PlanOutcome | None:
         if not dnns:
             return None
-        workload = self.registry.workload(dnns)
+        workload = planning.with_input_rates(self.registry.workload(dnns), input_rates)
         model = self.model if platform is self.platform else self._model_without_excluded(platform)
         if corrections:
             model = planning.CorrectedModel(model, corrections)
@@ -551,6 +563,7 @@ class Manager(Node):
                     continue
                 chain.sample(now)
             self._check_rates(now)
+            self._check_input_rates(now)
 
     def _restart(self, name: str, chain: Chain, failure: Failure, now: float) -> None:
         if failure.reason.startswith(DNN_FAULTS):
@@ -593,6 +606,36 @@ class Manager(Node):
         except Exception as exc:  # e.g. shared memory exhausted: plan again rather than stop serving
             self.chains.pop(name)
             self._replan(f"{name} could not be restarted ({type(exc).__name__}: {exc})")
+
+    def _check_input_rates(self, now: float) -> None:
+        """Re-plan when a sensor turns out slower than what its DNN's mapping could answer.
+
+        The capacity beyond a sensor's rate serves nobody; planned with the measured rate, it goes
+        to the other DNNs. Rates are noted when they move by INPUT_CHANGE; a re-plan follows only
+        when one binds (below the DNN's predicted rate), at most every STARVATION_COOLDOWN_S.
+        """
+        if not self.v["plan_with_input_rates"]:
+            return
+        binding = False
+        for name, chain in self.chains.items():
+            reg = self.registry.dnns.get(name)
+            if reg is None or reg.period > 0 or not chain.full_window(now):
+                continue  # real-time DNNs are planned with their period; a restarted chain's first
+            arriving = chain.input_rate(now)  # seconds are not its sensor's rate
+            if math.isnan(arriving) or arriving <= 0:
+                continue
+            noted = self.input_rates.get(name)
+            if noted is not None and abs(arriving - noted) <= INPUT_CHANGE * noted:
+                continue
+            if now - self.last_input_plan < STARVATION_COOLDOWN_S:
+                return
+            self.input_rates[name] = arriving
+            predicted = self.plan.predicted.get(name, math.nan)
+            binding |= arriving < predicted or (noted is not None and noted < predicted)
+        if binding:
+            self.last_input_plan = now
+            rates = ", ".join(f"{n} {r:.1f}/s" for n, r in self.input_rates.items())
+            self._replan(f"input rates measured ({rates}): capacity beyond them goes to the others")
 
     def _check_rates(self, now: float) -> None:
         """A DNN below its minimum rate for `starvation_grace` s: correct the model and re-plan."""

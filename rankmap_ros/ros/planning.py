@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,14 @@ def throughput_model(platform: Platform, checkpoint: str) -> ThroughputModel:
         except ValueError:
             pass
     return SimulatorModel(platform)
+
+
+def with_input_rates(workload: Workload, rates: dict[str, float]) -> Workload:
+    """The workload with each best-effort DNN's measured input rate (real-time ones have periods)."""
+    return Workload(
+        tuple(replace(d, input_rate=rates[d.name]) if d.name in rates and not d.realtime else d for d in workload.dnns),
+        max_dnns=workload.max_dnns,
+    )
 
 
 class CorrectedModel:

@@ -352,6 +352,10 @@ class Chain:
         arriving, answered = self.input_rate(now), self.rate(now)
         return arriving > 0 and answered >= KEEPS_UP * arriving
 
+    def full_window(self, now: float) -> bool:
+        """Whether it has been measured over a whole RATE_WINDOW_S (its rates are not of a start)."""
+        return bool(self.samples) and now - self.samples[0][0] >= RATE_WINDOW_S
+
     def _per_second(self, now: float, column: int) -> float:
         recent = [(s[0], s[column]) for s in self.samples if now - s[0] <= RATE_WINDOW_S]
         if len(recent) < 2 or recent[-1][0] - recent[0][0] < 1.0:

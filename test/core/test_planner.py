@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -28,12 +29,12 @@ from rankmap_ros.core.planner.plans import (
     plan_from_assignment,
     routes,
 )
-from rankmap_ros.core.planner.reward import DEFAULT_MIN_POTENTIAL, DISQUALIFIED
+from rankmap_ros.core.planner.reward import DEFAULT_MIN_POTENTIAL, DISQUALIFIED, INPUT_HEADROOM
 from rankmap_ros.core.planner.spaces import StageSpace, UnitSpace
 from rankmap_ros.core.platform import load_platform
 from rankmap_ros.core.simulator import ideal_throughput, throughputs
 from rankmap_ros.core.throughput import SimulatorModel
-from rankmap_ros.core.workload import Workload
+from rankmap_ros.core.workload import Workload, WorkloadError
 from rankmap_ros.experiments.motivation import STARVATION_EPSILON
 
 PLATFORM = load_platform("orange_pi_5")
@@ -104,6 +105,33 @@ def test_infeasible_request_returns_the_least_short_mapping() -> None:
     assert not plan.feasible
     assert DISQUALIFIED - 1 <= plan.reward < DISQUALIFIED
     plan.mapping.validate(workload, PLATFORM.component_names)
+
+
+def test_a_dnn_capped_by_its_sensor_leaves_its_surplus_to_the_others() -> None:
+    # SqueezeNet-V2 alone could answer ~126/s, but its camera gives 30: planned with that, the
+    # capacity it cannot use goes to ResNet-50, and SqueezeNet-V2 still keeps up with its camera
+    free = Workload.from_models(["squeezenet_v2", "resnet50"])
+    capped = Workload((dataclasses.replace(free.dnns[0], input_rate=30.0), free.dnns[1]))
+    planner = RankMapPlanner(MODEL, "static", budget=Budget(1500), seed=0)
+    unaware, aware = planner.plan(free, [0.5, 0.5]), planner.plan(capped, [0.5, 0.5])
+    assert unaware.predicted_throughput[0] > 90
+    assert aware.predicted_throughput[0] >= 30.0 and aware.feasible
+    assert aware.predicted_throughput[1] > 1.3 * unaware.predicted_throughput[1]
+
+
+def test_an_input_rate_caps_what_counts_and_what_is_asked() -> None:
+    from rankmap_ros.core.planner.reward import rankmap_objective
+
+    workload = Workload.from_models(["vgg16", "alexnet"], min_rates=[20.0, None])
+    slow = Workload((dataclasses.replace(workload.dnns[0], input_rate=2.0), workload.dnns[1]))
+    objective = rankmap_objective(PLATFORM, slow, [0.5, 0.5], [0.5, 0.5])
+    assert objective.thresholds[0] == 2.0  # a minimum rate above the sensor's asks only the sensor's
+    rates = np.array([[2.0 * INPUT_HEADROOM, 40.0], [50.0, 40.0], [2.0, 40.0], [1.5, 40.0]])
+    scores = objective.scores(rates)
+    # beyond a margin over what arrives, capacity counts for nothing; below the sensor's rate, starved
+    assert scores[0] == scores[1] > scores[2] > 0 > scores[3]
+    with pytest.raises(WorkloadError, match="input_rate must be a finite number > 0"):
+        dataclasses.replace(workload.dnns[0], input_rate=0.0)
 
 
 def test_static_priority_raises_the_critical_dnns_p() -> None:

@@ -403,3 +403,40 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
         Manager._check_rates(manager, now)  # type: ignore[arg-type]
     assert len(replans) == 1 and "busy measured 5.00/s below its minimum 10/s" in replans[0]
     assert manager.corrections == {"busy": 5.0 / 12.0}  # cam keeps up: its 9.8 < 50 is no shortfall
+
+
+def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
+    from rankmap_ros.core.workload import DnnSpec, Workload
+    from rankmap_ros.ros.manager_node import Manager
+    from rankmap_ros.ros.planning import with_input_rates
+
+    arriving = {"cam": 10.0, "fast": 100.0}
+    replans: list[str] = []
+    measured = {
+        n: SimpleNamespace(input_rate=lambda now, n=n: arriving[n], full_window=lambda now: True) for n in arriving
+    }
+    measured["timed"] = SimpleNamespace(input_rate=lambda now: 5.0, full_window=lambda now: True)
+    measured["restarted"] = SimpleNamespace(input_rate=lambda now: 1.0, full_window=lambda now: False)
+    manager = SimpleNamespace(
+        v={"plan_with_input_rates": True},
+        chains=measured,
+        registry=SimpleNamespace(dnns={n: SimpleNamespace(period=0.1 if n == "timed" else 0.0) for n in measured}),
+        plan=SimpleNamespace(predicted={"cam": 50.0, "fast": 20.0, "timed": 50.0, "restarted": 50.0}),
+        input_rates={},
+        last_input_plan=-1e9,
+        _replan=replans.append,
+    )
+    Manager._check_input_rates(manager, 100.0)  # type: ignore[arg-type]
+    assert manager.input_rates == {"cam": 10.0, "fast": 100.0} and len(replans) == 1
+    assert "cam 10.0/s" in replans[0]
+    arriving["cam"] = 30.0  # binding again, but within the cooldown of that re-plan
+    Manager._check_input_rates(manager, 105.0)  # type: ignore[arg-type]
+    assert manager.input_rates["cam"] == 10.0 and len(replans) == 1
+    arriving["cam"] = 11.0  # within 25% of what was planned with: nothing new
+    arriving["fast"] = 60.0  # moved, but still above what its mapping answers: noted, no re-plan
+    Manager._check_input_rates(manager, 200.0)  # type: ignore[arg-type]
+    assert manager.input_rates == {"cam": 10.0, "fast": 60.0} and len(replans) == 1
+
+    workload = Workload((DnnSpec("camera_fed", "squeezenet_v2"), DnnSpec("timed", "mobilenet_v2", period=0.1)))
+    planned = with_input_rates(workload, {"camera_fed": 10.0, "timed": 10.0})
+    assert planned.dnns[0].input_rate == 10.0 and planned.dnns[1].input_rate is None  # real-time: its period

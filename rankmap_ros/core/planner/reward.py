@@ -7,6 +7,10 @@ Multiplying raw inferences/s by s directly would let 0.1 on SqueezeNet (120 inf/
 0.7 on VGG-16 (5 inf/s), and a priority would mean nothing for a heavy DNN (docs/PLANNER.md).
 Scores are reported in units of P: the share-weighted mean potential throughput.
 
+A DNN whose sensor delivers a known input rate cannot answer more images than arrive: its
+rate counts up to INPUT_HEADROOM times that rate and no further (capacity beyond it serves
+nobody, so the search gives it to the other DNNs), and its threshold is at most that rate.
+
 A mapping under which any DNN's predicted rate falls below its threshold th is disqualified:
 its score is negative, below every qualifying mapping's, graded by how far it falls short so
 that a search in a workload where few mappings qualify still moves towards them, and bounded
@@ -15,6 +19,7 @@ so that the averages in the search tree stay meaningful.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +33,11 @@ from rankmap_ros.core.workload import Workload
 # rate. That is twice the starvation line of the experiments (P < 0.05, experiments/motivation.py),
 # a margin for the throughput model's error so that a predicted 0.1 does not land below 0.05.
 DEFAULT_MIN_POTENTIAL = 0.1
+# A capped DNN's rate counts up to this multiple of its input rate: planned to answer exactly its
+# input rate, it would fall short by the throughput model's error (up to ~30% on a measured host,
+# docs/BENCHMARKS.md); measured in the demo, a cap of 1.0 left the top-priority DNN at 73-83% of
+# its camera's rate (docs/ROS_NODES.md, Re-planning).
+INPUT_HEADROOM = 1.5
 # Score of a disqualified mapping: DISQUALIFIED minus its mean relative shortfall, so in [-2, -1).
 DISQUALIFIED = -1.0
 
@@ -40,10 +50,11 @@ class Objective:
     weights: np.ndarray
     thresholds: np.ndarray
     priorities: tuple[float, ...] | None = None
+    caps: np.ndarray | None = None  # per DNN, the most inferences/s that count (its input rate)
 
     def scores(self, rates: np.ndarray) -> np.ndarray:
         """One score per row of a (mappings, DNNs) array of inferences/s."""
-        rates = np.atleast_2d(rates)
+        rates = self.counted(np.atleast_2d(rates))
         value = rates @ self.weights
         with np.errstate(divide="ignore", invalid="ignore"):
             shortfall = np.where(self.thresholds > 0, 1.0 - rates / self.thresholds, 0.0)
@@ -52,23 +63,37 @@ class Objective:
         return np.where(failed, DISQUALIFIED - shortfall.mean(axis=1), value)
 
     def feasible(self, rates: Sequence[float] | np.ndarray) -> bool:
-        return bool(np.all(np.asarray(rates) >= self.thresholds))
+        return bool(np.all(self.counted(np.asarray(rates)) >= self.thresholds))
+
+    def counted(self, rates: np.ndarray) -> np.ndarray:
+        return rates if self.caps is None else np.minimum(rates, self.caps)
 
 
 def thresholds(platform: Platform, workload: Workload, min_potential: float = DEFAULT_MIN_POTENTIAL) -> np.ndarray:
     """th per DNN (inferences/s): its min_rate when given, else min_potential times its isolated rate.
 
-    A real-time DNN needs at least one job per relative deadline (issue 7), whichever is higher.
+    A real-time DNN needs at least one job per relative deadline (issue 7), whichever is higher;
+    none asks more than its input rate, when known.
     """
     return np.array(
         [
-            max(
-                d.min_rate if d.min_rate is not None else min_potential * ideal_throughput(platform, d.model),
-                d.task.threshold_rate,
+            min(
+                max(
+                    d.min_rate if d.min_rate is not None else min_potential * ideal_throughput(platform, d.model),
+                    d.task.threshold_rate,
+                ),
+                math.inf if d.input_rate is None else d.input_rate,
             )
             for d in workload.dnns
         ]
     )
+
+
+def input_caps(workload: Workload) -> np.ndarray | None:
+    """Per DNN the most inferences/s that count (inf where its input rate is unknown); None when none is known."""
+    if all(d.input_rate is None for d in workload.dnns):
+        return None
+    return np.array([math.inf if d.input_rate is None else INPUT_HEADROOM * d.input_rate for d in workload.dnns])
 
 
 def rankmap_objective(
@@ -85,6 +110,7 @@ def rankmap_objective(
         weights=np.asarray(shares, dtype=float) / ideal,
         thresholds=thresholds(platform, workload, min_potential),
         priorities=tuple(priorities),
+        caps=input_caps(workload),
     )
 
 
