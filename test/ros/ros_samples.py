@@ -112,23 +112,9 @@ def reference_cdr(store: Any, typename: str, data: dict[str, Any]) -> bytes:
     return bytes(store.serialize_cdr(reference_object(store, typename, data), typename))
 
 
-TYPECODES = {
-    "int8": "b",
-    "uint8": "B",
-    "int16": "h",
-    "uint16": "H",
-    "int32": "i",
-    "uint32": "I",
-    "int64": "q",
-    "uint64": "Q",
-    "float32": "f",
-    "float64": "d",
-}
-
-
 def our_object(typename: str, data: dict[str, Any]) -> Any:
     """Our class for the type, built the way node code builds messages (keywords, bytes for byte)."""
-    from rankmap_ros.ros.dds.types import get_message, registry
+    from rankmap_ros.ros.dds.types import TYPECODES, get_message, registry
 
     cls = registry().classes[typename] if "/srv/" in typename else get_message(typename)
     fields = dict(registry().store.fielddefs[typename][1])

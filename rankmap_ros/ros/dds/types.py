@@ -162,7 +162,7 @@ def _as_array(dtype: np.dtype) -> Callable[[Any], np.ndarray]:
 # --- where definitions come from ------------------------------------------------------------
 
 
-_TYPECODES = {
+TYPECODES = {  # array.array's type code of each numeric ROS type, as rclpy uses them
     "int8": "b",
     "uint8": "B",
     "int16": "h",
@@ -178,7 +178,7 @@ _TYPECODES = {
 
 def _as_rclpy_sequence(name: str, typ: str) -> Callable[[Any], np.ndarray]:
     """What rosidl's generated setter of a numeric sequence accepts, with its message."""
-    code, dtype = _TYPECODES[typ], _DTYPES[typ]
+    code, dtype = TYPECODES[typ], _DTYPES[typ]
     kind = float if typ.startswith("float") else int
 
     def check(value: Any) -> np.ndarray:
@@ -334,7 +334,7 @@ def _field_spec(
         return FieldSpec(name, text, list, None)
     dtype = _DTYPES[typ]
     initial = np.asarray(defaults.get(name, np.zeros(size if fixed else 0)), dtype=dtype)
-    check = _as_rclpy_sequence(name, typ) if not fixed and typ in _TYPECODES else None
+    check = _as_rclpy_sequence(name, typ) if not fixed and typ in TYPECODES else None
     return FieldSpec(name, text, initial.copy, _as_array(dtype), check)
 
 
