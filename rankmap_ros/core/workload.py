@@ -145,6 +145,8 @@ class Workload:
             entry: dict[str, Any] = {"name": d.name, "model": d.model, "priority": d.priority, "min_rate": d.min_rate}
             if d.realtime:
                 entry.update(period=d.period, deadline=d.deadline)
+            if d.input_rate is not None:
+                entry["input_rate"] = d.input_rate
             entries.append(entry)
         return {"dnns": entries}
 
@@ -158,7 +160,7 @@ class Workload:
             entry = {"model": item} if isinstance(item, str) else item  # a bare model name is shorthand
             if not isinstance(entry, Mapping) or "model" not in entry:
                 raise WorkloadError(f"workload entry {i} needs at least a 'model'")
-            unknown = set(entry) - {"name", "model", "priority", "min_rate", "period", "rate", "deadline"}
+            unknown = set(entry) - {"name", "model", "priority", "min_rate", "period", "rate", "deadline", "input_rate"}
             if unknown:
                 raise WorkloadError(f"workload entry {i} has unknown fields: {', '.join(sorted(unknown))}")
             model = str(entry["model"])
@@ -174,6 +176,10 @@ class Workload:
                 if not finite_number(rate) or not rate > 0:
                     raise WorkloadError(f"workload entry {i}: rate must be a finite number of Hz > 0, got {rate!r}")
                 period = 1.0 / rate
+            if period is not None and entry.get("input_rate") is not None:
+                raise WorkloadError(
+                    f"workload entry {i}: input_rate is for best-effort DNNs (a real-time one's comes every period)"
+                )
             dnns.append(
                 DnnSpec(
                     name=entry.get("name", default_name),
@@ -183,6 +189,7 @@ class Workload:
                     min_rate=entry.get("min_rate"),  # type: ignore[arg-type]
                     period=period,  # type: ignore[arg-type]
                     deadline=entry.get("deadline"),  # type: ignore[arg-type]
+                    input_rate=entry.get("input_rate"),  # type: ignore[arg-type]
                 )
             )
         return cls(tuple(dnns), max_dnns=max_dnns)

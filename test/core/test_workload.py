@@ -1,8 +1,10 @@
 """Workloads reject bad input with a message that names it."""
 
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 
 from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
 
@@ -83,3 +85,17 @@ def test_dict_round_trip_and_errors() -> None:
         Workload.from_dict({"dnns": [{"model": "alexnet", "colour": "red"}]})
     with pytest.raises(WorkloadError, match="'dnns' list"):
         Workload.from_dict({"models": ["alexnet"]})
+
+
+def test_a_workload_file_gives_a_sensors_input_rate() -> None:
+    robot = Path(__file__).resolve().parents[2] / "config" / "workloads" / "robot.yaml"
+    workload = Workload.from_dict(yaml.safe_load(robot.read_text()))
+    assert [d.input_rate for d in workload.dnns] == [15.0, None, None]
+    assert Workload.from_dict(workload.to_dict()) == workload
+    for entry, message in (
+        ({"model": "alexnet", "input_rate": 0}, "input_rate must be a finite number > 0"),
+        ({"model": "alexnet", "input_rate": "fast"}, "input_rate must be a finite number > 0"),
+        ({"model": "alexnet", "rate": 10, "input_rate": 10}, "input_rate is for best-effort DNNs"),
+    ):
+        with pytest.raises(WorkloadError, match=message):
+            Workload.from_dict({"dnns": [entry]})
