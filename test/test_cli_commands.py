@@ -62,7 +62,9 @@ def test_dataset_generate_then_estimator_eval_on_it(capsys, tmp_path) -> None:
     evaluation = json.loads(out)
     assert evaluation["dataset"]["samples"] == 16
     for variant in evaluation["variants"].values():
-        assert variant["params"] > 0 and variant["macs"] > 0 and 0 <= variant["mape"] < 10
+        assert variant["params"] > 0 and variant["macs"] > 0
+    # the shipped estimator on 16 fresh simulated samples: 10.3% here, as on its own test set
+    assert evaluation["variants"]["rankmap"]["mape"] < 0.25
     refused(capsys, "dataset", "generate", "--samples", "0", "--out", str(tmp_path / "e.npz"))
     assert not (tmp_path / "e.npz").exists()
     refused(capsys, "estimator", "eval", "--dataset", str(tmp_path / "missing.npz"))

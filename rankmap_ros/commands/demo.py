@@ -24,6 +24,7 @@ def render(report: Any) -> str:
             name,
             f"{d['priority']:.3f}",
             " ".join(f"{s['units'][0]}-{s['units'][1] - 1}@{s['component']}" for s in d["stages"]) or "-",
+            _rate(d.get("input_rate")),
             _rate(d["measured_rate"]),
             _rate(d["predicted_rate"]),
             _rate(d["potential_throughput"]),
@@ -36,7 +37,7 @@ def render(report: Any) -> str:
         f"({report.priority_mode})  ROS_DOMAIN_ID={report.domain_id}"
     )
     body = (
-        table(rows, ("dnn", "priority", "stages", "measured/s", "predicted/s", "P", "status"))
+        table(rows, ("dnn", "priority", "stages", "input/s", "measured/s", "predicted/s", "P", "status"))
         if rows
         else "no DNNs yet"
     )

@@ -187,14 +187,16 @@ def memory_of(pids: list[int]) -> dict[str, Any]:
     }
 
 
-def dnn_rows(state: Any, levels: dict[str, tuple[str, str]]) -> dict[str, dict[str, Any]]:
+def dnn_rows(state: Any, levels: dict[str, tuple[str, str, float]]) -> dict[str, dict[str, Any]]:
+    """Each DNN's row: the status service's numbers, and the level, message and input rate of /diagnostics."""
     out = {}
     for d in state.dnns:
-        level, message = levels.get(d.name, ("STALE", "no diagnostics yet"))
+        level, message, arriving = levels.get(d.name, ("STALE", "no diagnostics yet", math.nan))
         out[d.name] = {
             "model": d.model,
             "priority": round(float(d.priority), 4),
             "min_rate": float(d.min_rate),
+            "input_rate": _num(arriving),
             "measured_rate": _num(d.measured_rate),
             "predicted_rate": _num(d.predicted_rate),
             "potential_throughput": _num(d.potential_throughput),
@@ -237,13 +239,18 @@ def _watch(
     rclpy.init(args=[])
     try:
         node = Node(f"rankmap_demo_{os.getpid()}")
-        levels: dict[str, tuple[str, str]] = {}
+        levels: dict[str, tuple[str, str, float]] = {}
 
         def on_diagnostics(array: Any) -> None:
             for s in array.status:
                 name = s.name.split(": ", 1)[-1]
                 if name.startswith("dnn "):
-                    levels[name[4:]] = (LEVELS[level_value(s.level)], s.message)
+                    values = {kv.key: kv.value for kv in s.values}
+                    try:
+                        arriving = float(values.get("input_rate", "nan"))
+                    except ValueError:
+                        arriving = math.nan
+                    levels[name[4:]] = (LEVELS[level_value(s.level)], s.message, arriving)
 
         def on_mapping(state: Any) -> None:
             stages = {d.name: [f"{s.unit_start}-{s.unit_stop - 1}@{s.component}" for s in d.stages] for d in state.dnns}

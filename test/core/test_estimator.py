@@ -148,14 +148,16 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_data: Dataset, tm
             if epoch == stop_after:
                 raise KeyboardInterrupt
 
-        train_network(net, table, data, 3, config, state_path=state, on_epoch=on_epoch)
+        train_network(net, table, data, 3, config, state_path=state, on_epoch=on_epoch, on_start=firsts.append)
         return net
 
+    firsts: list[int] = []
     whole = run(None)
     state = tmp_path / "state.pt"
     with pytest.raises(KeyboardInterrupt):
         run(state, stop_after=1)
     resumed = run(state)
+    assert firsts == [0, 0, 1]  # the resumed run went on after the saved epoch 0, not from scratch
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
 

@@ -75,14 +75,6 @@ def test_numeric_sequences_take_what_rclpy_takes() -> None:
     assert bytes(types.get_message("sensor_msgs/msg/Image")(data=bytearray(b"\x07")).data) == b"\x07"
 
 
-def test_tensor_results_are_messages_rclpy_accepts() -> None:
-    from rankmap_ros.ros.results import tensor
-
-    header = types.get_message("std_msgs/msg/Header")()
-    out = tensor(header, "resnet50", np.arange(12, dtype=np.float64).reshape(1, 3, 2, 2))
-    assert out.shape.tolist() == [1, 3, 2, 2] and out.data.tolist() == [float(v) for v in range(12)]
-
-
 def test_wire_bytes_between_processes(rclpy_context: object, peers: list[Peer]) -> None:
     """A separate process publishes (transient-local) and serves every type; we read raw payloads."""
     from rankmap_ros.ros.dds import get_default_context

@@ -87,7 +87,8 @@ def test_detections_are_in_original_image_pixels_and_empty_when_nothing_is_found
 
 
 def test_tensor_result_carries_shape_and_values() -> None:
-    out = results.tensor(results.header_of(0, "c"), "squeezenet_v2", np.arange(6, dtype=np.float32).reshape(1, 6))
+    # float64 in: the message takes it as rclpy's setters do (array.array, not numpy)
+    out = results.tensor(results.header_of(0, "c"), "squeezenet_v2", np.arange(6, dtype=np.float64).reshape(1, 6))
     assert list(out.shape) == [1, 6] and list(out.data) == [0, 1, 2, 3, 4, 5] and out.model == "squeezenet_v2"
 
 
