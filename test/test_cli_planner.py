@@ -49,7 +49,15 @@ def test_map_baselines(capsys: pytest.CaptureFixture[str], planner: str) -> None
         "--model", "simulator", "--budget", "100", "--json",
     )  # fmt: skip
     assert code == 0
-    assert json.loads(out)["planner"] == planner
+    data = json.loads(out)
+    assert data["planner"] == planner
+    units = {"alexnet": 8, "squeezenet": 18}  # every unit of both DNNs mapped, each DNN served
+    for dnn in data["mapping"]["dnns"]:
+        covered = [u for s in dnn["stages"] for u in range(*s["units"])]
+        assert covered == list(range(units[dnn["name"]])), dnn
+        assert data["simulated_throughput"][dnn["name"]] > 0
+    if planner == "gpu":
+        assert {s["component"] for d in data["mapping"]["dnns"] for s in d["stages"]} == {"gpu"}
 
 
 @pytest.mark.parametrize(
