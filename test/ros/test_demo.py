@@ -43,5 +43,9 @@ def test_the_demo_serves_every_dnn_replans_on_a_priority_change_and_leaves_nothi
     # The perception node changes its priorities half-way: the manager plans again, and says so.
     assert report.mapping_changes and report.mapping_changes[0]["at_s"] < 10.0
     assert report.priority_mode and report.planner
+    # the camera's rate was measured for every DNN, and the manager planned with it: the first
+    # mapping gave at least one DNN more than the camera delivers
+    assert all(row["input_rate"] and row["input_rate"] > 0 for row in report.dnns.values()), report.dnns
+    assert "re-plan: input rates measured" in (tmp_path / "demo.log").read_text()
     left = {pid: _cmdline(pid) for pid in tagged(tag)}
     assert left == {}  # manager, camera, perception node and every executor are gone
