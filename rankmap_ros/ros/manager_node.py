@@ -619,9 +619,11 @@ class Manager(Node):
         binding = False
         for name, chain in self.chains.items():
             reg = self.registry.dnns.get(name)
+            # real-time DNNs are planned with their period; a restarted chain's first seconds are
+            # not its sensor's rate
             if reg is None or reg.period > 0 or not chain.full_window(now):
-                continue  # real-time DNNs are planned with their period; a restarted chain's first
-            arriving = chain.input_rate(now)  # seconds are not its sensor's rate
+                continue
+            arriving = chain.input_rate(now)
             if math.isnan(arriving) or arriving <= 0:
                 continue
             noted = self.input_rates.get(name)

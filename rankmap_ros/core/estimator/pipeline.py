@@ -28,7 +28,14 @@ from rankmap_ros.core.estimator.features import VectorScaler, unit_table
 from rankmap_ros.core.estimator.network import NetConfig, RankMapNet
 from rankmap_ros.core.estimator.predictor import standardize
 from rankmap_ros.core.estimator.target import TargetScaler
-from rankmap_ros.core.estimator.training import History, TrainConfig, TrainData, read_state, train_network
+from rankmap_ros.core.estimator.training import (
+    History,
+    TrainConfig,
+    TrainData,
+    read_state,
+    refuse_other_settings,
+    train_network,
+)
 from rankmap_ros.core.estimator.vqvae import UnitVQVAE, VQConfig, fit_vqvae
 from rankmap_ros.core.unitvec import vectors
 
@@ -71,15 +78,7 @@ def _vqvae(options: FitOptions, scaler: VectorScaler, state: Path | None, log: L
     settings = {"config": options.vq.to_dict(), "steps": options.vq_steps, "seed": options.train.seed}
     saved = read_state(state) if state is not None else None
     if saved is not None and isinstance(saved.get("settings"), dict) and saved["settings"] != settings:
-        differing = ", ".join(
-            f"VQ-VAE {k} {settings[k]!r} here, {saved['settings'].get(k)!r} there"
-            for k in settings
-            if saved["settings"].get(k) != settings[k]
-        )
-        raise EstimatorError(
-            f"{state} holds a run of other settings ({differing}): run with the same settings to go on from it, "
-            "or delete it to start over"
-        )
+        refuse_other_settings(Path(str(state)), "a run", settings, saved["settings"], prefix="VQ-VAE ")
     if saved is not None and saved.get("settings") == settings:
         vq = UnitVQVAE(options.vq)
         vq.load_state_dict(saved["state"])

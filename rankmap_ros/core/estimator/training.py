@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from rankmap_ros.core.estimator.checkpoint import EstimatorError
 from rankmap_ros.core.estimator.qbatch import q_batch
 
 STATE_FORMAT = "rankmap.train-state/1"
+_UNREADABLE = ("network shape", "dataset")  # settings named in a refusal without their values
 
 EpochCallback = Callable[[int, float, float], None]
 StartCallback = Callable[[int], None]
@@ -257,19 +258,25 @@ def _fingerprint(settings: dict[str, Any]) -> str:
 
 
 def _check_same_run(path: Path, state: dict[str, Any], settings: dict[str, Any], fingerprint: str) -> None:
-    if state.get("fingerprint") == fingerprint:
-        return
-    saved = state.get("settings")
-    if isinstance(saved, dict):
+    if state.get("fingerprint") != fingerprint:
+        saved = state.get("settings")
+        refuse_other_settings(path, "a training run", settings, saved if isinstance(saved, dict) else None)
+
+
+def refuse_other_settings(
+    path: Path, run: str, settings: dict[str, Any], saved: dict[str, Any] | None, prefix: str = ""
+) -> NoReturn:
+    """A saved state of other settings may be hours of work: name what differs, overwrite nothing."""
+    if saved is None:
+        differing = "settings or data"
+    else:
         differing = ", ".join(
-            f"{k} {settings.get(k)!r} here, {saved.get(k)!r} there" if k not in ("network shape", "dataset") else k
+            f"{prefix}{k}" if k in _UNREADABLE else f"{prefix}{k} {settings.get(k)!r} here, {saved.get(k)!r} there"
             for k in sorted(settings.keys() | saved.keys())
             if saved.get(k) != settings.get(k)
         )
-    else:
-        differing = "settings or data"
     raise EstimatorError(
-        f"{path} holds a training run of other settings ({differing}): run with the same settings to go on "
+        f"{path} holds {run} of other settings ({differing}): run with the same settings to go on "
         "from it, or delete it to start over"
     )
 

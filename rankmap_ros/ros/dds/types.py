@@ -159,9 +159,6 @@ def _as_array(dtype: np.dtype) -> Callable[[Any], np.ndarray]:
     return coerce
 
 
-# --- where definitions come from ------------------------------------------------------------
-
-
 TYPECODES = {  # array.array's type code of each numeric ROS type, as rclpy uses them
     "int8": "b",
     "uint8": "B",
@@ -209,6 +206,9 @@ def _as_rclpy_sequence(name: str, typ: str) -> Callable[[Any], np.ndarray]:
         return np.asarray(list(value), dtype)
 
     return check
+
+
+# --- where definitions come from ------------------------------------------------------------
 
 
 def interface_root() -> Path:
