@@ -133,6 +133,22 @@ def test_a_binary_file_where_text_is_expected_is_refused_in_one_line(capsys, tmp
     assert f"{what} {file}" in err and "is not a text file (not UTF-8)" in err
 
 
+def test_files_of_the_wrong_kind_are_named_for_what_they_are(capsys, tmp_path) -> None:
+    """Messages that pointed elsewhere: a model name, numpy's unsafe-loading advice, torch internals."""
+    import numpy as np
+
+    text = tmp_path / "notes.txt"
+    text.write_text("obstacles: squeezenet_v2\n")
+    archive = tmp_path / "arrays.npz"
+    np.savez(archive, a=np.zeros(2))
+    assert "must end in .yaml, .yml or .json" in refused(capsys, "simulate", "--workload", str(text))
+    said = refused(capsys, "estimator", "eval", "--dataset", str(text.rename(tmp_path / "notes.npz")))
+    assert "is not a rankmap dataset: not an .npz archive" in said and "allow_pickle" not in said
+    said = refused(capsys, "estimator", "eval", "--model", str(archive), "--dataset", str(archive))
+    assert "is not an estimator checkpoint: a zip archive, but not one torch.save wrote" in said
+    assert "no platform given" in refused(capsys, "simulate", "--workload", "alexnet", "--platform", "")
+
+
 def test_results_go_to_a_directory_made_for_them(capsys, tmp_path) -> None:
     out = tmp_path / "new" / "dir" / "mapping.json"
     code, _, err = run(capsys, "map", "--workload", "alexnet", "--model", "simulator", "--out", str(out))

@@ -32,12 +32,16 @@ def test_map_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert data["priorities"] == pytest.approx({"resnet50": 0.7, "mobilenet_v2": 0.2, "alexnet": 0.1})
     assert data["feasible"] is True and data["simulations"] <= 300
     assert json.loads(out_file.read_text())["dnns"] == data["mapping"]["dnns"]
-    code, out, _ = run(
+    code, out, err = run(
         capsys,
         "map", "--workload", "resnet50,mobilenet_v2,alexnet", "--mode", "dynamic", "--model", "simulator",
         "--budget", "200", "--warm-start", str(out_file), "--min-rate", "2", "--json",
     )  # fmt: skip
-    assert code == 0
+    assert code == 0 and "warm-start" not in err
+    # a mapping of another workload is no start at all: said, not silently ignored
+    code, _, err = run(capsys, "map", "--workload", "vgg16", "--model", "simulator", "--budget", "50",
+                       "--warm-start", str(out_file), "--json")  # fmt: skip
+    assert code == 0 and "covers none of this workload's DNNs; planning from scratch" in err
     data = json.loads(out)
     assert data["planner"] == "rankmap_d" and data["thresholds"] == {"resnet50": 2, "mobilenet_v2": 2, "alexnet": 2}
 
@@ -93,7 +97,10 @@ def test_bench_planner(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     data = json.loads(out)
     assert set(data["by_size"]) == {"3", "4", "5"} and data["budget"] == 100
-    assert data["by_size"]["5"]["median_plan_seconds"] > 0
+    five = data["by_size"]["5"]
+    assert five["median_plan_seconds"] > 0
+    assert 0 < five["median_ms_per_evaluation"] < 1e3 * five["max_plan_seconds"]
+    assert 0 < five["median_simulate_ms"] < 1e3 * five["median_plan_seconds"]
 
 
 def test_estimator_model_is_used_when_shipped(capsys: pytest.CaptureFixture[str]) -> None:

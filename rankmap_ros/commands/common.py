@@ -43,6 +43,8 @@ def parse_workload(text: str) -> Any:
         except yaml.YAMLError as exc:
             raise CliError(f"workload file {path} is not valid YAML/JSON: {exc}") from exc
         return Workload.from_dict(data)
+    if "/" in text or path.exists():
+        raise CliError(f"workload file {path}: must end in .yaml, .yml or .json (or give model names: a,b,c)")
     return Workload.from_models([m.strip() for m in text.split(",") if m.strip()])
 
 

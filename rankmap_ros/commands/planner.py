@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,12 @@ def cmd_map(args: argparse.Namespace) -> None:
         if not path.is_file():
             raise CliError(f"warm-start mapping {path} does not exist")
         warm = Mapping.from_json(read_text(path, "warm-start mapping"))
+        covered = {(d.name, d.model) for d in warm.dnns} & {(d.name, d.model) for d in workload.dnns}
+        if not covered:
+            print(
+                f"note: warm-start mapping {path} covers none of this workload's DNNs; planning from scratch",
+                file=sys.stderr,
+            )
     model_name = args.model or default_model_name(platform)
     model = load_model(model_name, platform)
     budget = Budget(simulations=args.budget, seconds=args.time_limit)
@@ -247,11 +254,18 @@ def cmd_bench_planner(args: argparse.Namespace) -> None:
 
     result = bench_planning(mixes=args.mixes, budget=args.budget, seed=args.seed, model=args.model)
     rows = [
-        (size, f"{r['median_plan_seconds']:.3f}", f"{r['max_plan_seconds']:.3f}", r["mixes"])
+        (
+            size,
+            f"{r['median_plan_seconds']:.3f}",
+            f"{r['max_plan_seconds']:.3f}",
+            f"{r['median_ms_per_evaluation']:.3f}",
+            f"{r['median_simulate_ms']:.3f}",
+            r["mixes"],
+        )
         for size, r in result["by_size"].items()
     ]
     text = (
-        table(rows, ("DNNs", "median s", "max s", "mixes"))
+        table(rows, ("DNNs", "median s", "max s", "ms/evaluation", "simulate() ms", "mixes"))
         + f"\nRankMap_D, {result['budget']} simulations, model {result['model']} on {result['platform']}"
         + f" (target: median <= {result['target_seconds']} s for 5 DNNs)"
     )

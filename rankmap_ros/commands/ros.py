@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any
 
 from rankmap_ros.commands.common import (
@@ -44,7 +45,7 @@ def cmd_register(args: argparse.Namespace) -> None:
         endpoints.REGISTER_TYPE,
         {
             "name": args.name,
-            "model": args.model,
+            "model": _model_argument(args.model),
             "input_topic": args.input_topic,
             "priority": args.priority,
             "min_rate": args.min_rate,
@@ -54,6 +55,12 @@ def cmd_register(args: argparse.Namespace) -> None:
         },
     )
     _answer(args, response, f"{response.message}; results on {response.output_topic}".strip("; "))
+
+
+def _model_argument(model: str) -> str:
+    """A weights file here is sent as an absolute path: the manager resolves paths from its own directory."""
+    path = Path(model)
+    return str(path.resolve()) if not path.is_absolute() and path.is_file() else model
 
 
 def cmd_unregister(args: argparse.Namespace) -> None:

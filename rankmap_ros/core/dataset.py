@@ -13,6 +13,7 @@ measures how well an estimator ranks the mappings of one workload, which is what
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -102,6 +103,8 @@ class Dataset:
         path = Path(path)
         if not path.is_file():
             raise DatasetError(f"dataset {path} does not exist")
+        if not zipfile.is_zipfile(path):  # numpy would take a text file for pickled data, and say so
+            raise DatasetError(f"dataset {path} is not a rankmap dataset: not an .npz archive")
         try:
             data = np.load(path, allow_pickle=False)
             if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy holds one bare array
@@ -137,6 +140,20 @@ class Dataset:
         ):
             if array.size and (array.min() < -1 or array.max() >= count):
                 raise DatasetError(f"dataset {path} is corrupt: {what} holds indices outside -1..{count - 1}")
+        labels = self.throughput[self.models >= 0]
+        if not np.isfinite(labels).all() or (labels < 0).any():
+            bad = labels[~np.isfinite(labels) | (labels < 0)]
+            raise DatasetError(
+                f"dataset {path} is corrupt: {bad.size} throughput labels are negative, NaN or infinite "
+                f"(e.g. {bad[0]!r}); a DNN's label must be a rate >= 0"
+            )
+        if not isinstance(self.meta.get("max_units"), int) or self.meta["max_units"] < self.assign.shape[2]:
+            raise DatasetError(f"dataset {path} is corrupt: meta.max_units is missing or below the arrays' units")
+        ideal = self.meta.get("ideal")
+        if not isinstance(ideal, dict) or not all(
+            isinstance(ideal.get(m), int | float) and math.isfinite(ideal[m]) and ideal[m] > 0 for m in self.model_names
+        ):
+            raise DatasetError(f"dataset {path} is corrupt: meta.ideal lacks a positive rate for every model")
 
     def check_compatible(self, platform_name: str, fingerprint: str | None = None) -> None:
         """Raise DatasetError unless the samples were labelled on this platform and this zoo."""

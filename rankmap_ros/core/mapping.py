@@ -185,6 +185,10 @@ def _parse_dnn(index: int, entry: Any) -> DnnMapping:
     stages = entry.get("stages")
     if not isinstance(stages, list) or not stages:
         raise MappingError(f"{where} needs a non-empty 'stages' list or an 'assignment'")
+    try:
+        units_of_model = unit_count(model)
+    except ValueError as exc:  # the zoo names the known models
+        raise MappingError(f"{where}: {exc}") from exc
     parsed: list[Stage] = []
     expected_start = 0
     for k, stage in enumerate(stages):
@@ -205,6 +209,8 @@ def _parse_dnn(index: int, entry: Any) -> DnnMapping:
             raise MappingError(f"{where} stage {k} starts at unit {start}, expected {expected_start} (gap or overlap)")
         if stop <= start:
             raise MappingError(f"{where} stage {k}: empty or reversed unit range [{start}, {stop})")
+        if stop > units_of_model:
+            raise MappingError(f"{where} stage {k} ends at unit {stop}, but {model} has {units_of_model} units")
         parsed.append(Stage(start, stop, component))
         expected_start = stop
     return DnnMapping.from_stages(name, model, parsed)

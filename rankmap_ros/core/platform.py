@@ -229,6 +229,8 @@ def builtin_platforms() -> tuple[str, ...]:
 def load_platform(name_or_path: str | Path) -> Platform:
     """A built-in platform by name (e.g. 'orange_pi_5') or a platform YAML file by path."""
     text = str(name_or_path)
+    if not text.strip():
+        raise PlatformError(f"no platform given: a built-in ({', '.join(builtin_platforms())}) or a platform file")
     path = Path(text)
     if text in builtin_platforms():
         source = resources.files("rankmap_ros").joinpath(f"{_DATA}/{text}.yaml")

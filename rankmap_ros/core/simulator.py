@@ -141,6 +141,12 @@ def ideal_throughput(platform: Platform, model: str, component: str | None = Non
     return 1.0 / model_costs(platform, model).time[where][-1]
 
 
+def rate_bound(platform: Platform, model: str) -> float:
+    """Inferences/s `model` cannot exceed under any mapping: its rates alone on every component
+    added up, as if its work split perfectly over all of them; transfers and sharing only lower it."""
+    return sum(1.0 / row[-1] for row in model_costs(platform, model).time)
+
+
 def potential_throughput(platform: Platform, workload: Workload, result: SimResult) -> dict[str, float]:
     """P_i = throughput_i / ideal_i (the paper's metric of how close a DNN runs to its isolated rate)."""
     return {d.name: result.throughput[d.name] / ideal_throughput(platform, d.model) for d in workload.dnns}

@@ -33,7 +33,7 @@ from rankmap_ros.core.planner import Budget, Planner, RankMapPlanner, default_mo
 from rankmap_ros.core.planner.ga import evolve
 from rankmap_ros.core.planner.plans import Evaluator, MappingBuilder
 from rankmap_ros.core.platform import Platform, load_platform
-from rankmap_ros.core.simulator import ideal_throughput, throughputs
+from rankmap_ros.core.simulator import ideal_throughput, simulate, throughputs
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
 from rankmap_ros.experiments.cache import read_cached, write_cached
@@ -49,6 +49,7 @@ ARRIVAL = ("inception_resnet_v1", "alexnet", "squeezenet", "resnet50")
 ARRIVAL_TIMES = (0, 150, 300, 450)
 SHIFT = ("mobilenet_v2", "shufflenet", "alexnet", "squeezenet")
 PLANNING_TARGET_SECONDS = 1.0
+SIMULATE_CALLS = 20  # per mix: enough for a stable median of a sub-millisecond call
 
 # Section V of the paper, measured on the board. T is normalized to all-on-GPU; the paper gives
 # RankMap_D's T over each planner (x) and RankMap_S's P of the critical DNN over each planner.
@@ -348,7 +349,11 @@ def run_paper(
 def bench_planning(
     mixes: int = 12, budget: int = 3000, seed: int = 0, model: str | None = None, platform: str = "orange_pi_5"
 ) -> dict[str, Any]:
-    """Median planning seconds of RankMap_D per mix size (caches warmed first, as on a running manager)."""
+    """Median planning seconds of RankMap_D per mix size (caches warmed first, as on a running manager).
+
+    Also what one evaluation costs inside the search, and what one unbatched `simulate()` of a
+    random mapping costs, the figures docs/PLANNER.md and docs/SIMULATOR.md quote.
+    """
     plat = load_platform(platform)
     model_name = model or default_model_name(plat)
     throughput_model = load_model(model_name, plat)
@@ -359,11 +364,14 @@ def bench_planning(
         workloads = [Workload.from_models(rng.choice(PAPER_POOL, size=size, replace=False)) for _ in range(mixes)]
         for workload in workloads:  # profiles and unit costs are computed once per model and cached
             throughput_model.predict(workload, [Mapping.all_on(workload, plat.reference_component)])
-        seconds = [planner.plan(w).plan_seconds for w in workloads]
+        plans = [planner.plan(w) for w in workloads]
+        seconds = [p.plan_seconds for p in plans]
         by_size[str(size)] = {
             "mixes": mixes,
             "median_plan_seconds": float(statistics.median(seconds)),
             "max_plan_seconds": float(max(seconds)),
+            "median_ms_per_evaluation": float(statistics.median(1e3 * p.plan_seconds / p.simulations for p in plans)),
+            "median_simulate_ms": _simulate_ms(plat, workloads, rng),
         }
     return {
         "benchmark": "planner",
@@ -374,6 +382,18 @@ def bench_planning(
         "by_size": by_size,
         "meets_target": by_size["5"]["median_plan_seconds"] <= PLANNING_TARGET_SECONDS,
     }
+
+
+def _simulate_ms(platform: Platform, workloads: Sequence[Workload], rng: np.random.Generator) -> float:
+    """Median milliseconds of one `simulate()` call over random mappings of these workloads."""
+    components = list(platform.component_names)
+    times = []
+    for workload in workloads:
+        for mapping in [Mapping.random(workload, components, rng) for _ in range(SIMULATE_CALLS)]:
+            started = time.perf_counter()
+            simulate(platform, workload, mapping)
+            times.append(time.perf_counter() - started)
+    return float(statistics.median(times) * 1e3)
 
 
 def _fmt(value: Any, digits: int = 2) -> str:

@@ -224,9 +224,14 @@ class Manager(Node):
             )
         shm.remove_stale()
         self.platform = planning.load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
+        discovered = v["platform"] == "host"
+        if v["host_split"] and not discovered:
+            self.get_logger().warning(
+                f"parameter host_split is ignored: platform {v['platform']} names its components' CPUs itself"
+            )
         unpinned = unpinned_warning(self.platform)
         if unpinned:
-            self.get_logger().warning(f"{unpinned} (parameter host_split)")
+            self.get_logger().warning(f"{unpinned} ({'parameter host_split' if discovered else v['platform']})")
         self.model = planning.throughput_model(self.platform, v["estimator_checkpoint"])
         self.settings = planning.PlanSettings(
             planner=v["planner"],
@@ -346,12 +351,13 @@ class Manager(Node):
 
     def on_unregister(self, request: Any, response: Any) -> Any:
         try:
-            with self.lock:
+            with self.lock, self._unchanged_on_error():
                 self.registry.unregister(request.name)
+                self._replan("unregistered " + request.name)
                 self.parked.pop(request.name, None)
                 self.input_rates.pop(request.name, None)  # another sensor may come with the name
-                chain = self.chains.pop(request.name, None)
-                self._replan("unregistered " + request.name)
+                chain = self.chains.pop(request.name, None)  # last: nothing after it can fail
+                left = self.registry.weights()
         except Exception as exc:
             return self._refuse(response, "unregister", exc)
         if chain is not None:
@@ -359,6 +365,10 @@ class Manager(Node):
         response.success = True
         response.message = f"unregistered {request.name}; its executors are stopped"
         self.get_logger().info(response.message)
+        if self.registry.mode == "static" and left and not any(left):
+            self.get_logger().warning(
+                "the DNNs left all have priority 0: they are planned with equal priorities until one is set"
+            )
         return response
 
     def on_set_priorities(self, request: Any, response: Any) -> Any:
@@ -371,8 +381,12 @@ class Manager(Node):
             response.message = f"priorities set ({request.mode}); re-planning"
         except Exception as exc:
             self._refuse(response, "set_priorities", exc)
-        with self.lock:
-            in_force = self._priorities_in_force()
+        try:
+            with self.lock:
+                in_force = self._priorities_in_force()
+        except Exception as exc:  # the answer above must still reach the caller
+            self.get_logger().error(f"priorities in force unknown: {type(exc).__name__}: {exc}")
+            in_force = {}
         shown = names if names and response.success else list(in_force)
         response.names_in_force = shown
         response.priorities_in_force = [in_force.get(n, math.nan) for n in shown]
@@ -467,7 +481,7 @@ class Manager(Node):
         if corrections:
             model = planning.CorrectedModel(model, corrections)
         settings = planning.PlanSettings(**{**self.settings.__dict__, "mode": mode})
-        weights = [r.priority for r in dnns.values()]
+        weights = planning.planning_weights([r.priority for r in dnns.values()])
         usable = warm if warm is not None and set(warm.components_used) <= set(platform.component_names) else None
         if usable is not None and set(d.name for d in usable.dnns) != set(dnns):
             usable = None

@@ -158,7 +158,18 @@ def priorities_in_force(
     """The normalised vector the planner weighs: the static weights, or each DNN's profile."""
     from rankmap_ros.core.planner.priorities import dynamic_priorities, static_priorities
 
-    return dynamic_priorities(workload, platform) if mode == "dynamic" else static_priorities(workload, weights)
+    if mode == "dynamic":
+        return dynamic_priorities(workload, platform)
+    return static_priorities(workload, planning_weights(weights))
+
+
+def planning_weights(weights: Sequence[float]) -> list[float]:
+    """Static weights as planned: all zero (the DNNs that had weight left) means equal weights.
+
+    A set of zeros is refused when a user sets it, but it can remain after an unregister or
+    while DNNs are parked; the DNNs left must still be planned, and none outranks another.
+    """
+    return [1.0] * len(weights) if weights and not any(weights) else list(weights)
 
 
 def check_priorities(workload: Workload, values: Sequence[float]) -> tuple[float, ...]:

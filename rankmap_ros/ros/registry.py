@@ -15,6 +15,7 @@ from rankmap_ros.core import zoo
 from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.realtime import RealTimeError, TaskClass, infeasibility
+from rankmap_ros.core.simulator import rate_bound
 from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
 from rankmap_ros.ros import planning, results
 
@@ -22,6 +23,9 @@ MODEL_SUFFIXES = (".pt", ".pth")
 # absolute or relative to the manager's namespace; no `~` or `{node}`: the executors that
 # subscribe are other nodes than the one that asked
 _TOPIC = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+# A min_rate this far beyond what the model can reach is refused; the margin covers the platform
+# model's prediction error (a calibrated host errs by up to 25-50%, docs/BENCHMARKS.md).
+MIN_RATE_MARGIN = 2.0
 MAX_TOPIC_LENGTH = 200  # DDS topic names are limited to 256 bytes, with ROS's prefix and namespace
 
 
@@ -150,9 +154,16 @@ class Registry:
         except RealTimeError as exc:
             raise RequestError(str(exc)) from exc
         model, weights = resolve_model(reg.model, allowed_dirs)
-        why = infeasibility(self.platform, model, task) if self.platform is not None else None
-        if why is not None:
-            raise RequestError(f"real-time {reg.name!r} refused: {why}")
+        if self.platform is not None:
+            why = infeasibility(self.platform, model, task)
+            if why is not None:
+                raise RequestError(f"real-time {reg.name!r} refused: {why}")
+            bound = rate_bound(self.platform, model)
+            if reg.min_rate > MIN_RATE_MARGIN * bound:
+                raise RequestError(
+                    f"min_rate {reg.min_rate:g}/s cannot be met: {model} is predicted to run at most "
+                    f"{bound:.1f}/s on {self.platform.name} even split over every component"
+                )
         kind = reg.output_kind or results.default_kind(model)
         if kind not in results.OUTPUT_KINDS:
             raise RequestError(f"output_kind {kind!r} is not one of {', '.join(results.OUTPUT_KINDS)} (or empty)")

@@ -26,6 +26,7 @@ from rankmap_ros.core.platform import Platform, parse_platform
 from rankmap_ros.runtime.errors import DiscoveryError
 
 SYSFS_CPU = Path("/sys/devices/system/cpu")
+MAX_CPUS = 8192  # Linux's largest CONFIG_NR_CPUS
 _CLUSTER_NAMES = {1: ("cpu",), 2: ("big", "little"), 3: ("prime", "big", "little")}
 _SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -121,6 +122,8 @@ def _parse_cpu_list(spec: str, where: str) -> tuple[int, ...]:
         low, high = int(match[1]), int(match[2] or match[1])
         if high < low:
             raise DiscoveryError(f"{where}: reversed CPU range {chunk.strip()!r}")
+        if high >= MAX_CPUS:  # before the range is expanded: 0-999999999 would fill the memory
+            raise DiscoveryError(f"{where}: CPU {high} is beyond any machine (at most {MAX_CPUS - 1})")
         cpus.extend(range(low, high + 1))
     return tuple(sorted(set(cpus)))
 

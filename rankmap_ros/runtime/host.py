@@ -10,10 +10,11 @@ runs on the same cores as the CPU clusters; the simulator does not model that ov
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rankmap_ros.core.platform import Component, Platform, PlatformError, load_platform, parse_platform
-from rankmap_ros.runtime.discover import discover_host
+from rankmap_ros.runtime.discover import discover_host, opencl_devices
 
 HOST = "host"
 
@@ -43,7 +44,51 @@ def resolve_platform(text: str, split: str | None = None, opencl_cpu_as_gpu: boo
             f"platform {platform.name!r} describes another machine; the runtime runs on this host "
             f"(use 'host' or a host platform file written by `rankmap calibrate`)"
         )
+    check_runs_here(platform, text)
     return platform
+
+
+def check_runs_here(platform: Platform, source: str) -> None:
+    """Refuse a platform file whose CPUs, backends or devices this host does not have.
+
+    Checked before anything starts: otherwise every stage on such a component fails as it
+    binds ("Invalid argument" from sched_setaffinity), or an OpenCL stage silently runs on
+    whatever device is this host's default.
+    """
+    from rankmap_ros.runtime import backends
+
+    usable = os.sched_getaffinity(0)
+    for c in platform.components:
+        where = f"platform {source}: component {c.name!r}"
+        missing = sorted(set(c.cpus) - usable)
+        if missing:
+            raise PlatformError(
+                f"{where} is pinned to CPUs {missing}, which this process cannot use (usable: "
+                f"{sorted(usable)}); write the file on this machine (`rankmap calibrate`) or use 'host'"
+            )
+        try:
+            backends.require(c.backend)
+        except backends.BackendError as exc:
+            raise PlatformError(f"{where}: {exc}") from exc
+        why = _missing_device(c)
+        if why:
+            raise PlatformError(f"{where}: {why}")
+
+
+def _missing_device(component: Component) -> str | None:
+    """Why the component's device is not on this host (None: it is, or the backend picks one)."""
+    kind = component.device.partition(":")[0]
+    if kind == "cuda":
+        import torch
+
+        found = {"cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))}
+    elif kind == "opencl":
+        found = {f"opencl:{d.platform_index}:{d.device_index}" for d in opencl_devices()[0]}
+    else:
+        return None
+    if component.device in found:
+        return None
+    return f"device {component.device!r} is not on this host (found: {', '.join(sorted(found - {'cuda'})) or 'none'})"
 
 
 def runs_on_cpu_cores(component: Component) -> bool:

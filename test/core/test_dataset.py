@@ -176,6 +176,11 @@ def test_a_file_that_passes_for_a_dataset_but_is_not_one_fails_clearly(source: S
         Dataset(**fields).save(path)  # type: ignore[arg-type]
         return path
 
+    def labelled(value: float) -> np.ndarray:
+        throughput = real.throughput.copy()
+        throughput[0, 0] = value  # every sample has at least one DNN, in slot 0
+        return throughput
+
     cases = {
         "meta.platform is missing": saved("a.npz", meta={k: v for k, v in real.meta.items() if k != "platform"}),
         "meta.model_names is not a list": saved("b.npz", meta={**real.meta, "model_names": "alexnet"}),
@@ -183,6 +188,11 @@ def test_a_file_that_passes_for_a_dataset_but_is_not_one_fails_clearly(source: S
         "assign holds indices outside": saved("d.npz", assign=np.full_like(real.assign, 7)),
         "must be integers": saved("e.npz", models=real.models.astype(np.float32)),
         "disagree in shape": saved("f.npz", assign=real.assign[:, :, 0]),
+        # labels that trained to +-3.4e38 targets and evaluated to a NaN MAPE with exit 0
+        "throughput labels are negative, NaN or infinite": saved("g.npz", throughput=labelled(np.nan)),
+        "1 throughput labels are negative": saved("h.npz", throughput=labelled(-2.0)),
+        "meta.max_units is missing": saved("i.npz", meta={k: v for k, v in real.meta.items() if k != "max_units"}),
+        "meta.ideal lacks a positive rate": saved("j.npz", meta={**real.meta, "ideal": {"alexnet": 1.0}}),
     }
     for message, path in cases.items():
         with pytest.raises(DatasetError, match=message):

@@ -290,7 +290,13 @@ def test_metrics_and_mac_counts(tiny_checkpoint: dict[str, Any], tiny_data: Data
     estimator = LearnedEstimator(tiny_checkpoint, opi)
     result = accuracy(estimator, tiny_data)
     assert {"l2", "mape", "spearman", "mape_per_model"} <= set(result)
-    assert np.isfinite(result["mape"]) and result["mape"] > 0
+    assert np.isfinite(result["mape"]) and result["mape"] > 0 and result["zero_labels"] == 0
+    # a measured label of 0 (nothing completed in the window) is counted, not divided by
+    starved = Dataset(tiny_data.models, tiny_data.assign, tiny_data.throughput.copy(), tiny_data.meta)
+    starved.throughput[0, 0] = 0.0
+    with_zero = accuracy(estimator, starved)
+    assert with_zero["zero_labels"] == 1 and np.isfinite(with_zero["mape"])
+    assert -100 < float(train_targets(starved, estimator.target).y[0, 0]) < 0  # not -3.4e38
     q = torch.ones(1, 5, 32, 48)
     macs = count_macs(estimator.net, q)
     stem = estimator.net.stem.weight.numel() * 5 * 32

@@ -83,11 +83,19 @@ def test_wrong_dnns(workload: Workload) -> None:
         ([{"units": [0], "component": "gpu"}], r"'units' must be \[start, stop\]"),
         ([{"units": [0, 8], "component": 3}], "'component' must be a string"),
         ([], "non-empty 'stages'"),
+        # refused before a list of ten billion entries is built (MemoryError before)
+        ([{"units": [0, 10**10], "component": "gpu"}], "stage 0 ends at unit 10000000000, but alexnet has 8 units"),
     ],
 )
 def test_malformed_stages(stages: list, message: str) -> None:
     with pytest.raises(MappingError, match=message):
         Mapping.from_dict({"dnns": [{"name": "alexnet", "model": "alexnet", "stages": stages}]})
+
+
+def test_unknown_model_in_stages_is_refused_by_name() -> None:
+    stages = [{"units": [0, 10**10], "component": "gpu"}]
+    with pytest.raises(MappingError, match="DNN 'x': unknown model 'nonet'"):
+        Mapping.from_dict({"dnns": [{"name": "x", "model": "nonet", "stages": stages}]})
 
 
 def test_not_json_and_wrong_format() -> None:

@@ -165,6 +165,9 @@ def test_real_time_registration_is_checked_against_the_platform() -> None:
         with pytest.raises(RequestError, match=expected):
             registry.register(reg, [])
         assert registry.dnns == {}
+    with pytest.raises(RequestError, match=r"min_rate 1e\+308/s cannot be met: squeezenet_v2 .* at most 252.3/s"):
+        registry.register(_reg("v", min_rate=1e308), [])
+    assert registry.dnns == {}
     stored = registry.register(_reg("s", period=0.1, deadline=0.06), [])
     spec = registry.workload().dnns[0]
     assert spec.realtime and spec.period == 0.1 and spec.deadline == 0.06 and stored.task.deadline == 0.06
@@ -441,3 +444,30 @@ def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
     workload = Workload((DnnSpec("camera_fed", "squeezenet_v2"), DnnSpec("timed", "mobilenet_v2", period=0.1)))
     planned = with_input_rates(workload, {"camera_fed": 10.0, "timed": 10.0})
     assert planned.dnns[0].input_rate == 10.0 and planned.dnns[1].input_rate is None  # real-time: its period
+
+
+def test_dnns_left_with_priority_zero_are_planned_with_equal_priorities() -> None:
+    """Unregistering the only DNN with weight must not leave the manager unable to plan."""
+    from rankmap_ros.ros import planning
+
+    platform = load_platform("orange_pi_5")
+    registry = Registry(max_dnns=3)
+    for name, priority in [("a", 1.0), ("b", 0.0), ("c", 0.0)]:
+        registry.register(_reg(name, priority=priority), [])
+    registry.unregister("a")
+    workload = registry.workload()
+    assert registry.weights() == [0.0, 0.0]
+    assert planning.priorities_in_force(workload, platform, "static", registry.weights()) == (0.5, 0.5)
+    weights = planning.planning_weights(registry.weights())
+    outcome = planning.make_plan(planning.SimulatorModel(platform), workload, planning.PlanSettings(), weights)
+    assert set(outcome.predicted) == {"b", "c"} and all(rate > 0 for rate in outcome.predicted.values())
+    assert planning.planning_weights([0.0, 2.0]) == [0.0, 2.0]
+
+
+def test_a_parameters_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    from rankmap_ros.ros.dds.args import RosArgumentError, params_file_values
+
+    binary = tmp_path / "params.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+    with pytest.raises(RosArgumentError, match=re.escape(f"parameters file {binary} is not a text file")):
+        params_file_values(binary, "/rankmap_manager")

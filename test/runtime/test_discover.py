@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rankmap_ros.core.platform import load_platform
+from rankmap_ros.core.platform import PlatformError, load_platform
 from rankmap_ros.runtime.discover import (
     CpuCluster,
     CudaDevice,
@@ -111,6 +111,7 @@ def test_cpu_peak_follows_the_widest_vectors(tmp_path: Path, flags: str, flops: 
         ("big:0,big:1", "given twice"),
         ("big:0,little:0", "CPU 0 is in both 'big' and 'little'"),
         ("big:1-0", "reversed CPU range"),
+        ("big:0-999999999", "CPU 999999999 is beyond any machine"),
         ("big:x", "bad CPU list"),
         ("big:0-4095", "is not available here"),
     ],
@@ -160,3 +161,32 @@ def test_core_never_imports_discovery() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_platform_file_of_another_machine_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """A board's file on this host: stages would fail to bind, or OpenCL run on some other device."""
+    import yaml
+
+    good = tmp_path / "here.yaml"
+    write_platform(resolve_platform("host", f"big:{CPUS[0]}"), good)
+    assert resolve_platform(str(good)).component("big").cpus == (CPUS[0],)
+    absent = max(CPUS) + 1000
+    for change, message in [
+        ({"cpus": [absent]}, f"component 'big' is pinned to CPUs [{absent}], which this process cannot use"),
+        # without the backend here it is refused as unavailable, with it as a device not found
+        (
+            {"backend": "cuda", "device": "cuda:7", "cpus": []},
+            "'big': (backend 'cuda' is not available|device 'cuda:7' is not on this host)",
+        ),
+        (
+            {"backend": "opencl", "device": "opencl:9:9", "cpus": []},
+            "'big': (backend 'opencl' is not available|device 'opencl:9:9' is not on this host)",
+        ),
+    ]:
+        data = yaml.safe_load(good.read_text())
+        next(c for c in data["components"] if c["name"] == "big").update(change)
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump(data))
+        with pytest.raises(PlatformError, match=message.replace("[", r"\[").replace("]", r"\]")) as refused:
+            resolve_platform(str(bad))
+        assert str(refused.value).startswith(f"platform {bad}: component 'big'")

@@ -65,6 +65,12 @@ def load_checkpoint(path: Path, platform: Platform | None = None) -> dict[str, A
     path = Path(path)
     if not path.is_file():
         raise EstimatorError(f"estimator checkpoint {path} does not exist")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if not any(n.endswith("/data.pkl") for n in archive.namelist()):
+                raise EstimatorError(
+                    f"{path} is not an estimator checkpoint: a zip archive, but not one torch.save wrote"
+                )
     try:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:

@@ -2,7 +2,8 @@
 
 - l2: mean squared error on the normalized target (standardized log potential throughput).
 - mape: mean |predicted - true| / true throughput over every DNN of every sample (a fraction),
-  also per model, so "per DNN" can be read both ways.
+  also per model, so "per DNN" can be read both ways. Measured labels of 0 (a DNN that completed
+  nothing in its window) have no relative error: they are left out and counted (`zero_labels`).
 - spearman: for every workload of the test set (many mappings each), the rank correlation
   between predicted and true mean throughput over its mappings, averaged over workloads: can
   the search tell a better mapping from a worse one.
@@ -103,14 +104,20 @@ def accuracy(estimator: LearnedEstimator, dataset: Dataset) -> dict[str, Any]:
     y_true = estimator.target.transform(dataset.throughput, ideal)
     y_pred = estimator.predict_normalized(dataset.models, dataset.assign)
     predicted = estimator.target.inverse(y_pred.astype(np.float64), ideal)
-    ape = np.abs(predicted - dataset.throughput) / dataset.throughput
+    scored = real & (dataset.throughput > 0)  # a measured 0 (nothing completed) has no relative error
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ape = np.abs(predicted - dataset.throughput) / dataset.throughput
     per_model = {
-        name: float(ape[dataset.models == i].mean())
+        name: float(ape[scored & (dataset.models == i)].mean())
         for i, name in enumerate(dataset.model_names)
-        if (dataset.models == i).any()
+        if (scored & (dataset.models == i)).any()
     }
     sizes = real.sum(axis=1)
-    per_size = {str(n): float(ape[(sizes == n)[:, None] & real].mean()) for n in np.unique(sizes)}
+    per_size = {
+        str(n): float(ape[(sizes == n)[:, None] & scored].mean())
+        for n in np.unique(sizes)
+        if ((sizes == n)[:, None] & scored).any()
+    }
     groups = dataset.groups
     rhos = []
     for g in np.unique(groups):
@@ -125,8 +132,9 @@ def accuracy(estimator: LearnedEstimator, dataset: Dataset) -> dict[str, Any]:
             rhos.append(rho)
     return {
         "l2": float(((y_pred - y_true) ** 2)[real].mean()),
-        "mape": float(ape[real].mean()),
-        "mape_median": float(np.median(ape[real])),
+        "mape": float(ape[scored].mean()),
+        "mape_median": float(np.median(ape[scored])),
+        "zero_labels": int((real & ~scored).sum()),
         "mape_per_model": per_model,
         "mape_worst_model": max(per_model, key=per_model.__getitem__),
         "mape_per_workload_size": per_size,

@@ -187,6 +187,8 @@ def params_file_values(path: Path, fq_name: str) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise RosArgumentError(f"parameters file {path} is not valid YAML: {exc}") from exc
+    except UnicodeDecodeError:
+        raise RosArgumentError(f"parameters file {path} is not a text file (not UTF-8)") from None
     if not isinstance(data, dict):
         raise RosArgumentError(f"parameters file {path} must map node names to ros__parameters")
     values: dict[str, Any] = {}
