@@ -68,6 +68,10 @@ FAILURE_WINDOW_S = 60.0
 # against the component would drop healthy components one after another.
 DNN_FAULTS = ("ZooError:",)
 SUPERVISE_PERIOD_S = 0.25
+# A chain that failed more than max_failures times within FAILURE_WINDOW_S (a crash loop the
+# manager cannot plan around, e.g. on its last component) waits 2, 4, 8 ... s before it starts
+# again, so that it does not spend the cores on starting processes that die.
+RESTART_BACKOFF_MAX_S = 60.0
 # A re-plan for a DNN below its minimum rate at most this often: each one restarts chains.
 STARVATION_COOLDOWN_S = 30.0
 INPUT_RELIABILITY = ("best_effort", "reliable")
@@ -155,7 +159,8 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     (
         "max_failures",
         3,
-        "failures of one component within a minute before re-planning without it",
+        "failures of one component within a minute before re-planning without it; a DNN restarted more "
+        "often waits 2, 4, 8 ... s before its next start",
         {"integer_range": _int_range(1, 100)},
     ),
     (
@@ -251,6 +256,8 @@ class Manager(Node):
         self.plan = PlanInForce(None, {}, {}, v["planner"], 0.0)
         self.chains: dict[str, Chain] = {}
         self.failures: list[tuple[float, str, int]] = []  # (time, component, pid)
+        self.restart_times: dict[str, list[float]] = {}  # DNN -> its chain's recent restarts
+        self.waiting: dict[str, Chain] = {}  # stopped chains waiting out their restart backoff
         self.excluded: set[str] = set()
         self.parked: dict[str, str] = {}  # registered DNNs that cannot run as registered -> why
         self.corrections: dict[str, float] = {}
@@ -356,6 +363,8 @@ class Manager(Node):
                 self._replan("unregistered " + request.name)
                 self.parked.pop(request.name, None)
                 self.input_rates.pop(request.name, None)  # another sensor may come with the name
+                self.waiting.pop(request.name, None)
+                self.restart_times.pop(request.name, None)
                 chain = self.chains.pop(request.name, None)  # last: nothing after it can fail
                 left = self.registry.weights()
         except Exception as exc:
@@ -505,29 +514,31 @@ class Manager(Node):
         stages now share a CPU cluster under time-sharing).
         """
         threads = {} if outcome is None else stage_threads(platform, outcome.mapping, self.policy)
+
+        def changed(name: str, chain: Chain) -> bool:
+            return (
+                outcome is None
+                or name not in dnns
+                or chain.stages != stages_of(outcome.mapping, name)
+                or any(dict(chain.config.threads).get(c) != threads[c] for _, _, c in chain.stages)
+            )
+
         if outcome is None:
             self.plan = PlanInForce(None, {}, {}, self.v["planner"], 0.0)
-            to_stop = list(self.chains.values())
-            self.chains.clear()
         else:
             self.plan = PlanInForce(
                 outcome.mapping, outcome.predicted, outcome.priorities, outcome.planner, outcome.seconds
             )
-            to_stop = []
-            for name in list(self.chains):
-                chain = self.chains[name]
-                if (
-                    name not in dnns
-                    or chain.stages != stages_of(outcome.mapping, name)
-                    or any(dict(chain.config.threads).get(c) != threads[c] for _, _, c in chain.stages)
-                ):
-                    to_stop.append(self.chains.pop(name))
+        to_stop = [self.chains.pop(name) for name, chain in list(self.chains.items()) if changed(name, chain)]
+        for name, chain in list(self.waiting.items()):
+            if changed(name, chain):  # a new mapping for it (or none): a fresh start, not the backoff
+                del self.waiting[name]
         for chain in to_stop:
             stop_chain(chain)
         if outcome is None:
             return
         for name, reg in dnns.items():
-            if name not in self.chains:
+            if name not in self.chains and name not in self.waiting:
                 self.chains[name] = start_chain(
                     self._config(reg, tuple(sorted(threads.items()))),
                     platform,
@@ -570,6 +581,11 @@ class Manager(Node):
         with self.lock:
             if self.closing:
                 return
+            for name, chain in list(self.waiting.items()):
+                if now >= chain.retry_at:
+                    del self.waiting[name]
+                    self.chains[name] = chain
+                    self._start_again(name, chain)
             for name, chain in list(self.chains.items()):
                 failure = check_chain(chain, now, self.v["hung_timeout"], self.v["start_timeout"])
                 if failure is not None:
@@ -613,6 +629,19 @@ class Manager(Node):
         if any(c in self.excluded for _, _, c in chain.stages):
             self.chains.pop(name)  # on a component dropped a moment ago: the pending re-plan places it
             return
+        recent = [t for t in self.restart_times.get(name, []) if now - t < FAILURE_WINDOW_S] + [now]
+        self.restart_times[name] = recent
+        if len(recent) > self.v["max_failures"]:
+            delay = min(RESTART_BACKOFF_MAX_S, 2.0 ** (len(recent) - self.v["max_failures"]))
+            chain.retry_at = now + delay
+            self.waiting[name] = self.chains.pop(name)
+            self.get_logger().error(
+                f"{name} failed {len(recent)} times in {FAILURE_WINDOW_S:.0f} s; restarting it in {delay:.0f} s"
+            )
+            return
+        self._start_again(name, chain)
+
+    def _start_again(self, name: str, chain: Chain) -> None:
         try:
             self.chains[name] = start_chain(
                 chain.config, self._platform_in_use(), chain.stages, chain.restarts + 1, self.arbiters, self.containers
@@ -745,7 +774,8 @@ class Manager(Node):
             for d in state.dnns:
                 chain = self.chains.get(d.name)
                 limits = (self.v["starvation_threshold"], self.v["starvation_grace"])
-                statuses.append(dnn_status(d, chain, now, *limits, self.parked.get(d.name)))
+                shown = chain or self.waiting.get(d.name)
+                statuses.append(dnn_status(d, shown, now, *limits, self.parked.get(d.name)))
                 if chain is not None:
                     statuses += stage_statuses(chain)
             statuses += self._component_statuses()
@@ -839,6 +869,9 @@ def dnn_status(
         status.summary(diagnostics.WARN, "waiting for a mapping")
         return status
     status.add("restarts", chain.restarts)
+    if chain.stopped:  # waiting out its restart backoff: nothing of it to read
+        status.summary(diagnostics.ERROR, f"keeps failing: restarting in {max(0.0, chain.retry_at - now):.0f} s")
+        return status
     arriving = chain.input_rate(now)
     status.add("input_rate", arriving)
     keeping_up = chain.keeps_up(now)  # then a low rate is the sensor's: not starved, nothing to re-plan

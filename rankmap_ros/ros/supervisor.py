@@ -312,6 +312,7 @@ class Chain:
     arbiters: Arbiters | None = None
     containers: Containers | None = None  # the component executor's: stages are hosted, not processes
     stopped: bool = False  # its processes are stopped and its shared memory is gone
+    retry_at: float = 0.0  # a stopped chain that kept failing starts again then (the manager's backoff)
 
     def ready(self) -> bool:
         return all(self.board.state(p.index) == StageState.READY for p in self.processes)

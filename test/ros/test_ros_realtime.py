@@ -64,3 +64,27 @@ def test_real_time_dnn_meets_its_deadlines_beside_a_best_effort_one(stack: Stack
     arbiter = {kv.key: kv.value for kv in latest["component cpu"].values}
     assert arbiter["policy"] == "edf" and int(arbiter["decisions"]) > 10
     assert 0 < float(arbiter["overhead_us_per_decision"]) < math.inf  # its cost: `rankmap bench realtime`
+
+
+def test_an_executor_that_keeps_failing_is_restarted_after_a_growing_wait(stack: Stack) -> None:
+    """On its one component there is nothing to plan around: a crash loop must not spin the cores."""
+    import os
+    import signal
+
+    from rankmap_ros.ros.diagnostics import level_value
+
+    killed: set[int] = set()
+    for _ in range(4):  # max_failures (3) restarts at once, then the backoff
+        stack.spin_until(lambda: set(stack.stage_pids("bulk")) - killed, 30.0, "bulk's next executor")
+        pid = next(iter(set(stack.stage_pids("bulk")) - killed))
+        os.kill(pid, signal.SIGKILL)
+        killed.add(pid)
+
+    def waiting() -> bool:
+        status = stack.latest_diagnostics().get("dnn bulk")
+        return status is not None and level_value(status.level) == 2 and "keeps failing" in status.message
+
+    stack.spin_until(waiting, 15.0, "bulk reported as waiting to restart")
+    stack.spin_until(lambda: set(stack.stage_pids("bulk")) - killed, 30.0, "bulk restarted after its wait")
+    count = len(stack.results["bulk"])
+    stack.spin_until(lambda: len(stack.results["bulk"]) > count, 60.0, "bulk's results again")
