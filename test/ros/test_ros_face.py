@@ -197,6 +197,7 @@ def test_dnn_levels() -> None:
         period: float = 0.0,
         miss: float = 0.0,
         arriving: float = 100.0,  # images/s reaching the DNN: by default more than it answers
+        retry_at: float | None = None,  # a stopped chain waiting out its restart backoff
     ) -> tuple[int, str]:
         d = SimpleNamespace(
             name="x", model="m", priority=0.5, stages=[], measured_rate=measured, predicted_rate=1.0,
@@ -206,6 +207,7 @@ def test_dnn_levels() -> None:
         chain = SimpleNamespace(
             restarts=0, started=0.0, ready=lambda: True, config=SimpleNamespace(input_topic="/camera/image_raw"),
             rate=lambda now: measured, input_rate=lambda now: arriving,
+            stopped=retry_at is not None, retry_at=retry_at or 0.0,
         )  # fmt: skip
         chain.keeps_up = lambda now: Chain.keeps_up(chain, now)  # type: ignore[arg-type]
         found = dnn_status(d, chain, 100.0, 0.1, 5.0)  # type: ignore[arg-type]
@@ -215,6 +217,7 @@ def test_dnn_levels() -> None:
         return status(*args, **kwargs)[0]
 
     assert level(10.0) == 0
+    assert status(10.0, retry_at=104.2) == (2, "keeps failing: restarting in 4 s")
     assert level(10.0, min_rate=20.0) == 1
     assert level(0.0) == 2
     assert level(10.0, p=0.05) == 2
