@@ -2,7 +2,9 @@
 
 Frames are a moving gradient with the frame count drawn in, so consecutive images differ (a DNN
 output that never changes would hide a stalled pipeline). Rows are padded when `step_padding` is
-set, to exercise consumers that must honour `step`.
+set, to exercise consumers that must honour `step`. With `compressed` set to jpeg or png it also
+publishes `image_raw/compressed` (sensor_msgs/CompressedImage), as image_transport's compressed
+plugin does beside a camera driver's raw stream.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from rankmap_ros.ros.rclpy_compat import (
 )
 
 Image = msg("sensor_msgs/msg/Image")
+CompressedImage = msg("sensor_msgs/msg/CompressedImage")
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+COMPRESSIONS = ("", "jpeg", "png")
 
 
 class Camera(Node):
@@ -46,11 +50,15 @@ class Camera(Node):
         self.declare_parameter("frame_id", "camera_optical_frame", describe("header.frame_id"))
         padding = [IntegerRange(from_value=0, to_value=4096)]
         self.declare_parameter("step_padding", 0, describe("extra bytes at the end of each row", integer_range=padding))
+        self.declare_parameter("compressed", "", describe("also publish image_raw/compressed: jpeg or png"))
         self.width = self.get_parameter("width").value
         self.height = self.get_parameter("height").value
         self.encoding = self.get_parameter("encoding").value
         if self.encoding not in CHANNELS:
             raise ValueError(f"encoding must be one of {', '.join(CHANNELS)}, got {self.encoding!r}")
+        self.compression = self.get_parameter("compressed").value
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compressed must be jpeg, png or empty, got {self.compression!r}")
         self.frame_id = self.get_parameter("frame_id").value
         self.padding = self.get_parameter("step_padding").value
         self.count = 0
@@ -61,6 +69,11 @@ class Camera(Node):
             -1,
         )
         self.publisher = self.create_publisher(Image, "image_raw", qos_profile_sensor_data)
+        self.compressed = (
+            self.create_publisher(CompressedImage, "image_raw/compressed", qos_profile_sensor_data)
+            if self.compression
+            else None
+        )
         self.create_timer(1.0 / self.get_parameter("rate").value, self.tick)
 
     def frame(self) -> np.ndarray:
@@ -73,7 +86,8 @@ class Camera(Node):
         return rgb
 
     def tick(self) -> None:
-        pixels = self.frame().reshape(self.height, -1)
+        frame = self.frame()
+        pixels = frame.reshape(self.height, -1)
         if self.padding:
             pixels = np.pad(pixels, ((0, 0), (0, self.padding)))
         image = Image(
@@ -86,7 +100,19 @@ class Camera(Node):
         image.header.stamp = self.get_clock().now().to_msg()
         image.header.frame_id = self.frame_id
         self.publisher.publish(image)
+        if self.compressed is not None:
+            self.compressed.publish(self.compress(frame, image.header))
         self.count += 1
+
+    def compress(self, frame: np.ndarray, header: Any) -> Any:
+        """The frame as image_transport's compressed plugin sends it (OpenCV writes BGR)."""
+        pixels = frame[..., ::-1] if self.encoding == "rgb8" else frame
+        ok, data = cv2.imencode(".jpg" if self.compression == "jpeg" else ".png", np.ascontiguousarray(pixels))
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode a {self.compression} frame")
+        stored = "mono8" if self.encoding == "mono8" else "bgr8"
+        fmt = f"{self.encoding}; {self.compression} compressed {stored}"
+        return CompressedImage(header=header, format=fmt, data=array.array("B", data.tobytes()))
 
 
 def main(args: list[str] | None = None) -> None:

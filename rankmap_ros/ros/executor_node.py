@@ -1,15 +1,15 @@
 """Executor node: one pipeline stage of one DNN, on its component, through the runtime.
 
 The manager starts one per stage (its own process, pinned to the stage's component) and owns the
-shared memory it talks through: the stage's input channel, its output channel (absent for the
-last stage), the DNN's status board and, for detectors, the source image size. The first stage
-subscribes to the DNN's sensor_msgs/Image (sensor-data QoS), decodes it with OpenCV and drops it
-into its input channel (drop-oldest: a camera never waits, the DNN sees the newest frame); the
-compute loop is the runtime's own stage loop (`worker.serve`, or `worker.serve_units` unit by
-unit under the component's arbiter when the manager's scheduling policy is not time-sharing;
-a real-time job's deadline counts from its image's stamp); the last stage publishes the
-result message with the source header. The process dies with the manager (PR_SET_PDEATHSIG and
-a poll of the manager's pid) and stops on SIGTERM.
+shared memory it talks through: the stage's input channel, its output channel (absent for the last
+stage), the DNN's status board and, for detectors, the source image size. The first stage
+subscribes to the DNN's sensor_msgs/Image, or CompressedImage on a `.../compressed` topic
+(sensor-data QoS), decodes it with OpenCV and drops it into its input channel (drop-oldest: a camera never
+waits, the DNN sees the newest frame); the compute loop is the runtime's own stage loop
+(`worker.serve`, or `worker.serve_units` unit by unit under the component's arbiter when the
+manager's scheduling policy is not time-sharing; a real-time job's deadline counts from its
+image's stamp); the last stage publishes the result message with the source header. The process
+dies with the manager (PR_SET_PDEATHSIG and a poll of the manager's pid) and stops on SIGTERM.
 
 Under the component executor the same node is one of several in its component's container
 process (ros/container_node.py, ROS composition): it is built from its command line as before,
@@ -48,6 +48,7 @@ from rankmap_ros.runtime.shm import Segment, Semaphore
 from rankmap_ros.runtime.stage import StageSpec
 
 Image = msg("sensor_msgs/msg/Image")
+CompressedImage = msg("sensor_msgs/msg/CompressedImage")
 GEOMETRY_BYTES = 16  # int64 width, int64 height of the latest source image
 
 
@@ -74,7 +75,7 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("board_row", 0, "this stage's row on the board"),
     ("geometry", "", "shared memory with the source image size (detectors)"),
     ("owner_pid", 0, "the manager's pid; the stage exits when it is gone"),
-    ("input_topic", "", "sensor_msgs/Image topic (first stage only)"),
+    ("input_topic", "", "sensor_msgs/Image topic, or CompressedImage when it ends in /compressed (first stage only)"),
     ("input_reliability", "best_effort", "best_effort (sensor data) or reliable"),
     ("input_depth", 5, "input queue depth"),
     ("output_topic", "", "result topic (last stage only)"),
@@ -206,7 +207,8 @@ class StageExecutor(Node):
                 _, _, height, width = self.spec.input_shape
                 self.prep = image_codec.Preprocess(height=height, width=width)
                 qos = input_qos(v["input_reliability"], v["input_depth"])
-                self.create_subscription(Image, v["input_topic"], self.on_image, qos)
+                kind = CompressedImage if image_codec.is_compressed_topic(v["input_topic"]) else Image
+                self.create_subscription(kind, v["input_topic"], self.on_image, qos)
         except Exception as exc:  # any build, backend or topic failure is the manager's to report
             self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
             raise
@@ -217,12 +219,13 @@ class StageExecutor(Node):
     def on_image(self, image: Any) -> None:
         """Decode and hand to the compute loop; a frame it has not taken yet is replaced."""
         try:
-            tensor = image_codec.decode(image, self.prep)
+            rgb = image_codec.to_rgb(image)
         except image_codec.ImageError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
             return
+        tensor = image_codec.to_tensor(rgb, self.prep)
         if self.geometry is not None:
-            self.geometry[:] = (image.width, image.height)
+            self.geometry[:] = (rgb.shape[1], rgb.shape[0])
         stamp = image.header.stamp
         stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
         now = time.monotonic()

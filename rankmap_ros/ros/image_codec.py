@@ -1,8 +1,9 @@
-"""sensor_msgs/Image → the network's input tensor, with OpenCV and without cv_bridge.
+"""sensor_msgs/Image or CompressedImage → the network's input tensor, with OpenCV, without cv_bridge.
 
 cv_bridge on Humble/Jazzy is built against NumPy 1.x (vision_opencv#535); reading the buffer with
 numpy (honouring `step`, which may exceed width × bytes per pixel) avoids it for the encodings
-cameras actually send.
+cameras actually send. A CompressedImage (image_transport's `compressed`: JPEG or PNG) is
+decoded by OpenCV; its `format` only describes what was compressed, so it is not needed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,29 @@ def image_to_rgb(image: Any) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
 
 
+# image_transport names the compressed stream of `<base>` `<base>/compressed`.
+COMPRESSED_SUFFIX = "/compressed"
+
+
+def is_compressed_topic(topic: str) -> bool:
+    """Whether a topic carries sensor_msgs/CompressedImage rather than sensor_msgs/Image."""
+    return topic.endswith(COMPRESSED_SUFFIX)
+
+
+def compressed_to_rgb(image: Any) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array of a sensor_msgs/CompressedImage (JPEG, PNG, ...)."""
+    data = np.frombuffer(bytes(image.data) if isinstance(image.data, list) else image.data, np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageError(f"compressed image ({image.format or 'no format'}, {data.size} bytes) cannot be decoded")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_rgb(image: Any) -> np.ndarray:
+    """Either message kind as (H, W, 3) uint8 RGB."""
+    return compressed_to_rgb(image) if hasattr(image, "format") else image_to_rgb(image)
+
+
 def to_tensor(rgb: np.ndarray, prep: Preprocess) -> np.ndarray:
     """(1, 3, H, W) float32: resized to the network input, scaled to [0, 1], normalised."""
     if rgb.shape[:2] != (prep.height, prep.width):
@@ -73,5 +97,5 @@ def to_tensor(rgb: np.ndarray, prep: Preprocess) -> np.ndarray:
 
 
 def decode(image: Any, prep: Preprocess) -> np.ndarray:
-    """sensor_msgs/Image → network input tensor."""
-    return to_tensor(image_to_rgb(image), prep)
+    """sensor_msgs/Image or CompressedImage → network input tensor."""
+    return to_tensor(to_rgb(image), prep)

@@ -89,7 +89,7 @@ def start_stack(params: dict[str, str]) -> Stack:
     python = [sys.executable, "-m"]
     manager = subprocess.Popen([*python, "rankmap_ros.ros.manager_node", *_ros_args(params)], stdin=subprocess.DEVNULL)
     camera_args = ["-r", "__ns:=/test_camera", "-p", "rate:=15.0", "-p", "width:=320", "-p", "height:=240"]
-    camera_args += ["-p", f"frame_id:={FRAME_ID}", "-p", "step_padding:=8"]
+    camera_args += ["-p", f"frame_id:={FRAME_ID}", "-p", "step_padding:=8", "-p", "compressed:=jpeg"]
     camera = subprocess.Popen([*python, "rankmap_ros.ros.camera_node", "--ros-args", *camera_args])
     from rankmap_ros.ros import dds, endpoints
     from rankmap_ros.ros.dds.context import SignalHandlerOptions

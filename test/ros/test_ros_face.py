@@ -49,6 +49,22 @@ def test_image_tensor_is_resized_and_normalised() -> None:
     assert np.allclose(x[0, :, 0, 0], expected, atol=1e-5)
 
 
+def test_compressed_images_decode_like_raw_ones() -> None:
+    """PNG is lossless: the compressed stream must give the raw stream's pixels, in RGB order."""
+    import cv2
+
+    compressed = msg("sensor_msgs/msg/CompressedImage")
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))  # OpenCV writes BGR
+    assert ok
+    image = compressed(format="rgb8; png compressed bgr8", data=png.tobytes())
+    assert np.array_equal(image_codec.to_rgb(image), rgb)
+    assert image_codec.is_compressed_topic("/cam/image_raw/compressed")
+    assert not image_codec.is_compressed_topic("/cam/image_raw")
+    with pytest.raises(image_codec.ImageError, match=r"compressed image \(jpeg, 5 bytes\) cannot be decoded"):
+        image_codec.to_rgb(compressed(format="jpeg", data=b"\xff\xd8bad"))
+
+
 def test_bad_images_are_refused_clearly() -> None:
     with pytest.raises(image_codec.ImageError, match="not supported"):
         image_codec.image_to_rgb(Image(height=1, width=1, encoding="yuv422", step=2, data=b"\0\0"))

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ros_stack import FRAME_ID, Stack, start_stack, stop_stack
+from ros_stack import CAMERA_TOPIC, FRAME_ID, Stack, start_stack, stop_stack
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +254,26 @@ def test_a_dnn_whose_model_file_went_bad_is_parked_not_restarted(stack: Stack, m
     again = stack.register("swapped", str(weights))
     assert not again.success and "already registered" in again.message
     assert stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="swapped").success
+
+
+def test_a_compressed_image_topic_is_decoded(stack: Stack) -> None:
+    """image_transport's `<camera>/compressed` (JPEG here), as robots send images over a network."""
+    from rankmap_ros.ros import endpoints
+    from rankmap_ros.ros.rclpy_compat import msg
+
+    answer = stack.register("packed", "squeezenet_v2", input_topic=CAMERA_TOPIC + "/compressed")
+    assert answer.success, answer.message
+    stack.results["packed"] = []
+    subscription = stack.node.create_subscription(
+        msg("vision_msgs/msg/Classification"), answer.output_topic, stack.results["packed"].append, 10
+    )
+    stack.spin_until(lambda: len(stack.results["packed"]) >= 3, 90.0, "results from the compressed stream")
+    for result in stack.results["packed"]:
+        assert result.header.frame_id == FRAME_ID
+        assert (result.header.stamp.sec, result.header.stamp.nanosec) in stack.camera_stamps
+    stack.node.destroy_subscription(subscription)
+    del stack.results["packed"]
+    assert stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="packed").success
 
 
 def test_undecodable_requests_do_not_stop_the_manager(stack: Stack) -> None:
