@@ -371,7 +371,7 @@ def bench_planning(
             "median_plan_seconds": float(statistics.median(seconds)),
             "max_plan_seconds": float(max(seconds)),
             "median_ms_per_evaluation": float(statistics.median(1e3 * p.plan_seconds / p.simulations for p in plans)),
-            "median_simulate_ms": _simulate_ms(plat, workloads, rng),
+            "median_simulate_ms": _simulate_ms(plat, workloads, np.random.default_rng(seed + size)),
         }
     return {
         "benchmark": "planner",
@@ -385,7 +385,10 @@ def bench_planning(
 
 
 def _simulate_ms(platform: Platform, workloads: Sequence[Workload], rng: np.random.Generator) -> float:
-    """Median milliseconds of one `simulate()` call over random mappings of these workloads."""
+    """Median milliseconds of one `simulate()` call over random mappings of these workloads.
+
+    `rng` is its own: drawing from the mixes' generator would change the later mixes.
+    """
     components = list(platform.component_names)
     times = []
     for workload in workloads:

@@ -258,6 +258,7 @@ class Manager(Node):
         self.failures: list[tuple[float, str, int]] = []  # (time, component, pid)
         self.restart_times: dict[str, list[float]] = {}  # DNN -> its chain's recent restarts
         self.waiting: dict[str, Chain] = {}  # stopped chains waiting out their restart backoff
+        self.backoff: dict[str, float] = {}  # DNN -> its last backoff delay (doubles while it keeps failing)
         self.excluded: set[str] = set()
         self.parked: dict[str, str] = {}  # registered DNNs that cannot run as registered -> why
         self.corrections: dict[str, float] = {}
@@ -365,6 +366,7 @@ class Manager(Node):
                 self.input_rates.pop(request.name, None)  # another sensor may come with the name
                 self.waiting.pop(request.name, None)
                 self.restart_times.pop(request.name, None)
+                self.backoff.pop(request.name, None)
                 chain = self.chains.pop(request.name, None)  # last: nothing after it can fail
                 left = self.registry.weights()
         except Exception as exc:
@@ -584,8 +586,9 @@ class Manager(Node):
             for name, chain in list(self.waiting.items()):
                 if now >= chain.retry_at:
                     del self.waiting[name]
-                    self.chains[name] = chain
-                    self._start_again(name, chain)
+                    if not any(c in self.excluded for _, _, c in chain.stages):  # else the re-plan places it
+                        self.chains[name] = chain
+                        self._start_again(name, chain)
             for name, chain in list(self.chains.items()):
                 failure = check_chain(chain, now, self.v["hung_timeout"], self.v["start_timeout"])
                 if failure is not None:
@@ -629,10 +632,14 @@ class Manager(Node):
         if any(c in self.excluded for _, _, c in chain.stages):
             self.chains.pop(name)  # on a component dropped a moment ago: the pending re-plan places it
             return
+        if now - chain.started > FAILURE_WINDOW_S:  # it ran a while since its last start: not a loop
+            self.restart_times.pop(name, None)
+            self.backoff.pop(name, None)
         recent = [t for t in self.restart_times.get(name, []) if now - t < FAILURE_WINDOW_S] + [now]
         self.restart_times[name] = recent
-        if len(recent) > self.v["max_failures"]:
-            delay = min(RESTART_BACKOFF_MAX_S, 2.0 ** (len(recent) - self.v["max_failures"]))
+        if name in self.backoff or len(recent) > self.v["max_failures"]:
+            delay = min(RESTART_BACKOFF_MAX_S, 2.0 * self.backoff.get(name, 1.0))
+            self.backoff[name] = delay
             chain.retry_at = now + delay
             self.waiting[name] = self.chains.pop(name)
             self.get_logger().error(

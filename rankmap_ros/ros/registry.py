@@ -24,8 +24,10 @@ MODEL_SUFFIXES = (".pt", ".pth")
 # subscribe are other nodes than the one that asked
 _TOPIC = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 # A min_rate this far beyond what the model can reach is refused; the margin covers the platform
-# model's prediction error (a calibrated host errs by up to 25-50%, docs/BENCHMARKS.md).
+# model's prediction error (a calibrated host errs by up to 25-50%, docs/BENCHMARKS.md; a
+# discovered, uncalibrated one runs on first guesses of its speed).
 MIN_RATE_MARGIN = 2.0
+MIN_RATE_MARGIN_UNCALIBRATED = 4.0
 MAX_TOPIC_LENGTH = 200  # DDS topic names are limited to 256 bytes, with ROS's prefix and namespace
 
 
@@ -159,7 +161,8 @@ class Registry:
             if why is not None:
                 raise RequestError(f"real-time {reg.name!r} refused: {why}")
             bound = rate_bound(self.platform, model)
-            if reg.min_rate > MIN_RATE_MARGIN * bound:
+            margin = MIN_RATE_MARGIN if self.platform.calibrated else MIN_RATE_MARGIN_UNCALIBRATED
+            if reg.min_rate > margin * bound:
                 raise RequestError(
                     f"min_rate {reg.min_rate:g}/s cannot be met: {model} is predicted to run at most "
                     f"{bound:.1f}/s on {self.platform.name} even split over every component"

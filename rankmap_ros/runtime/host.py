@@ -11,6 +11,7 @@ runs on the same cores as the CPU clusters; the simulator does not model that ov
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from rankmap_ros.core.platform import Component, Platform, PlatformError, load_platform, parse_platform
@@ -57,14 +58,13 @@ def check_runs_here(platform: Platform, source: str) -> None:
     """
     from rankmap_ros.runtime import backends
 
-    usable = os.sched_getaffinity(0)
     for c in platform.components:
         where = f"platform {source}: component {c.name!r}"
-        missing = sorted(set(c.cpus) - usable)
-        if missing:
+        why = _unpinnable(c.cpus)
+        if why:
             raise PlatformError(
-                f"{where} is pinned to CPUs {missing}, which this process cannot use (usable: "
-                f"{sorted(usable)}); write the file on this machine (`rankmap calibrate`) or use 'host'"
+                f"{where} is pinned to CPUs {sorted(c.cpus)}, which this process cannot use ({why}); "
+                "write the file on this machine (`rankmap calibrate`) or use 'host'"
             )
         try:
             backends.require(c.backend)
@@ -75,6 +75,30 @@ def check_runs_here(platform: Platform, source: str) -> None:
             raise PlatformError(f"{where}: {why}")
 
 
+def _unpinnable(cpus: tuple[int, ...]) -> str | None:
+    """Why a stage could not pin itself to `cpus`, tried as a stage does, in a passing thread.
+
+    Not the current affinity: CPUs kept out of it (isolcpus, taskset) can still be pinned to.
+    """
+    if not cpus:
+        return None
+    absent = [c for c in cpus if c >= (os.cpu_count() or 0)]  # pinning takes a set that merely overlaps
+    if absent:
+        return f"this machine has no CPU {', '.join(map(str, absent))}"
+    failed: list[OSError] = []
+
+    def pin() -> None:
+        try:
+            os.sched_setaffinity(0, cpus)  # this thread only
+        except OSError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=pin, name="cpu-check")
+    thread.start()
+    thread.join()
+    return failed[0].strerror if failed else None
+
+
 def _missing_device(component: Component) -> str | None:
     """Why the component's device is not on this host (None: it is, or the backend picks one)."""
     kind = component.device.partition(":")[0]
@@ -83,7 +107,10 @@ def _missing_device(component: Component) -> str | None:
 
         found = {"cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))}
     elif kind == "opencl":
-        found = {f"opencl:{d.platform_index}:{d.device_index}" for d in opencl_devices()[0]}
+        devices, _ = opencl_devices()
+        if not devices:  # pyopencl cannot list them here: the backend check has had its say
+            return None
+        found = {f"opencl:{d.platform_index}:{d.device_index}" for d in devices}
     else:
         return None
     if component.device in found:

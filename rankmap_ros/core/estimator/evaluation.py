@@ -105,6 +105,8 @@ def accuracy(estimator: LearnedEstimator, dataset: Dataset) -> dict[str, Any]:
     y_pred = estimator.predict_normalized(dataset.models, dataset.assign)
     predicted = estimator.target.inverse(y_pred.astype(np.float64), ideal)
     scored = real & (dataset.throughput > 0)  # a measured 0 (nothing completed) has no relative error
+    if not scored.any():
+        raise DatasetError("every throughput label is 0: there is nothing to compare the predictions with")
     with np.errstate(divide="ignore", invalid="ignore"):
         ape = np.abs(predicted - dataset.throughput) / dataset.throughput
     per_model = {
