@@ -88,3 +88,18 @@ def test_an_executor_that_keeps_failing_is_restarted_after_a_growing_wait(stack:
     stack.spin_until(lambda: set(stack.stage_pids("bulk")) - killed, 30.0, "bulk restarted after its wait")
     count = len(stack.results["bulk"])
     stack.spin_until(lambda: len(stack.results["bulk"]) > count, 60.0, "bulk's results again")
+
+
+def test_a_dnn_left_alone_with_priority_zero_is_still_planned(stack: Stack) -> None:
+    """Its weight was 0 beside others; alone, the planner must not refuse an all-zero vector."""
+    from rankmap_ros.ros import endpoints
+    from rankmap_ros.ros.rclpy_compat import msg
+
+    answer = stack.register("idle", "shufflenet", priority=0.0)
+    assert answer.success, answer.message
+    for name in ("fast", "bulk"):
+        assert stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name=name).success
+    got: list = []
+    stack.node.create_subscription(msg("vision_msgs/msg/Classification"), answer.output_topic, got.append, 10)
+    stack.spin_until(lambda: len(got) >= 3, 90.0, "results of the DNN left with priority 0")
+    assert [d.priority for d in stack.status().dnns if d.name == "idle"] == [1.0]
