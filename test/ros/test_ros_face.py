@@ -490,3 +490,39 @@ def test_a_parameters_file_that_is_not_text_is_named(tmp_path: Path) -> None:
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff")
     with pytest.raises(RosArgumentError, match=re.escape(f"parameters file {binary} is not a text file")):
         params_file_values(binary, "/rankmap_manager")
+
+
+def test_a_crash_loop_waits_longer_each_time_and_a_chain_that_ran_a_minute_starts_at_once() -> None:
+    """The backoff doubles up to 60 s and does not fall back to instant restarts as failures age."""
+    from rankmap_ros.ros.manager_node import FAILURE_WINDOW_S, Manager
+
+    now = [0.0]
+
+    def start_again(name: str, chain: SimpleNamespace) -> None:
+        manager.chains[name] = SimpleNamespace(stages=chain.stages, started=now[0], stopped=True, retry_at=0.0)
+
+    log = SimpleNamespace(error=lambda *_a, **_k: None)
+    manager = SimpleNamespace(
+        failures=[], v={"max_failures": 3}, excluded=set(), restart_times={}, backoff={}, waiting={}, chains={},
+        containers=None, get_logger=lambda: log, _start_again=start_again,
+        _platform_in_use=lambda: SimpleNamespace(components=["cpu"]),
+    )  # fmt: skip
+    failure = SimpleNamespace(reason="exit 1", dnn="d", stage=0, component="cpu", pid=0)
+    start_again("d", SimpleNamespace(stages=((0, 18, "cpu"),)))
+
+    def fail_after(seconds: float) -> float:
+        """The running chain dies `seconds` after its start; the wait before its next start."""
+        chain = manager.chains["d"]
+        now[0] = chain.started + seconds
+        failure.pid += 1
+        Manager._restart(manager, "d", chain, failure, now[0])  # type: ignore[arg-type]
+        if "d" not in manager.waiting:
+            return 0.0
+        waiting = manager.waiting.pop("d")
+        wait = waiting.retry_at - now[0]
+        now[0] = waiting.retry_at
+        start_again("d", waiting)
+        return wait
+
+    assert [fail_after(1.0) for _ in range(10)] == [0, 0, 0, 2, 4, 8, 16, 32, 60, 60]
+    assert fail_after(FAILURE_WINDOW_S + 1) == 0  # it served a minute: a new failure, not the loop
