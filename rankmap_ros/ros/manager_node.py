@@ -429,11 +429,13 @@ class Manager(Node):
         return response
 
     def _priorities_in_force(self) -> dict[str, float]:
-        """Normalised priorities of the current registrations (static or dynamic)."""
-        if not self.registry.dnns:
+        """Normalised priorities of the DNNs planned (static or dynamic); a parked DNN has none."""
+        dnns = {n: r for n, r in self.registry.dnns.items() if n not in self.parked}
+        if not dnns:
             return {}
-        workload = self.registry.workload()
-        values = planning.priorities_in_force(workload, self.platform, self.registry.mode, self.registry.weights())
+        workload = self.registry.workload(dnns)
+        weights = [r.priority for r in dnns.values()]
+        values = planning.priorities_in_force(workload, self.platform, self.registry.mode, weights)
         return dict(zip(workload.names, values, strict=True))
 
     # ---- planning ---------------------------------------------------------------------------

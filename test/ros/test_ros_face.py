@@ -526,3 +526,16 @@ def test_a_crash_loop_waits_longer_each_time_and_a_chain_that_ran_a_minute_start
 
     assert [fail_after(1.0) for _ in range(10)] == [0, 0, 0, 2, 4, 8, 16, 32, 60, 60]
     assert fail_after(FAILURE_WINDOW_S + 1) == 0  # it served a minute: a new failure, not the loop
+
+
+def test_priorities_in_force_are_those_the_planner_weighs() -> None:
+    """A parked DNN is not planned: the others share the weight, as the planner shares it."""
+    from rankmap_ros.ros.manager_node import Manager
+
+    registry = Registry(max_dnns=3)
+    for name, priority in [("a", 1.0), ("b", 0.0), ("c", 0.0)]:
+        registry.register(_reg(name, priority=priority), [])
+    manager = SimpleNamespace(registry=registry, parked={}, platform=load_platform("orange_pi_5"))
+    assert Manager._priorities_in_force(manager) == {"a": 1.0, "b": 0.0, "c": 0.0}  # type: ignore[arg-type]
+    manager.parked["a"] = "ZooError: cannot read weights file"
+    assert Manager._priorities_in_force(manager) == {"b": 0.5, "c": 0.5}  # type: ignore[arg-type]
