@@ -4,9 +4,9 @@ The manager starts one per stage (its own process, pinned to the stage's compone
 shared memory it talks through: the stage's input channel, its output channel (absent for the last
 stage), the DNN's status board and, for detectors, the source image size. The first stage
 subscribes to the DNN's sensor_msgs/Image, or CompressedImage on a `.../compressed` topic
-(sensor-data QoS), decodes it with OpenCV and drops it into its input channel (drop-oldest: a camera never
-waits, the DNN sees the newest frame); the compute loop is the runtime's own stage loop
-(`worker.serve`, or `worker.serve_units` unit by unit under the component's arbiter when the
+(sensor-data QoS), decodes it with OpenCV and drops it into its input channel (drop-oldest: a
+camera never waits, the DNN sees the newest frame); the compute loop is the runtime's own stage
+loop (`worker.serve`, or `worker.serve_units` unit by unit under the component's arbiter when the
 manager's scheduling policy is not time-sharing; a real-time job's deadline counts from its
 image's stamp); the last stage publishes the result message with the source header. The process
 dies with the manager (PR_SET_PDEATHSIG and a poll of the manager's pid) and stops on SIGTERM.

@@ -44,6 +44,11 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+def _buffer(data: Any) -> np.ndarray:
+    """A message's uint8[] field as bytes (rclpy: array.array or bytes; some paths: a list)."""
+    return np.frombuffer(bytes(data) if isinstance(data, list) else data, np.uint8)
+
+
 def image_to_rgb(image: Any) -> np.ndarray:
     """An (H, W, 3) uint8 RGB view or copy of a sensor_msgs/Image."""
     encoding = image.encoding
@@ -51,7 +56,7 @@ def image_to_rgb(image: Any) -> np.ndarray:
         raise ImageError(f"image encoding {encoding!r} is not supported (use one of {', '.join(ENCODINGS)})")
     channels, conversion = _ENCODINGS[encoding]
     height, width, step = int(image.height), int(image.width), int(image.step)
-    data = np.frombuffer(bytes(image.data) if isinstance(image.data, list) else image.data, np.uint8)
+    data = _buffer(image.data)
     if step < width * channels or data.size < height * step:
         raise ImageError(
             f"{encoding} image {width}x{height} needs step >= {width * channels} and {height} rows of it, "
@@ -74,7 +79,7 @@ def is_compressed_topic(topic: str) -> bool:
 
 def compressed_to_rgb(image: Any) -> np.ndarray:
     """An (H, W, 3) uint8 RGB array of a sensor_msgs/CompressedImage (JPEG, PNG, ...)."""
-    data = np.frombuffer(bytes(image.data) if isinstance(image.data, list) else image.data, np.uint8)
+    data = _buffer(image.data)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise ImageError(f"compressed image ({image.format or 'no format'}, {data.size} bytes) cannot be decoded")
@@ -94,8 +99,3 @@ def to_tensor(rgb: np.ndarray, prep: Preprocess) -> np.ndarray:
     x -= np.asarray(prep.mean, np.float32)
     x /= np.asarray(prep.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-
-
-def decode(image: Any, prep: Preprocess) -> np.ndarray:
-    """sensor_msgs/Image or CompressedImage → network input tensor."""
-    return to_tensor(to_rgb(image), prep)

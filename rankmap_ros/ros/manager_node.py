@@ -428,9 +428,13 @@ class Manager(Node):
             self.get_logger().error(f"{what} failed: {type(exc).__name__}: {exc}")
         return response
 
+    def _planned(self) -> dict[str, Registration]:
+        """The registrations the planner maps: all but the parked ones."""
+        return {n: r for n, r in self.registry.dnns.items() if n not in self.parked}
+
     def _priorities_in_force(self) -> dict[str, float]:
         """Normalised priorities of the DNNs planned (static or dynamic); a parked DNN has none."""
-        dnns = {n: r for n, r in self.registry.dnns.items() if n not in self.parked}
+        dnns = self._planned()
         if not dnns:
             return {}
         workload = self.registry.workload(dnns)
@@ -453,7 +457,7 @@ class Manager(Node):
                 return
             with self.lock:
                 generation = self.generation
-                dnns = {n: r for n, r in self.registry.dnns.items() if n not in self.parked}
+                dnns = self._planned()
                 mode = self.registry.mode
                 platform = self._platform_in_use()
                 corrections = dict(self.corrections)

@@ -289,7 +289,7 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
                 ghz=ghz,
                 gflops=gflops,
                 cpus=found.spare_cpus,
-                device=_cl_id(dev),
+                device=opencl_id(dev),
             )
         )
     for i, dev in enumerate(cpus):
@@ -305,7 +305,7 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
                 cores=dev.compute_units,
                 ghz=ghz,
                 gflops=peak * _CPU_EFFICIENCY,
-                device=_cl_id(dev),
+                device=opencl_id(dev),
             )
         )
     for cuda in found.cuda:
@@ -349,7 +349,8 @@ def host_platform(found: Discovery, include_opencl_cpu: bool = False) -> Platfor
     return parse_platform(data, source="host")
 
 
-def _cl_id(dev: OpenClDevice) -> str:
+def opencl_id(dev: OpenClDevice) -> str:
+    """The device as a platform file names it: opencl:<platform>:<device>."""
     return f"opencl:{dev.platform_index}:{dev.device_index}"
 
 

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from rankmap_ros.core.platform import Component, Platform, PlatformError, load_platform, parse_platform
-from rankmap_ros.runtime.discover import discover_host, opencl_devices
+from rankmap_ros.runtime.discover import discover_host, opencl_devices, opencl_id
 
 HOST = "host"
 
@@ -110,7 +110,7 @@ def _missing_device(component: Component) -> str | None:
         devices, _ = opencl_devices()
         if not devices:  # pyopencl cannot list them here: the backend check has had its say
             return None
-        found = {f"opencl:{d.platform_index}:{d.device_index}" for d in devices}
+        found = {opencl_id(d) for d in devices}
     else:
         return None
     if component.device in found:

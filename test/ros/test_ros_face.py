@@ -43,7 +43,7 @@ def test_image_decoding_honours_step_and_encodings(padding: int) -> None:
 
 def test_image_tensor_is_resized_and_normalised() -> None:
     rgb = np.full((48, 64, 3), 255, np.uint8)
-    x = image_codec.decode(_image(rgb, "rgb8"), image_codec.Preprocess(height=32, width=40))
+    x = image_codec.to_tensor(image_codec.to_rgb(_image(rgb, "rgb8")), image_codec.Preprocess(height=32, width=40))
     assert x.shape == (1, 3, 32, 40) and x.dtype == np.float32
     expected = (1.0 - np.array(image_codec.IMAGENET_MEAN)) / np.array(image_codec.IMAGENET_STD)
     assert np.allclose(x[0, :, 0, 0], expected, atol=1e-5)
@@ -536,6 +536,7 @@ def test_priorities_in_force_are_those_the_planner_weighs() -> None:
     for name, priority in [("a", 1.0), ("b", 0.0), ("c", 0.0)]:
         registry.register(_reg(name, priority=priority), [])
     manager = SimpleNamespace(registry=registry, parked={}, platform=load_platform("orange_pi_5"))
+    manager._planned = lambda: Manager._planned(manager)  # type: ignore[arg-type]
     assert Manager._priorities_in_force(manager) == {"a": 1.0, "b": 0.0, "c": 0.0}  # type: ignore[arg-type]
     manager.parked["a"] = "ZooError: cannot read weights file"
     assert Manager._priorities_in_force(manager) == {"b": 0.5, "c": 0.5}  # type: ignore[arg-type]
