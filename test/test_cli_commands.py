@@ -194,9 +194,9 @@ def test_a_trained_checkpoint_is_one_estimator_eval_can_load(capsys, tmp_path) -
     data, model = tmp_path / "d.npz", tmp_path / "m.pt"
     assert run(capsys, "dataset", "generate", "--samples", "16", "--out", str(data), "--json")[0] == 0
     argv = ["train", "--dataset", str(data), "--out", str(model), "--epochs", "1", "--blocks", "1"]
-    code, out, _ = run(capsys, *argv, "--variants", "rankmap", "--json")
+    code, out, _ = run(capsys, *argv, "--variants", "rankmap", "--vqvae-steps", "40", "--json")
     trained = json.loads(out)
-    assert code == 0 and trained["variants"]["rankmap"]["epochs"] == 1
+    assert code == 0 and trained["variants"]["rankmap"]["epochs"] == 1 and trained["vqvae"]["steps"] == 40
     assert model.is_file() and (tmp_path / "m-curve.png").stat().st_size > 0
     evaluate = ["estimator", "eval", "--model", str(model), "--dataset", str(data), "--no-timing", "--json"]
     code, out, _ = run(capsys, *evaluate)

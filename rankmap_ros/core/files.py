@@ -1,4 +1,5 @@
-"""Files a reader may open while they are written (a manager, a resumed run): whole or not at all."""
+"""Files a reader may open while they are written (a manager, a resumed run): whole or not at all,
+and the per-user cache those files may live in."""
 
 from __future__ import annotations
 
@@ -12,3 +13,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def cache_root() -> Path:
+    """Per-user cache of derived files ($RANKMAP_CACHE, else ~/.cache/rankmap_ros): safe to delete."""
+    return Path(os.environ.get("RANKMAP_CACHE") or Path.home() / ".cache" / "rankmap_ros")

@@ -11,17 +11,23 @@ in the unit (batch-norm shifts included) and a is the unit's most frequent activ
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rankmap_ros.core import zoo
+from rankmap_ros.core.files import cache_root, write_text_atomic
 from rankmap_ros.core.zoo import UnitKind, UnitNet, get_spec, names
 
 VECTOR_DIM = 22
@@ -265,11 +271,51 @@ def _describe_unit(
 
 @cache
 def profile(name: str) -> tuple[UnitInfo, ...]:
-    """Units of a zoo model by name (built on `meta`, cached)."""
+    """Units of a zoo model by name (built on `meta`; kept in memory and on disk).
+
+    Tracing all the zoo takes seconds, and the estimator needs every model's vectors, so each
+    model's units are kept under a key of everything that decides them: the zoo's and this
+    module's sources, and torch's version. A file that does not read back is profiled again.
+    """
     spec = get_spec(name)
+    path = cache_root() / "units" / _profile_key() / f"{name}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return tuple(_unit_from_json(unit) for unit in json.loads(path.read_text()))
     with torch.device("meta"):
         model = spec.build().eval()
-    return describe(model, spec.input_shape)
+    units = describe(model, spec.input_shape)
+    with contextlib.suppress(OSError):
+        write_text_atomic(path, json.dumps([asdict(unit) for unit in units]))
+    return units
+
+
+@cache
+def _profile_key() -> str:
+    digest = hashlib.sha256(torch.__version__.encode())
+    for source in (Path(__file__), *sorted(Path(zoo.__file__).parent.glob("*.py"))):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _unit_from_json(data: dict[str, Any]) -> UnitInfo:
+    def shape(field: str, rank: int) -> Any:
+        values = tuple(int(v) for v in data[field])
+        if len(values) != rank:
+            raise ValueError(f"{field} has {len(values)} dimensions")
+        return values
+
+    counts = ("bias", "activation", "macs", "flops", "params", "kernels", "conv_macs", "dwconv_macs", "fc_macs")
+    return UnitInfo(
+        index=int(data["index"]),
+        name=str(data["name"]),
+        kind=UnitKind(int(data["kind"])),
+        ifm=shape("ifm", 4),
+        ofm=shape("ofm", 4),
+        weight=shape("weight", 4),
+        pad_stride=shape("pad_stride", 6),
+        **{field: int(data[field]) for field in counts},
+    )
 
 
 def vectors(name: str) -> np.ndarray:

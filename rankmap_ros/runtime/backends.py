@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rankmap_ros.core.files import cache_root
 from rankmap_ros.runtime.errors import HostRuntimeError
 from rankmap_ros.runtime.stage import StageSpec, build_stage_module
 
@@ -58,8 +59,7 @@ class BackendStatus:
 
 def cache_dir() -> Path:
     """Where ONNX exports of stages are kept ($RANKMAP_CACHE, else ~/.cache/rankmap_ros)."""
-    root = os.environ.get("RANKMAP_CACHE") or Path.home() / ".cache" / "rankmap_ros"
-    return Path(root) / "onnx"
+    return cache_root() / "onnx"
 
 
 @cache

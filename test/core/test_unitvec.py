@@ -1,10 +1,15 @@
 """Unit vectors checked by hand against the published layer shapes."""
 
 import itertools
+import json
+import shutil
+from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 
+from rankmap_ros.core import unitvec
 from rankmap_ros.core.unitvec import VECTOR_DIM, profile, vectors
 from rankmap_ros.core.zoo import UnitKind, names
 
@@ -60,3 +65,47 @@ def test_every_model_has_consistent_vectors(name: str) -> None:
     for before, after in itertools.pairwise(units):
         assert before.ofm == after.ifm, f"{name}: unit {before.name} output does not feed {after.name}"
     assert sum(u.macs for u in units) > 0
+
+
+def test_profiles_kept_on_disk_read_back_equal_and_bad_files_are_profiled_again(tmp_path, monkeypatch) -> None:
+    """The disk cache saves seconds per command; it must never change what a model's units are."""
+    monkeypatch.setenv("RANKMAP_CACHE", str(tmp_path))
+    traced = unitvec.profile.__wrapped__("squeezenet_v2")
+    (kept,) = tmp_path.glob("units/*/squeezenet_v2.json")
+    unitvec.profile.cache_clear()
+    try:
+        assert unitvec.profile("squeezenet_v2") == traced
+        kept.write_text('[{"index": 0, "name": "x"')  # torn or corrupt: traced again and rewritten
+        unitvec.profile.cache_clear()
+        assert unitvec.profile("squeezenet_v2") == traced
+        assert json.loads(kept.read_text())[0]["ifm"] == list(traced[0].ifm)
+        wrong = json.loads(kept.read_text())
+        wrong[0]["ifm"] = [1, 2, 3]
+        kept.write_text(json.dumps(wrong))
+        unitvec.profile.cache_clear()
+        assert unitvec.profile("squeezenet_v2") == traced
+        monkeypatch.setenv("RANKMAP_CACHE", str(tmp_path / "file"))
+        (tmp_path / "file").write_text("")  # an unusable cache directory only costs the time
+        unitvec.profile.cache_clear()
+        assert unitvec.profile("squeezenet_v2") == traced
+    finally:
+        unitvec.profile.cache_clear()
+
+
+def test_the_disk_key_changes_with_the_zoo_sources_and_torch(tmp_path) -> None:
+    """An edited architecture must not be described by units kept from before the edit."""
+    copy = shutil.copytree(Path(unitvec.zoo.__file__).parent, tmp_path / "zoo")
+    key = unitvec._profile_key()
+    unitvec._profile_key.cache_clear()
+    try:
+        with mock.patch.object(unitvec.zoo, "__file__", str(copy / "__init__.py")):
+            assert unitvec._profile_key() == key
+            unitvec._profile_key.cache_clear()
+            (copy / "vgg.py").write_text((copy / "vgg.py").read_text().replace("4096", "2048"))
+            assert unitvec._profile_key() != key
+        unitvec._profile_key.cache_clear()
+        with mock.patch.object(unitvec.torch, "__version__", "0.0.0"):
+            assert unitvec._profile_key() != key
+    finally:
+        unitvec._profile_key.cache_clear()
+    assert unitvec._profile_key() == key
