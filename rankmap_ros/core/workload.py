@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rankmap_ros.core import zoo
@@ -18,6 +19,11 @@ MAX_NAME_LENGTH = 64  # names go into topic, node and shared-memory names, which
 
 class WorkloadError(ValueError):
     """A workload that cannot be run as given; the message names the offending entry."""
+
+
+_FIELDS = ("name", "model", "priority", "min_rate", "period", "rate", "deadline", "input_rate")
+# a manager's dnns_file holds RegisterDnn's fields: planning it offline ignores these two
+_MANAGER_FIELDS = ("input_topic", "output_kind")
 
 
 @dataclass(frozen=True)
@@ -160,15 +166,17 @@ class Workload:
             entry = {"model": item} if isinstance(item, str) else item  # a bare model name is shorthand
             if not isinstance(entry, Mapping) or "model" not in entry:
                 raise WorkloadError(f"workload entry {i} needs at least a 'model'")
-            unknown = set(entry) - {"name", "model", "priority", "min_rate", "period", "rate", "deadline", "input_rate"}
+            unknown = set(entry) - {*_FIELDS, *_MANAGER_FIELDS}
             if unknown:
                 raise WorkloadError(f"workload entry {i} has unknown fields: {', '.join(sorted(unknown))}")
             model = str(entry["model"])
+            if model.endswith((".pt", ".pth")):  # a model file: `<zoo model>[-tag].pt`
+                model = Path(model).stem.split("-", 1)[0]
             try:
                 default_name = zoo.canonical_name(model)
             except zoo.ZooError as exc:
                 raise WorkloadError(f"workload entry {i}: {exc}") from exc
-            period = entry.get("period")
+            period = entry.get("period") or None  # 0: best-effort, as a RegisterDnn request says
             if "rate" in entry:
                 if period is not None:
                     raise WorkloadError(f"workload entry {i}: give 'period' or 'rate', not both")
@@ -188,7 +196,7 @@ class Workload:
                     priority=entry.get("priority", 1.0),  # type: ignore[arg-type]
                     min_rate=entry.get("min_rate"),  # type: ignore[arg-type]
                     period=period,  # type: ignore[arg-type]
-                    deadline=entry.get("deadline"),  # type: ignore[arg-type]
+                    deadline=entry.get("deadline") or None,  # type: ignore[arg-type]
                     input_rate=entry.get("input_rate"),  # type: ignore[arg-type]
                 )
             )

@@ -25,6 +25,7 @@ from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.realtime import RealTimeError, parse_policy
 from rankmap_ros.ros import diagnostics, endpoints, planning, results
 from rankmap_ros.ros.diagnostics import Status
+from rankmap_ros.ros.dnns_file import read_dnns_file
 from rankmap_ros.ros.rclpy_compat import (
     DurabilityPolicy,
     ExternalShutdownException,
@@ -143,6 +144,12 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
         {"floating_point_range": _float_range(0.5, 600.0)},
     ),
     ("allowed_model_dirs", [""], "directories model files may be registered from", {}),
+    (
+        "dnns_file",
+        "",
+        "YAML file of DNNs to register at start, each with RegisterDnn's fields; empty: none",
+        {},
+    ),
     ("max_dnns", 5, "most DNNs registered at once", {"integer_range": _int_range(1, 5)}),
     (
         "hung_timeout",
@@ -221,7 +228,6 @@ class Manager(Node):
         if v["executor"] not in EXECUTORS:
             raise ValueError(f"parameter executor must be one of {', '.join(EXECUTORS)}, got {v['executor']!r}")
         self.composed = v["executor"] == "component"
-        self.hinted = False  # the executor hint is logged once
         if self.composed and not self.policy.arbitrated:
             raise ValueError(
                 "parameter executor: component needs an arbitrated scheduling_policy (fifo, rms, dms, np_edf "
@@ -246,12 +252,15 @@ class Manager(Node):
             policy=self.policy.value,
         )
         self.registry = Registry(v["max_dnns"], self.platform)
+        self.registry.mode = v["priority_mode"]
+        self.hinted = False  # the executor hint is logged once
+        # before anything the manager owns exists: a bad file stops the start with nothing to undo
+        started_with = self._register_from_file(v["dnns_file"]) if v["dnns_file"] else 0
         # Under the component executor each container's loop is its component's arbiter.
         self.arbiters = None if self.composed else Arbiters(self.platform, self.policy)
         self.containers = (
             Containers(self.policy.value, self.get_namespace(), v["compute_niceness"]) if self.composed else None
         )
-        self.registry.mode = v["priority_mode"]
         self.lock = threading.RLock()
         self.plan = PlanInForce(None, {}, {}, v["planner"], 0.0)
         self.chains: dict[str, Chain] = {}
@@ -301,6 +310,8 @@ class Manager(Node):
         hardware_id = f"{socket.gethostname()}/{self.platform.name}"
         self.updater = diagnostics.Updater(self, hardware_id, self.collect_diagnostics, v["diagnostics_period"])
         self.create_timer(v["diagnostics_period"], self.publish_rates, callback_group=timers)
+        if started_with:
+            self._replan(f"registered {started_with} DNN(s) of {v['dnns_file']}")
         self.planner_thread = threading.Thread(target=self._plan_loop, name="planner", daemon=True)
         self.planner_thread.start()
         self.publish_mapping()
@@ -318,9 +329,8 @@ class Manager(Node):
     # ---- services -------------------------------------------------------------------------
 
     def on_register(self, request: Any, response: Any) -> Any:
-        name = request.name
         reg = Registration(
-            name=name,
+            name=request.name,
             model=request.model,
             input_topic=request.input_topic,
             priority=float(request.priority),
@@ -332,30 +342,51 @@ class Manager(Node):
         )
         try:
             with self.lock, self._unchanged_on_error():
-                stored = self.registry.register(reg, self.v["allowed_model_dirs"])
-                suffix = results.TOPIC_SUFFIX[stored.output_kind]
-                topic = self.resolve_topic_name(f"rankmap/{name}/{suffix}")
-                self.registry.dnns[name] = stored = replace(stored, output_topic=topic)
-                self._replan("registered " + name)
+                stored = self._add(reg)
+                self._replan("registered " + reg.name)
         except Exception as exc:
             return self._refuse(response, "register", exc)
         response.success = True
         response.output_topic = stored.output_topic
+        response.message = self._registered(stored)
+        return response
+
+    def _register_from_file(self, path: str) -> int:
+        """The `dnns_file` DNNs, all or none: a mistake in the robot's configuration stops the start."""
+        entries = read_dnns_file(path)
+        for index, reg in enumerate(entries):
+            try:
+                self._add(reg)
+            except RequestError as exc:
+                raise RequestError(f"dnns_file {path}, entry {index} ({reg.name}): {exc}") from exc
+        for stored in self.registry.dnns.values():
+            self._registered(stored)
+        return len(entries)
+
+    def _add(self, reg: Registration) -> Registration:
+        """Validate and store one DNN with its output topic; the caller re-plans."""
+        stored = self.registry.register(reg, self.v["allowed_model_dirs"])
+        topic = self.resolve_topic_name(f"rankmap/{reg.name}/{results.TOPIC_SUFFIX[stored.output_kind]}")
+        self.registry.dnns[reg.name] = stored = replace(stored, output_topic=topic)
+        return stored
+
+    def _registered(self, stored: Registration) -> str:
+        """Log a new DNN, with advice where the scheduling settings do not suit it."""
         kind = f"real-time, deadline {stored.task.deadline * 1e3:g} ms" if stored.period else "best-effort"
-        response.message = f"registered {name} ({stored.model}, {stored.output_kind}, {kind}); planning"
-        self.get_logger().info(response.message)
+        message = f"registered {stored.name} ({stored.model}, {stored.output_kind}, {kind}); planning"
+        self.get_logger().info(message)
         if stored.period and not self.policy.arbitrated:
             self.get_logger().warning(
-                f"{name} is real-time but scheduling_policy is time_sharing: its deadlines compete with every "
+                f"{stored.name} is real-time but scheduling_policy is time_sharing: its deadlines compete with every "
                 "stage on its components; set scheduling_policy to edf (and executor to component)"
             )
         elif stored.period and not self.composed and not self.hinted:
             self.hinted = True
             self.get_logger().info(
-                f"{name} is real-time: with executor component its stages are preempted without a switch "
+                f"{stored.name} is real-time: with executor component its stages are preempted without a switch "
                 "between processes (docs/REALTIME.md)"
             )
-        return response
+        return message
 
     def on_unregister(self, request: Any, response: Any) -> Any:
         try:

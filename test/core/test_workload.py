@@ -99,3 +99,14 @@ def test_a_workload_file_gives_a_sensors_input_rate() -> None:
     ):
         with pytest.raises(WorkloadError, match=message):
             Workload.from_dict({"dnns": [entry]})
+
+
+def test_a_managers_dnns_file_plans_offline_as_the_manager_reads_it() -> None:
+    """RegisterDnn's fields: topics and output kinds are the manager's, 0 means best-effort, a model
+    file stands for its architecture."""
+    entry = {"name": "det", "model": "/models/squeezenet_v2-finetuned.pt", "input_topic": "/cam/image_raw"}
+    workload = Workload.from_dict({"dnns": [{**entry, "output_kind": "tensor", "period": 0.0, "deadline": 0}]})
+    (dnn,) = workload.dnns
+    assert dnn.model == "squeezenet_v2" and not dnn.realtime
+    with pytest.raises(WorkloadError, match="unknown fields: input_topics"):
+        Workload.from_dict({"dnns": [{"model": "alexnet", "input_topics": "/cam"}]})

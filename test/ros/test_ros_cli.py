@@ -76,3 +76,18 @@ def test_a_node_given_a_bad_parameter_says_so_in_one_line(node: str, parameter: 
     )
     assert done.returncode == 2
     assert f"cannot start: {expected}" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_manager_whose_dnns_file_has_a_mistake_does_not_start(tmp_path) -> None:
+    dnns = tmp_path / "dnns.yaml"
+    front = "{name: front, model: squeezenet_v2, input_topic: /cam}"
+    dnns.write_text(f"dnns:\n  - {front}\n  - {{name: rear, model: nonet, input_topic: /cam}}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "rankmap_ros.ros.manager_node", "--ros-args", "-p", f"dnns_file:={dnns}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot start: dnns_file {dnns}, entry 1 (rear): unknown model 'nonet'" in done.stderr

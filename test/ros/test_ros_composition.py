@@ -9,6 +9,7 @@ component whose container keeps dying is planned out; shutdown leaves no process
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -18,7 +19,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from ros_stack import Stack, start_stack, stop_stack
+from ros_stack import CAMERA_TOPIC, Stack, start_stack, stop_stack
 from test_ros_manager import _alive, _manager_entries
 
 PERIOD = 1 / 15
@@ -27,10 +28,16 @@ pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    # the containers' own mechanics: no re-plan for measured input rates may restart a chain
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # two DNNs come from the manager's dnns_file, as on a robot; the test registers the third.
+    # The containers' own mechanics: no re-plan for measured input rates may restart a chain
     # mid-test (that re-plan is tested in test_ros_face)
-    s = start_stack({"scheduling_policy": "edf", "executor": "component", "plan_with_input_rates": "false"})
+    dnns = tmp_path_factory.mktemp("config") / "dnns.yaml"
+    fast = {"name": "fast", "model": "squeezenet_v2", "input_topic": CAMERA_TOPIC, "period": PERIOD}
+    bulk = {"name": "bulk", "model": "mobilenet_v2", "input_topic": CAMERA_TOPIC}
+    dnns.write_text(json.dumps({"dnns": [{**fast, "deadline": DEADLINE}, bulk]}))  # JSON is YAML
+    params = {"scheduling_policy": "edf", "executor": "component", "plan_with_input_rates": "false"}
+    s = start_stack({**params, "dnns_file": str(dnns)})
     try:
         yield s
     finally:
@@ -62,8 +69,9 @@ def _containers(stack: Stack) -> dict[str, dict[str, str]]:
 def test_stages_of_a_component_share_its_container(stack: Stack) -> None:
     from rankmap_ros.ros.rclpy_compat import msg
 
-    assert stack.register("fast", "squeezenet_v2", period=PERIOD, deadline=DEADLINE).success
-    assert stack.register("bulk", "mobilenet_v2").success
+    registered = {d.name: d for d in stack.status().dnns}
+    assert registered.keys() == {"fast", "bulk"} and registered["fast"].period == pytest.approx(PERIOD)
+    assert "'fast' is already registered" in stack.register("fast", "squeezenet_v2").message
     assert stack.register("extra", "shufflenet").success
     for name in ("fast", "bulk", "extra"):
         stack.results[name] = []

@@ -540,3 +540,44 @@ def test_priorities_in_force_are_those_the_planner_weighs() -> None:
     assert Manager._priorities_in_force(manager) == {"a": 1.0, "b": 0.0, "c": 0.0}  # type: ignore[arg-type]
     manager.parked["a"] = "ZooError: cannot read weights file"
     assert Manager._priorities_in_force(manager) == {"b": 0.5, "c": 0.5}  # type: ignore[arg-type]
+
+
+def test_a_dnns_file_reads_as_requests_and_mistakes_are_named(tmp_path: Path) -> None:
+    """A robot's start-up DNNs: the shipped example reads, plans offline, and each mistake is named."""
+    from rankmap_ros.core.workload import Workload
+    from rankmap_ros.ros.dnns_file import read_dnns_file
+
+    example = ROOT / "config" / "dnns.yaml"
+    regs = read_dnns_file(example)
+    assert [(r.name, r.model, r.priority, r.min_rate) for r in regs] == [
+        ("obstacles", "squeezenet_v2", 3.0, 5.0),
+        ("terrain", "mobilenet_v2", 2.0, 0.0),
+        ("people", "shufflenet", 1.0, 0.0),
+    ]
+    registry = Registry(max_dnns=5)
+    for reg in regs:
+        registry.register(reg, [])
+    assert registry.dnns["people"].output_kind == "classification"
+    import yaml
+
+    assert Workload.from_dict(yaml.safe_load(example.read_text())).names == ("obstacles", "terrain", "people")
+
+    entry = "{name: a, model: alexnet, input_topic: /cam"
+    bad = {
+        "does not exist": None,
+        "cannot be read": "dnns: [",
+        "non-empty 'dnns' list": "dnns: []",
+        "entry 0: expected a mapping": "dnns: [alexnet]",
+        "entry 1: unknown fields input_rate": f"dnns: [{entry}}}, {entry}, input_rate: 15}}]",
+        "entry 0: missing input_topic": "dnns: [{name: a, model: alexnet}]",
+        "entry 0: name must be text": "dnns: [{name: 3, model: alexnet, input_topic: /cam}]",
+        "entry 0: priority must be a finite number, got nan": f"dnns: [{entry}, priority: .nan}}]",
+        "entry 0: period must be a finite number, got True": f"dnns: [{entry}, period: true}}]",
+    }
+    for expected, text in bad.items():
+        path = tmp_path / "dnns.yaml"
+        path.unlink(missing_ok=True)
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(RequestError, match=re.escape(expected)):
+            read_dnns_file(path)
