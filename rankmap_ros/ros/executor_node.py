@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rankmap_ros.ros import image_codec, results
+from rankmap_ros.core import zoo
+from rankmap_ros.ros import image_codec, model_card, results
 from rankmap_ros.ros.rclpy_compat import (
     ExternalShutdownException,
     Node,
@@ -199,13 +200,14 @@ class StageExecutor(Node):
                 backends.bind(self.spec)
                 self.run = backends.prepare(self.spec)
                 self.run(warm)
-            self.decoding = results.Decoding()
+            card = model_card.read_card(self.spec.weights, zoo.get_spec(model).num_classes)
+            self.decoding = results.Decoding(labels=card.labels)
             if v["output_topic"]:
                 result_type = msg(results.MESSAGE_TYPE[self.kind])
                 self.publisher = self.create_publisher(result_type, v["output_topic"], v["results_depth"])
             if v["input_topic"]:
                 _, _, height, width = self.spec.input_shape
-                self.prep = image_codec.Preprocess(height=height, width=width)
+                self.prep = image_codec.Preprocess(height=height, width=width, mean=card.mean, std=card.std)
                 qos = input_qos(v["input_reliability"], v["input_depth"])
                 kind = CompressedImage if image_codec.is_compressed_topic(v["input_topic"]) else Image
                 self.create_subscription(kind, v["input_topic"], self.on_image, qos)

@@ -64,10 +64,10 @@ from rankmap_ros.runtime.stage import boundary_shapes, stage_threads
 
 MAPPING_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 FAILURE_WINDOW_S = 60.0
-# Start errors that follow the DNN wherever it runs (its model or weights file, e.g. replaced by a
+# Start errors that follow the DNN wherever it runs (its model file or its card, e.g. replaced by a
 # corrupt one after registration), not the component: restarting cannot help, and counting them
 # against the component would drop healthy components one after another.
-DNN_FAULTS = ("ZooError:",)
+DNN_FAULTS = ("ZooError:", "ModelCardError:")
 SUPERVISE_PERIOD_S = 0.25
 # A chain that failed more than max_failures times within FAILURE_WINDOW_S (a crash loop the
 # manager cannot plan around, e.g. on its last component) waits 2, 4, 8 ... s before it starts

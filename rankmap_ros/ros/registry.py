@@ -18,6 +18,7 @@ from rankmap_ros.core.realtime import RealTimeError, TaskClass, infeasibility
 from rankmap_ros.core.simulator import rate_bound
 from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
 from rankmap_ros.ros import planning, results
+from rankmap_ros.ros.model_card import ModelCardError, read_card
 
 MODEL_SUFFIXES = (".pt", ".pth")
 # absolute or relative to the manager's namespace; no `~` or `{node}`: the executors that
@@ -90,7 +91,8 @@ def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | N
         raise RequestError(f"model file {path.name}: name it '<zoo model>[-tag].pt'; {exc}") from exc
     try:
         zoo.build(canonical, path)
-    except zoo.ZooError as exc:
+        read_card(path, zoo.get_spec(canonical).num_classes)
+    except (zoo.ZooError, ModelCardError) as exc:
         raise RequestError(str(exc)) from exc
     return canonical, str(path)
 

@@ -1,6 +1,7 @@
 """A DNN's output tensor → the standard result message a perception node expects.
 
-- classification: vision_msgs/Classification with the top-k softmax scores (class_id = label index);
+- classification: vision_msgs/Classification with the top-k softmax scores (class_id = the class's
+  name from the model card, else its index);
 - detection: vision_msgs/Detection2DArray with boxes in the *original* image's pixels (the input
   was stretched to the network size, so normalised coordinates scale back exactly), published
   even when empty so that "nothing found" differs from "pipeline stalled";
@@ -39,6 +40,10 @@ class Decoding:
     score_threshold: float = 0.5
     nms_threshold: float = 0.45
     max_detections: int = 100
+    labels: tuple[str, ...] = ()  # class names from the model card; empty: class ids are indices
+
+    def class_id(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else str(index)
 
 
 def header_of(stamp_ns: int, frame_id: str) -> Any:
@@ -60,7 +65,7 @@ def classification(header: Any, output: np.ndarray, decoding: Decoding) -> Any:
     hypothesis = msg("vision_msgs/msg/ObjectHypothesis")
     scores = softmax(output.reshape(-1))
     top = np.argsort(-scores)[: decoding.top_k]
-    results = [hypothesis(class_id=str(int(i)), score=float(scores[i])) for i in top]
+    results = [hypothesis(class_id=decoding.class_id(int(i)), score=float(scores[i])) for i in top]
     return msg("vision_msgs/msg/Classification")(header=header, results=results)
 
 
@@ -146,7 +151,8 @@ def detections(header: Any, model: str, output: np.ndarray, width: int, height: 
         d.bbox.center.position.x, d.bbox.center.position.y = cx, cy
         d.bbox.size_x, d.bbox.size_y = w, h
         score = float(scores[keep[i]])
-        d.results = [with_pose(hypothesis=hypothesis(class_id=str(int(classes[keep[i]])), score=score))]
+        class_id = decoding.class_id(int(classes[keep[i]]))
+        d.results = [with_pose(hypothesis=hypothesis(class_id=class_id, score=score))]
         array.detections.append(d)
     return array
 

@@ -100,6 +100,9 @@ def test_detections_are_in_original_image_pixels_and_empty_when_nothing_is_found
     assert math.isclose(d.bbox.center.position.x, cx * 640, rel_tol=1e-4)
     assert math.isclose(d.bbox.size_y, h * 480, rel_tol=1e-4)
     assert d.results[0].hypothesis.class_id == "17" and d.header.frame_id == "cam"
+    named = results.Decoding(labels=tuple(f"coco {i}" for i in range(91)))
+    found = results.detections(header, "ssd_mobilenet", rows, 640, 480, named)
+    assert found.detections[0].results[0].hypothesis.class_id == "coco 17"
 
 
 def test_tensor_result_carries_shape_and_values() -> None:
@@ -200,6 +203,50 @@ def test_model_file_in_an_allowed_directory_is_accepted(tmp_path: Path) -> None:
     torch.save(zoo.build("squeezenet_v2").state_dict(), path)
     stored = Registry(5).register(_reg("mine", model=str(path)), [str(tmp_path)])
     assert stored.model == "squeezenet_v2" and stored.weights == str(path.resolve())
+
+
+def test_a_model_cards_normalisation_and_class_names_are_used_and_mistakes_refused(tmp_path: Path) -> None:
+    """Fine-tuned weights bring their own input scaling and classes; a wrong card is refused at once."""
+    import torch
+
+    from rankmap_ros.core import zoo
+    from rankmap_ros.ros.model_card import ModelCard, ModelCardError, read_card
+
+    path = tmp_path / "squeezenet_v2-parts.pt"
+    torch.save(zoo.build("squeezenet_v2").state_dict(), path)
+    assert read_card(path, 1000) == read_card(None, 1000) == ModelCard()  # no card: ImageNet's, indices
+    (tmp_path / "parts.txt").write_text("".join(f"part {i}\n" for i in range(1000)))
+    card = tmp_path / "squeezenet_v2-parts.yaml"
+    card.write_text("mean: [0, 0, 0]\nstd: [1, 1, 1]\nlabels_file: parts.txt\n")
+    read = read_card(path, 1000)
+    assert read.mean == (0.0, 0.0, 0.0) and read.std == (1.0, 1.0, 1.0) and read.labels[7] == "part 7"
+    rgb = np.full((4, 4, 3), 255, np.uint8)
+    prep = image_codec.Preprocess(4, 4, mean=read.mean, std=read.std)
+    assert np.allclose(image_codec.to_tensor(rgb, prep), 1.0)  # [0, 1] input, as these weights want
+    logits = np.zeros((1, 1000), np.float32)
+    logits[0, 7] = 5.0
+    top = results.classification(results.header_of(0, "c"), logits, results.Decoding(labels=read.labels))
+    assert top.results[0].class_id == "part 7"
+
+    registry = Registry(5)
+    bad = {
+        "cannot be read": "mean: [0, 0",
+        "unknown fields means": "means: [0, 0, 0]",
+        "mean must be 3 numbers": "mean: [0, 0]",
+        "std must be finite numbers > 0": "std: [1, 0, 1]",
+        "mean must be finite numbers": "mean: [.nan, 0, 0]",
+        "3 labels for a model of 1000 classes": "labels: [a, b, c]",
+        "labels must be a list of non-empty names": "labels: 5",
+        "labels_file": "labels_file: missing.txt",
+        "not both": "labels: [a]\nlabels_file: parts.txt",
+    }
+    for expected, text in bad.items():
+        card.write_text(text)
+        with pytest.raises(ModelCardError, match=re.escape(expected)):
+            read_card(path, 1000)
+        with pytest.raises(RequestError, match=re.escape(expected)):
+            registry.register(_reg("parts", model=str(path)), [str(tmp_path)])
+        assert registry.dnns == {}
 
 
 def test_dnn_levels() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -231,11 +232,23 @@ def test_a_dnn_whose_model_file_went_bad_is_parked_not_restarted(stack: Stack, m
     from rankmap_ros.core import zoo
     from rankmap_ros.ros import endpoints
     from rankmap_ros.ros.diagnostics import level_value
+    from rankmap_ros.ros.rclpy_compat import msg
 
     weights = models_dir / "squeezenet_v2-swapped.pt"
     torch.save(zoo.build("squeezenet_v2").state_dict(), weights)
+    # its card names its classes: results carry the names, not the indices
+    (models_dir / "squeezenet_v2-swapped.yaml").write_text(f"labels: {[f'part {i}' for i in range(1000)]}\n")
     answer = stack.register("swapped", str(weights))
     assert answer.success, answer.message
+    named: list[str] = []
+    stack.node.create_subscription(
+        msg("vision_msgs/msg/Classification"),
+        answer.output_topic,
+        lambda m: named.extend(r.class_id for r in m.results),
+        10,
+    )
+    stack.spin_until(lambda: len(named) >= 10, 60.0, "swapped's results")
+    assert all(re.fullmatch(r"part \d+", class_id) for class_id in named), named[:5]
     stack.spin_until(lambda: stack.stage_pids("swapped"), 60.0, "swapped's executors")
     weights.write_bytes(b"not a state dict any more")
     for pid in stack.stage_pids("swapped"):
