@@ -36,12 +36,14 @@ def parse_workload(text: str) -> Any:
     if path.suffix in {".yaml", ".yml", ".json"}:
         import yaml
 
+        from rankmap_ros.core.files import yaml_problem
+
         if not path.is_file():
             raise CliError(f"workload file {path} does not exist")
         try:
             data = yaml.safe_load(read_text(path, "workload file"))
         except yaml.YAMLError as exc:
-            raise CliError(f"workload file {path} is not valid YAML/JSON: {exc}") from exc
+            raise CliError(f"workload file {path} is not valid YAML/JSON: {yaml_problem(exc)}") from exc
         return Workload.from_dict(data)
     if "/" in text or path.exists():
         raise CliError(f"workload file {path}: must end in .yaml, .yml or .json (or give model names: a,b,c)")

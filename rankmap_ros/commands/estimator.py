@@ -106,7 +106,7 @@ def _train(
                 train=config,
                 net=NetConfig(blocks=args.blocks, width_fraction=args.width_fraction),
                 baseline_epochs=args.baseline_epochs,
-                vq_steps=args.vqvae_steps,
+                **({"vq_steps": args.vqvae_steps} if args.vqvae_steps else {}),
             ),
             state_dir=state_dir,
             log=lambda text: print(text, file=sys.stderr),
@@ -307,7 +307,9 @@ def _training_options(
     p.add_argument("--blocks", type=integer(1), default=2, help="residual blocks of the RankMap network (paper: 3)")
     p.add_argument("--width-fraction", type=POSITIVE, default=2 / 3, help="feature width / Q row width")
     p.add_argument(
-        "--vqvae-steps", type=integer(1), default=1500, help="optimiser steps of the unit VQ-VAE (a quick trial: fewer)"
+        "--vqvae-steps",
+        type=integer(1),
+        help="optimiser steps of the unit VQ-VAE (default 1500; a quick trial: fewer)",
     )
     p.add_argument("--max-minutes", type=POSITIVE, help="stop a variant's training after this long")
     p.add_argument("--state-dir", help="where an interrupted run keeps its state (default: beside --out)")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from rankmap_ros.core.files import yaml_problem
 from rankmap_ros.core.numbers import finite_number
 
 ComponentKind = Literal["cpu", "gpu"]
@@ -241,7 +242,7 @@ def load_platform(name_or_path: str | Path) -> Platform:
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise PlatformError(f"platform file {path} is not valid YAML: {exc}") from exc
+            raise PlatformError(f"platform file {path} is not valid YAML: {yaml_problem(exc)}") from exc
         except UnicodeDecodeError:
             raise PlatformError(f"platform file {path} is not a text file (not UTF-8)") from None
         except OSError as exc:

@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -278,7 +278,7 @@ def profile(name: str) -> tuple[UnitInfo, ...]:
     module's sources, and torch's version. A file that does not read back is profiled again.
     """
     spec = get_spec(name)
-    path = cache_root() / "units" / _profile_key() / f"{name}.json"
+    path = cache_root() / "units" / _profile_key() / f"{spec.name}.json"
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         return tuple(_unit_from_json(unit) for unit in json.loads(path.read_text()))
     with torch.device("meta"):
@@ -300,22 +300,17 @@ def _profile_key() -> str:
 
 def _unit_from_json(data: dict[str, Any]) -> UnitInfo:
     def shape(field: str, rank: int) -> Any:
-        values = tuple(int(v) for v in data[field])
-        if len(values) != rank:
-            raise ValueError(f"{field} has {len(values)} dimensions")
-        return values
+        dims = tuple(int(v) for v in data[field])
+        if len(dims) != rank:
+            raise ValueError(f"{field} has {len(dims)} dimensions")
+        return dims
 
-    counts = ("bias", "activation", "macs", "flops", "params", "kernels", "conv_macs", "dwconv_macs", "fc_macs")
-    return UnitInfo(
-        index=int(data["index"]),
-        name=str(data["name"]),
-        kind=UnitKind(int(data["kind"])),
-        ifm=shape("ifm", 4),
-        ofm=shape("ofm", 4),
-        weight=shape("weight", 4),
-        pad_stride=shape("pad_stride", 6),
-        **{field: int(data[field]) for field in counts},
-    )
+    shapes = {"ifm": 4, "ofm": 4, "weight": 4, "pad_stride": 6}
+    values: dict[str, Any] = {field: shape(field, rank) for field, rank in shapes.items()}
+    for f in fields(UnitInfo):
+        if f.name not in {*shapes, "name", "kind"}:
+            values[f.name] = int(data[f.name])
+    return UnitInfo(name=str(data["name"]), kind=UnitKind(int(data["kind"])), **values)
 
 
 def vectors(name: str) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rankmap_ros.core import zoo
@@ -170,8 +169,8 @@ class Workload:
             if unknown:
                 raise WorkloadError(f"workload entry {i} has unknown fields: {', '.join(sorted(unknown))}")
             model = str(entry["model"])
-            if model.endswith((".pt", ".pth")):  # a model file: `<zoo model>[-tag].pt`
-                model = Path(model).stem.split("-", 1)[0]
+            if zoo.is_model_file(model):  # a manager's dnns_file may name weights: plan their architecture
+                model = zoo.file_architecture(model)
             try:
                 default_name = zoo.canonical_name(model)
             except zoo.ZooError as exc:

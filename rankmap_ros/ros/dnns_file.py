@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from rankmap_ros.core import zoo
+from rankmap_ros.core.files import yaml_problem
 from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.ros.registry import Registration, RequestError
 
@@ -22,13 +24,18 @@ REQUIRED = ("name", "model", "input_topic")
 
 
 def read_dnns_file(path: str | Path) -> list[Registration]:
-    """Every entry as a registration to validate (the registry does that, entry by entry)."""
-    path = Path(path).expanduser()
+    """Every entry as a registration to validate (the registry does that, entry by entry).
+
+    A relative model file is taken relative to this file, not to the manager's working directory.
+    """
     try:
+        path = Path(path).expanduser()
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RequestError(f"dnns_file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        raise RequestError(f"dnns_file {path} is not valid YAML: {yaml_problem(exc)}") from exc
+    except (OSError, RuntimeError, UnicodeDecodeError) as exc:
         raise RequestError(f"dnns_file {path} cannot be read: {exc}") from exc
     entries = data.get("dnns") if isinstance(data, Mapping) else None
     if not isinstance(entries, list) or not entries:
@@ -54,9 +61,12 @@ def _entry(path: Path, index: int, entry: Any) -> Registration:
         value = entry.get(field, 0.0)
         if not finite_number(value):
             raise RequestError(f"{where}: {field} must be a finite number, got {value!r}")
+    model = entry["model"]
+    if zoo.is_model_file(model) and not model.startswith(("/", "~")):
+        model = str(path.parent / model)  # as the file's author sees it, wherever the manager runs
     return Registration(
         name=entry["name"],
-        model=entry["model"],
+        model=model,
         input_topic=entry["input_topic"],
         priority=float(entry.get("priority", 1.0)),
         min_rate=float(entry.get("min_rate", 0.0)),

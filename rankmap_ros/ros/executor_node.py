@@ -190,6 +190,8 @@ class StageExecutor(Node):
             self.sink.ring = Semaphore.open(v["output_ring"])
         self.hosted: component.Hosted | None = None
         try:
+            # first: a card broken since registration fails the start before a model is built
+            card = model_card.read_card(self.spec.weights, zoo.get_spec(model).num_classes)
             warm = np.zeros(self.spec.input_shape, np.float32)
             if bell is not None:  # the container is bound to the component already
                 self.hosted = component.host_stage(self.spec, self.board, self.row, self.source, self.sink)
@@ -200,7 +202,6 @@ class StageExecutor(Node):
                 backends.bind(self.spec)
                 self.run = backends.prepare(self.spec)
                 self.run(warm)
-            card = model_card.read_card(self.spec.weights, zoo.get_spec(model).num_classes)
             self.decoding = results.Decoding(labels=card.labels)
             if v["output_topic"]:
                 result_type = msg(results.MESSAGE_TYPE[self.kind])

@@ -642,7 +642,7 @@ class Manager(Node):
             self.parked[name] = failure.reason
             self.get_logger().error(
                 f"{name} cannot run: {failure.reason}; it stays registered but is not started again "
-                "(unregister it, fix its model file, register it again)"
+                "(unregister it, fix its model file or card, register it again)"
             )
             self._replan(f"{name} cannot run")
             return

@@ -1,9 +1,10 @@
 """A model file's card: what its training fixed that the zoo cannot know.
 
-`<model file>.yaml` beside `<zoo model>[-tag].pt` gives the input normalisation the weights were
-trained with and the names of their classes; without one, ImageNet's normalisation and class
-indices apply. The manager reads it when the DNN is registered (a bad card is refused like a bad
-model file) and each executor reads it again when it starts.
+A YAML file named like the model file (`squeezenet_v2-parts.yaml` beside `squeezenet_v2-parts.pt`)
+gives the input normalisation the weights were trained with and the names of their classes;
+without one, ImageNet's normalisation and class indices apply. The manager reads it when the DNN
+is registered (a bad card is refused like a bad model file) and each executor reads it again
+when it starts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from rankmap_ros.core.files import yaml_problem
 from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.ros.image_codec import IMAGENET_MEAN, IMAGENET_STD
 
@@ -28,12 +30,15 @@ class ModelCardError(ValueError):
 
 @dataclass(frozen=True)
 class ModelCard:
+    """Normalisation of RGB pixels scaled to [0, 1], and the class names (index -> name)."""
+
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     labels: tuple[str, ...] = ()  # class index -> name; empty: indices are the class ids
 
 
 def card_path(weights: str | Path) -> Path:
+    """`squeezenet_v2-parts.pt` -> `squeezenet_v2-parts.yaml`, beside it."""
     return Path(weights).with_suffix(".yaml")
 
 
@@ -44,7 +49,9 @@ def read_card(weights: str | Path | None, num_classes: int) -> ModelCard:
     path = card_path(weights)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        raise ModelCardError(f"model card {path} is not valid YAML: {yaml_problem(exc)}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
         raise ModelCardError(f"model card {path} cannot be read: {exc}") from exc
     if data is None:
         return ModelCard()
@@ -74,18 +81,36 @@ def _triple(path: Path, field: str, value: Any, positive: bool) -> tuple[float, 
 
 def _labels(path: Path, data: Mapping[str, Any], num_classes: int) -> tuple[str, ...]:
     if "labels_file" in data:
-        source = path.parent / str(data["labels_file"])
-        try:
-            raw: Any = [line.strip() for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModelCardError(f"model card {path}: labels_file {source} cannot be read: {exc}") from exc
+        raw = _labels_file(path, data["labels_file"])
     else:
         raw = data.get("labels", [])
-    if not isinstance(raw, list) or not all(isinstance(v, str) and v.strip() for v in raw):
-        raise ModelCardError(f"model card {path}: labels must be a list of non-empty names")
+        if not isinstance(raw, list):
+            raise ModelCardError(f"model card {path}: labels must be a list of class names, got {raw!r}")
+    for index, label in enumerate(raw):
+        if not isinstance(label, str) or not label.strip():
+            # YAML reads `- 1`, `- no` or `- null` as numbers, booleans and nothing
+            raise ModelCardError(f"model card {path}: label {index} is {label!r}, not a name (quote it)")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise ModelCardError(f"model card {path}: label {index} is longer than {MAX_LABEL_LENGTH} characters")
     if raw and len(raw) != num_classes:
         raise ModelCardError(f"model card {path}: {len(raw)} labels for a model of {num_classes} classes")
-    too_long = [v for v in raw if len(v) > MAX_LABEL_LENGTH]
-    if too_long:
-        raise ModelCardError(f"model card {path}: labels are at most {MAX_LABEL_LENGTH} characters")
-    return tuple(v.strip() for v in raw)
+    return tuple(label.strip() for label in raw)
+
+
+def _labels_file(card: Path, name: Any) -> list[str]:
+    """One name per line; a file beside the card (or below it), so a card names nothing else."""
+    if not isinstance(name, str) or not name.strip():
+        raise ModelCardError(f"model card {card}: labels_file must be a file name, got {name!r}")
+    source = (card.parent / name).resolve()
+    if not source.is_relative_to(card.parent.resolve()):
+        raise ModelCardError(f"model card {card}: labels_file {name} is not in the card's directory")
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelCardError(f"model card {card}: labels_file {source} cannot be read: {exc}") from exc
+    while lines and not lines[-1].strip():
+        lines.pop()
+    blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+    if blank:  # a class with no name would shift every name after it
+        raise ModelCardError(f"model card {card}: labels_file {source} line {blank[0]} is blank")
+    return [line.strip() for line in lines]

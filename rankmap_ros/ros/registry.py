@@ -20,7 +20,6 @@ from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
 from rankmap_ros.ros import planning, results
 from rankmap_ros.ros.model_card import ModelCardError, read_card
 
-MODEL_SUFFIXES = (".pt", ".pth")
 # absolute or relative to the manager's namespace; no `~` or `{node}`: the executors that
 # subscribe are other nodes than the one that asked
 _TOPIC = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
@@ -72,19 +71,22 @@ def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | N
     """
     if not model.strip():
         raise RequestError("model is empty: give a zoo model name (see `rankmap zoo`) or a model file")
-    if not (model.endswith(MODEL_SUFFIXES) or "/" in model):
+    if not zoo.is_model_file(model):
         try:
             return zoo.canonical_name(model), None
         except zoo.ZooError as exc:
             raise RequestError(str(exc)) from exc
-    path = Path(model).expanduser().resolve()
-    roots = [Path(d).expanduser().resolve() for d in allowed_dirs if d]
+    try:
+        path = Path(model).expanduser().resolve()
+        roots = [Path(d).expanduser().resolve() for d in allowed_dirs if d]
+    except RuntimeError as exc:  # `~nobody/...`
+        raise RequestError(f"model file {model}: {exc}") from exc
     if not any(path.is_relative_to(root) for root in roots):
         where = ", ".join(map(str, roots)) or "none are configured (parameter allowed_model_dirs)"
         raise RequestError(f"model file {path} is outside the allowed model directories: {where}")
     if not path.is_file():
         raise RequestError(f"model file {path} does not exist")
-    arch = path.stem.split("-", 1)[0]
+    arch = zoo.file_architecture(path)
     try:
         canonical = zoo.canonical_name(arch)
     except zoo.ZooError as exc:

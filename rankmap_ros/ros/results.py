@@ -43,6 +43,7 @@ class Decoding:
     labels: tuple[str, ...] = ()  # class names from the model card; empty: class ids are indices
 
     def class_id(self, index: int) -> str:
+        """vision_msgs' class_id is a string: the class's name where the model card gives one."""
         return self.labels[index] if index < len(self.labels) else str(index)
 
 

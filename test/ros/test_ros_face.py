@@ -230,16 +230,23 @@ def test_a_model_cards_normalisation_and_class_names_are_used_and_mistakes_refus
 
     registry = Registry(5)
     bad = {
-        "cannot be read": "mean: [0, 0",
         "unknown fields means": "means: [0, 0, 0]",
         "mean must be 3 numbers": "mean: [0, 0]",
         "std must be finite numbers > 0": "std: [1, 0, 1]",
         "mean must be finite numbers": "mean: [.nan, 0, 0]",
         "3 labels for a model of 1000 classes": "labels: [a, b, c]",
-        "labels must be a list of non-empty names": "labels: 5",
-        "labels_file": "labels_file: missing.txt",
+        "labels must be a list of class names, got 5": "labels: 5",
+        "missing.txt cannot be read": "labels_file: missing.txt",
         "not both": "labels: [a]\nlabels_file: parts.txt",
+        "is not valid YAML: line 2, column 1: expected ',' or ']'": "mean: [0, 0\n",
+        "label 1 is 2, not a name (quote it)": "labels: [a, 2]",
+        "label 0 is False, not a name": "labels: [no]",
+        "labels_file must be a file name, got None": "labels_file:",
+        "labels_file ../parts.txt is not in the card's directory": "labels_file: ../parts.txt",
+        "blank.txt line 2 is blank": "labels_file: blank.txt",
     }
+    (tmp_path / "blank.txt").write_text("a\n\nb\n")
+    (tmp_path.parent / "parts.txt").write_text("".join(f"part {i}\n" for i in range(1000)))
     for expected, text in bad.items():
         card.write_text(text)
         with pytest.raises(ModelCardError, match=re.escape(expected)):
@@ -612,7 +619,7 @@ def test_a_dnns_file_reads_as_requests_and_mistakes_are_named(tmp_path: Path) ->
     entry = "{name: a, model: alexnet, input_topic: /cam"
     bad = {
         "does not exist": None,
-        "cannot be read": "dnns: [",
+        "is not valid YAML: line 1, column 8": "dnns: [",
         "non-empty 'dnns' list": "dnns: []",
         "entry 0: expected a mapping": "dnns: [alexnet]",
         "entry 1: unknown fields input_rate": f"dnns: [{entry}}}, {entry}, input_rate: 15}}]",
@@ -628,3 +635,6 @@ def test_a_dnns_file_reads_as_requests_and_mistakes_are_named(tmp_path: Path) ->
             path.write_text(text)
         with pytest.raises(RequestError, match=re.escape(expected)):
             read_dnns_file(path)
+    # a model file named relative to the dnns_file is found beside it, wherever the manager runs
+    path.write_text("dnns: [{name: a, model: models/alexnet-ft.pt, input_topic: /cam}]")
+    assert read_dnns_file(path)[0].model == str(tmp_path / "models" / "alexnet-ft.pt")

@@ -85,6 +85,19 @@ def canonical_name(name: str) -> str:
     return found
 
 
+MODEL_FILE_SUFFIXES = (".pt", ".pth")
+
+
+def is_model_file(model: str) -> bool:
+    """A model given as a file (a path, or a name ending in .pt/.pth) rather than a zoo name."""
+    return model.endswith(MODEL_FILE_SUFFIXES) or "/" in model
+
+
+def file_architecture(path: str | Path) -> str:
+    """The zoo name a model file is named after: `<zoo model>[-tag].pt` (not checked here)."""
+    return Path(path).stem.split("-", 1)[0]
+
+
 def get_spec(name: str) -> ModelSpec:
     return _table()[0][canonical_name(name)]
 

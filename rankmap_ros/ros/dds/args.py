@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from rankmap_ros.core.files import yaml_problem
+
 _FLAGS_WITHOUT_VALUE = {
     "--enable-rosout-logs",
     "--disable-rosout-logs",
@@ -186,7 +188,7 @@ def params_file_values(path: Path, fq_name: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise RosArgumentError(f"parameters file {path} is not valid YAML: {exc}") from exc
+        raise RosArgumentError(f"parameters file {path} is not valid YAML: {yaml_problem(exc)}") from exc
     except UnicodeDecodeError:
         raise RosArgumentError(f"parameters file {path} is not a text file (not UTF-8)") from None
     if not isinstance(data, dict):
