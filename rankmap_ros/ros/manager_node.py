@@ -77,6 +77,7 @@ RESTART_BACKOFF_MAX_S = 60.0
 STARVATION_COOLDOWN_S = 30.0
 INPUT_RELIABILITY = ("best_effort", "reliable")
 INPUT_CHANGE = 0.25  # a sensor's measured rate moving by this share is noted for the next plan
+INPUT_WAIT_S = 6.0  # longest a binding input rate waits for another DNN's first one (2 windows)
 # A real-time DNN missing more than this fraction of its deadlines is reported WARN (issue 7).
 MAX_MISS_RATE = 0.01
 
@@ -275,6 +276,7 @@ class Manager(Node):
         self.last_starvation_plan = -math.inf
         self.input_rates: dict[str, float] = {}  # measured images/s of each DNN's sensor, as planned with
         self.last_input_plan = -math.inf
+        self.input_wait_since: float | None = None  # a binding input rate waits for a DNN's first
         self.generation = 0
         self.wake = threading.Event()
         self.closing = False
@@ -699,28 +701,38 @@ class Manager(Node):
 
         The capacity beyond a sensor's rate serves nobody; planned with the measured rate, it goes
         to the other DNNs. Rates are noted when they move by INPUT_CHANGE; a re-plan follows only
-        when one binds (below the DNN's predicted rate), at most every STARVATION_COOLDOWN_S.
+        when one binds (below the DNN's predicted rate), at most every STARVATION_COOLDOWN_S. A
+        DNN whose first rate is seconds from measured (its chain has just started) is waited for,
+        up to INPUT_WAIT_S: re-planning without it would move the chains again once it is.
         """
         if not self.v["plan_with_input_rates"]:
             return
-        binding = False
+        binding, changed, pending = False, {}, False
         for name, chain in self.chains.items():
             reg = self.registry.dnns.get(name)
-            # real-time DNNs are planned with their period; a restarted chain's first seconds are
-            # not its sensor's rate
-            if reg is None or reg.period > 0 or not chain.full_window(now):
+            # real-time DNNs are planned with their period
+            if reg is None or reg.period > 0:
+                continue
+            noted = self.input_rates.get(name)
+            if not chain.full_window(now):  # a restarted chain's first seconds are not its sensor's rate
+                pending |= noted is None and chain.measuring(now)
                 continue
             arriving = chain.input_rate(now)
             if math.isnan(arriving) or arriving <= 0:
                 continue
-            noted = self.input_rates.get(name)
             if noted is not None and abs(arriving - noted) <= INPUT_CHANGE * noted:
                 continue
             if now - self.last_input_plan < STARVATION_COOLDOWN_S:
                 return
-            self.input_rates[name] = arriving
+            changed[name] = arriving
             predicted = self.plan.predicted.get(name, math.nan)
             binding |= arriving < predicted or (noted is not None and noted < predicted)
+        if binding and pending:
+            self.input_wait_since = self.input_wait_since or now
+            if now - self.input_wait_since < INPUT_WAIT_S:
+                return
+        self.input_wait_since = None
+        self.input_rates.update(changed)
         if binding:
             self.last_input_plan = now
             rates = ", ".join(f"{n} {r:.1f}/s" for n, r in self.input_rates.items())

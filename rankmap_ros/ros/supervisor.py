@@ -353,6 +353,10 @@ class Chain:
         arriving, answered = self.input_rate(now), self.rate(now)
         return arriving > 0 and answered >= KEEPS_UP * arriving
 
+    def measuring(self, now: float) -> bool:
+        """Running, but not yet for a whole RATE_WINDOW_S: its rates are seconds away."""
+        return bool(self.samples) and not self.full_window(now)
+
     def full_window(self, now: float) -> bool:
         """Whether it has been measured over a whole RATE_WINDOW_S (its rates are not of a start)."""
         return bool(self.samples) and now - self.samples[0][0] >= RATE_WINDOW_S

@@ -493,7 +493,9 @@ def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
         n: SimpleNamespace(input_rate=lambda now, n=n: arriving[n], full_window=lambda now: True) for n in arriving
     }
     measured["timed"] = SimpleNamespace(input_rate=lambda now: 5.0, full_window=lambda now: True)
-    measured["restarted"] = SimpleNamespace(input_rate=lambda now: 1.0, full_window=lambda now: False)
+    measured["restarted"] = SimpleNamespace(
+        input_rate=lambda now: 1.0, full_window=lambda now: False, measuring=lambda now: False
+    )
     manager = SimpleNamespace(
         v={"plan_with_input_rates": True},
         chains=measured,
@@ -501,6 +503,7 @@ def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
         plan=SimpleNamespace(predicted={"cam": 50.0, "fast": 20.0, "timed": 50.0, "restarted": 50.0}),
         input_rates={},
         last_input_plan=-1e9,
+        input_wait_since=None,
         _replan=replans.append,
     )
     Manager._check_input_rates(manager, 100.0)  # type: ignore[arg-type]
@@ -513,6 +516,24 @@ def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
     arriving["fast"] = 60.0  # moved, but still above what its mapping answers: noted, no re-plan
     Manager._check_input_rates(manager, 200.0)  # type: ignore[arg-type]
     assert manager.input_rates == {"cam": 10.0, "fast": 60.0} and len(replans) == 1
+
+    # a DNN started with the others is measured a moment later: one re-plan for both, not two
+    late = SimpleNamespace(input_rate=lambda now: 8.0, full_window=lambda now: now >= 302.0, measuring=lambda now: True)
+    manager.chains, manager.input_rates, manager.last_input_plan = {**measured, "late": late}, {}, -1e9
+    manager.registry.dnns["late"] = SimpleNamespace(period=0.0)
+    manager.plan.predicted["late"] = 40.0
+    for now in (300.0, 301.0):
+        Manager._check_input_rates(manager, now)  # type: ignore[arg-type]
+    assert len(replans) == 1 and manager.input_rates == {}
+    Manager._check_input_rates(manager, 302.0)  # type: ignore[arg-type]
+    assert len(replans) == 2 and manager.input_rates == {"cam": 11.0, "fast": 60.0, "late": 8.0}
+    late.full_window = lambda now: False  # one that never gets there is waited for INPUT_WAIT_S at most
+    manager.input_rates, manager.last_input_plan = {}, -1e9
+    for now in (400.0, 405.9):
+        Manager._check_input_rates(manager, now)  # type: ignore[arg-type]
+    assert len(replans) == 2
+    Manager._check_input_rates(manager, 406.0)  # type: ignore[arg-type]
+    assert len(replans) == 3 and "late" not in manager.input_rates
 
     workload = Workload((DnnSpec("camera_fed", "squeezenet_v2"), DnnSpec("timed", "mobilenet_v2", period=0.1)))
     planned = with_input_rates(workload, {"camera_fed": 10.0, "timed": 10.0})
