@@ -3,7 +3,9 @@
 It registers every DNN of its parameters with the manager (waiting for the service), subscribes
 to the output topic each registration answers with, checks that results carry the source
 image's header (a stamp the camera sent), and after `change_after` seconds sets `change_name`'s
-priority to `change_priority`. It logs result rates every few seconds.
+priority to `change_priority`. It logs result rates every few seconds. A mapping without one of
+its DNNs means a new manager (the old one restarted): it registers that DNN again, with the
+priority in force.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 
 from rankmap_ros.ros import endpoints, results
 from rankmap_ros.ros.rclpy_compat import (
+    DurabilityPolicy,
     ExternalShutdownException,
     Node,
     ParameterDescriptor,
     ParameterException,
+    QoSProfile,
     msg,
     rclpy,
     srv,
@@ -55,7 +59,13 @@ class PerceptionDemo(Node):
         self.pending: list[Any] = []
         self.started = time.monotonic()
         self.changed = False
-        self.registered = False
+        self.registered = False  # the first registrations were sent
+        self.live: set[str] = set()  # registered with the manager that answers now
+        self.asking: set[str] = set()  # a register request in flight
+        self.subscribed: set[str] = set()
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        mapping = endpoints.MAPPING_TOPIC.lstrip("/")
+        self.create_subscription(msg(endpoints.MAPPING_TYPE), mapping, self.on_mapping, latched)
         self.create_timer(0.5, self.step)
         self.create_timer(5.0, self.report)
 
@@ -65,36 +75,57 @@ class PerceptionDemo(Node):
                 self.get_logger().info("waiting for the manager", throttle_duration_sec=5.0)
                 return
             self.registered = True
-            for name, model, priority, min_rate in zip(
-                self.names, self.models, self.priorities, self.min_rates, strict=True
-            ):
-                request = RegisterDnn.Request(
-                    name=name,
-                    model=model,
-                    input_topic=self.input_topic,
-                    priority=float(priority),
-                    min_rate=float(min_rate),
-                )
-                future = self.register_client.call_async(request)
-                future.add_done_callback(lambda f, n=name: self.on_registered(n, f))
-                self.pending.append(future)
+            for name in self.names:
+                self.register(name)
             return
         after, name, priority = self.change
         if not self.changed and after > 0 and time.monotonic() - self.started >= after:
             self.changed = True
+            if name in self.names:
+                self.priorities[self.names.index(name)] = priority  # also for a later manager
             request = SetPriorities.Request(mode="static", names=[name], priorities=[float(priority)])
             future = self.priority_client.call_async(request)
             future.add_done_callback(lambda f: self.get_logger().info(f"priority change: {f.result().message}"))
             self.pending.append(future)
 
+    def register(self, name: str) -> None:
+        i = self.names.index(name)
+        request = RegisterDnn.Request(
+            name=name,
+            model=self.models[i],
+            input_topic=self.input_topic,
+            priority=float(self.priorities[i]),
+            min_rate=float(self.min_rates[i]),
+        )
+        self.asking.add(name)
+        future = self.register_client.call_async(request)
+        future.add_done_callback(lambda f: self.on_registered(name, f))
+        self.pending.append(future)
+
+    def on_mapping(self, state: Any) -> None:
+        """A DNN we registered is missing from the mapping: the manager is a new one."""
+        lost = self.live - {dnn.name for dnn in state.dnns} - self.asking
+        for name in sorted(lost):
+            self.get_logger().warning(f"{name} is not in the manager's mapping (a restarted manager?): registering it")
+            self.live.discard(name)
+            self.register(name)
+
     def on_registered(self, name: str, future: Any) -> None:
+        self.asking.discard(name)
         response = future.result()
         if not response.success:
+            if "already registered" in response.message:  # asked twice of one manager: nothing lost
+                self.live.add(name)
+                return
             self.get_logger().error(f"{name} refused: {response.message}")
             return
+        self.live.add(name)
         self.get_logger().info(f"{name}: {response.message}; results on {response.output_topic}")
+        if name in self.subscribed:
+            return
         kind = next(k for k, suffix in results.TOPIC_SUFFIX.items() if response.output_topic.endswith("/" + suffix))
         self.counts[name] = 0
+        self.subscribed.add(name)
         self.create_subscription(
             msg(results.MESSAGE_TYPE[kind]), response.output_topic, lambda m, n=name: self.on_result(n, m), 10
         )

@@ -28,6 +28,7 @@ class Stack:
     camera: subprocess.Popen[bytes]
     node: Any
     executor: Any
+    manager_command: list[str]
     results: dict[str, list[Any]] = field(default_factory=dict)
     camera_stamps: set[tuple[int, int]] = field(default_factory=set)
     diagnostics: list[tuple[float, Any]] = field(default_factory=list)
@@ -87,7 +88,8 @@ def start_stack(params: dict[str, str]) -> Stack:
     """Manager (with `params` over MANAGER_PARAMS), a 15 Hz 320x240 camera, and a client node."""
     params = {**MANAGER_PARAMS, **params}
     python = [sys.executable, "-m"]
-    manager = subprocess.Popen([*python, "rankmap_ros.ros.manager_node", *_ros_args(params)], stdin=subprocess.DEVNULL)
+    manager_command = [*python, "rankmap_ros.ros.manager_node", *_ros_args(params)]
+    manager = subprocess.Popen(manager_command, stdin=subprocess.DEVNULL)
     camera_args = ["-r", "__ns:=/test_camera", "-p", "rate:=15.0", "-p", "width:=320", "-p", "height:=240"]
     camera_args += ["-p", f"frame_id:={FRAME_ID}", "-p", "step_padding:=8", "-p", "compressed:=jpeg"]
     camera = subprocess.Popen([*python, "rankmap_ros.ros.camera_node", "--ros-args", *camera_args])
@@ -100,7 +102,7 @@ def start_stack(params: dict[str, str]) -> Stack:
     node = Node("rankmap_test_client")
     executor = SingleThreadedExecutor()  # its own: the global one may belong to an earlier test's context
     executor.add_node(node)
-    s = Stack(manager, camera, node, executor)
+    s = Stack(manager, camera, node, executor, manager_command)
     node.create_subscription(
         msg("sensor_msgs/msg/Image"),
         CAMERA_TOPIC,

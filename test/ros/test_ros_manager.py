@@ -320,3 +320,29 @@ def test_shutdown_leaves_no_process_or_shared_memory(stack: Stack) -> None:
     assert stack.manager.wait(timeout=20) == 0
     assert not [p for p in pids if _alive(p)]
     assert _manager_entries(stack.manager.pid) == []
+
+
+def test_a_perception_node_registers_again_with_a_restarted_manager(stack: Stack) -> None:
+    """A manager that dies (and is respawned) forgets its DNNs; the demo perception node notices."""
+    import subprocess
+    import sys
+
+    def watched() -> list[float]:  # priorities of `watcher` in the mappings received since `seen`
+        return [d.priority for m in stack.mappings[seen:] for d in m.dnns if d.name == "watcher"]
+
+    args = ["names:=['watcher']", "models:=['squeezenet_v2']", "priorities:=[2.0]", "min_rates:=[0.0]"]
+    args += [f"input_topic:={CAMERA_TOPIC}", "change_after:=0.0"]
+    command = [sys.executable, "-m", "rankmap_ros.ros.perception_demo_node", "--ros-args"]
+    node = subprocess.Popen([*command, *(a for arg in args for a in ("-p", arg))], stdin=subprocess.DEVNULL)
+    try:
+        for restart in range(2):
+            if restart:
+                stack.manager.send_signal(signal.SIGINT)
+                assert stack.manager.wait(timeout=20) == 0
+            seen = len(stack.mappings)
+            stack.manager = subprocess.Popen(stack.manager_command, stdin=subprocess.DEVNULL)
+            stack.spin_until(watched, 60.0, f"watcher registered with manager {restart + 1}")
+            assert watched()[-1] == pytest.approx(1.0)  # its weight, normalised: the only DNN
+    finally:
+        node.send_signal(signal.SIGINT)
+        assert node.wait(timeout=20) == 0
