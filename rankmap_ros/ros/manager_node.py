@@ -77,7 +77,7 @@ RESTART_BACKOFF_MAX_S = 60.0
 STARVATION_COOLDOWN_S = 30.0
 INPUT_RELIABILITY = ("best_effort", "reliable")
 INPUT_CHANGE = 0.25  # a sensor's measured rate moving by this share is noted for the next plan
-INPUT_WAIT_S = 6.0  # longest a binding input rate waits for another DNN's first one (2 windows)
+INPUT_WAIT_S = 10.0  # longest a binding input rate waits for another DNN's first one (a start, then a window)
 # A real-time DNN missing more than this fraction of its deadlines is reported WARN (issue 7).
 MAX_MISS_RATE = 0.01
 
@@ -702,8 +702,9 @@ class Manager(Node):
         The capacity beyond a sensor's rate serves nobody; planned with the measured rate, it goes
         to the other DNNs. Rates are noted when they move by INPUT_CHANGE; a re-plan follows only
         when one binds (below the DNN's predicted rate), at most every STARVATION_COOLDOWN_S. A
-        DNN whose first rate is seconds from measured (its chain has just started) is waited for,
-        up to INPUT_WAIT_S: re-planning without it would move the chains again once it is.
+        DNN whose first rate is not measured yet (its chain has just started, or is still loading
+        its model) is waited for, up to INPUT_WAIT_S: re-planning without it would move the chains
+        again once it is.
         """
         if not self.v["plan_with_input_rates"]:
             return

@@ -5,7 +5,8 @@ to the output topic each registration answers with, checks that results carry th
 image's header (a stamp the camera sent), and after `change_after` seconds sets `change_name`'s
 priority to `change_priority`. It logs result rates every few seconds. A mapping without one of
 its DNNs means a new manager (the old one restarted): it registers that DNN again, with the
-priority in force.
+priority in force. So does a DNN of its own that someone else unregistered: stop the node to
+take its DNNs away.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rankmap_ros.ros.rclpy_compat import (
 RegisterDnn = srv(endpoints.REGISTER_TYPE)
 SetPriorities = srv(endpoints.SET_PRIORITIES_TYPE)
 DEMO_DNNS = ("squeezenet_v2", "mobilenet_v2", "shufflenet")
+ASK_TIMEOUT_S = 10.0  # a register request unanswered this long is sent again
 
 
 class PerceptionDemo(Node):
@@ -59,9 +61,9 @@ class PerceptionDemo(Node):
         self.pending: list[Any] = []
         self.started = time.monotonic()
         self.changed = False
-        self.registered = False  # the first registrations were sent
+        self.wanted: set[str] = set(self.names)  # to register (again) once the service is there
+        self.asking: dict[str, float] = {}  # a register request in flight -> when it was sent
         self.live: set[str] = set()  # registered with the manager that answers now
-        self.asking: set[str] = set()  # a register request in flight
         self.subscribed: set[str] = set()
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         mapping = endpoints.MAPPING_TOPIC.lstrip("/")
@@ -70,19 +72,27 @@ class PerceptionDemo(Node):
         self.create_timer(5.0, self.report)
 
     def step(self) -> None:
-        if not self.registered:
+        now = time.monotonic()
+        for name, asked in list(self.asking.items()):
+            if now - asked > ASK_TIMEOUT_S:  # lost with a manager that went away: ask the next one
+                del self.asking[name]
+                self.wanted.add(name)
+        if self.wanted:
             if not self.register_client.service_is_ready():
                 self.get_logger().info("waiting for the manager", throttle_duration_sec=5.0)
-                return
-            self.registered = True
-            for name in self.names:
-                self.register(name)
-            return
+            else:
+                for name in sorted(self.wanted):
+                    self.register(name)
         after, name, priority = self.change
-        if not self.changed and after > 0 and time.monotonic() - self.started >= after:
-            self.changed = True
+        if not self.changed and after > 0 and now - self.started >= after:
             if name in self.names:
-                self.priorities[self.names.index(name)] = priority  # also for a later manager
+                self.priorities[self.names.index(name)] = priority  # what a later registration asks for
+                if name in self.asking:  # asked with the old priority: change it once answered
+                    return
+                if name in self.wanted:  # its registration will ask for the new one
+                    self.changed = True
+                    return
+            self.changed = True
             request = SetPriorities.Request(mode="static", names=[name], priorities=[float(priority)])
             future = self.priority_client.call_async(request)
             future.add_done_callback(lambda f: self.get_logger().info(f"priority change: {f.result().message}"))
@@ -97,29 +107,32 @@ class PerceptionDemo(Node):
             priority=float(self.priorities[i]),
             min_rate=float(self.min_rates[i]),
         )
-        self.asking.add(name)
+        self.wanted.discard(name)
+        self.asking[name] = time.monotonic()
         future = self.register_client.call_async(request)
         future.add_done_callback(lambda f: self.on_registered(name, f))
         self.pending.append(future)
 
     def on_mapping(self, state: Any) -> None:
         """A DNN we registered is missing from the mapping: the manager is a new one."""
-        lost = self.live - {dnn.name for dnn in state.dnns} - self.asking
+        lost = self.live - {dnn.name for dnn in state.dnns}
         for name in sorted(lost):
             self.get_logger().warning(f"{name} is not in the manager's mapping (a restarted manager?): registering it")
             self.live.discard(name)
-            self.register(name)
+            self.wanted.add(name)
 
     def on_registered(self, name: str, future: Any) -> None:
-        self.asking.discard(name)
+        self.asking.pop(name, None)
         response = future.result()
         if not response.success:
             if "already registered" in response.message:  # asked twice of one manager: nothing lost
                 self.live.add(name)
+                self.wanted.discard(name)
                 return
             self.get_logger().error(f"{name} refused: {response.message}")
             return
         self.live.add(name)
+        self.wanted.discard(name)
         self.get_logger().info(f"{name}: {response.message}; results on {response.output_topic}")
         if name in self.subscribed:
             return

@@ -354,8 +354,8 @@ class Chain:
         return arriving > 0 and answered >= KEEPS_UP * arriving
 
     def measuring(self, now: float) -> bool:
-        """Running, but not yet for a whole RATE_WINDOW_S: its rates are seconds away."""
-        return bool(self.samples) and not self.full_window(now)
+        """Started (perhaps still loading its model) but not measured over a whole RATE_WINDOW_S."""
+        return not self.stopped and not self.full_window(now)
 
     def full_window(self, now: float) -> bool:
         """Whether it has been measured over a whole RATE_WINDOW_S (its rates are not of a start)."""

@@ -486,6 +486,7 @@ def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
     from rankmap_ros.core.workload import DnnSpec, Workload
     from rankmap_ros.ros.manager_node import Manager
     from rankmap_ros.ros.planning import with_input_rates
+    from rankmap_ros.ros.supervisor import Chain
 
     arriving = {"cam": 10.0, "fast": 100.0}
     replans: list[str] = []
@@ -518,7 +519,10 @@ def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
     assert manager.input_rates == {"cam": 10.0, "fast": 60.0} and len(replans) == 1
 
     # a DNN started with the others is measured a moment later: one re-plan for both, not two
-    late = SimpleNamespace(input_rate=lambda now: 8.0, full_window=lambda now: now >= 302.0, measuring=lambda now: True)
+    late = Chain(config=None, stages=(), board=None, channels=[], geometry=None, processes=[], started=299.0)  # type: ignore[arg-type]
+    late.input_rate = lambda now: 8.0  # type: ignore[method-assign]
+    late.full_window = lambda now: now >= 302.0  # type: ignore[method-assign]
+    assert late.measuring(301.0) and not late.measuring(302.0)  # still loading its model counts too
     manager.chains, manager.input_rates, manager.last_input_plan = {**measured, "late": late}, {}, -1e9
     manager.registry.dnns["late"] = SimpleNamespace(period=0.0)
     manager.plan.predicted["late"] = 40.0
@@ -529,10 +533,10 @@ def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
     assert len(replans) == 2 and manager.input_rates == {"cam": 11.0, "fast": 60.0, "late": 8.0}
     late.full_window = lambda now: False  # one that never gets there is waited for INPUT_WAIT_S at most
     manager.input_rates, manager.last_input_plan = {}, -1e9
-    for now in (400.0, 405.9):
+    for now in (400.0, 409.9):
         Manager._check_input_rates(manager, now)  # type: ignore[arg-type]
     assert len(replans) == 2
-    Manager._check_input_rates(manager, 406.0)  # type: ignore[arg-type]
+    Manager._check_input_rates(manager, 410.0)  # type: ignore[arg-type]
     assert len(replans) == 3 and "late" not in manager.input_rates
 
     workload = Workload((DnnSpec("camera_fed", "squeezenet_v2"), DnnSpec("timed", "mobilenet_v2", period=0.1)))

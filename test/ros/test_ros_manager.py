@@ -323,15 +323,18 @@ def test_shutdown_leaves_no_process_or_shared_memory(stack: Stack) -> None:
 
 
 def test_a_perception_node_registers_again_with_a_restarted_manager(stack: Stack) -> None:
-    """A manager that dies (and is respawned) forgets its DNNs; the demo perception node notices."""
+    """A manager that dies (and is respawned) forgets its DNNs; the demo perception node notices and
+    registers them again with the priorities in force (watcher's raised from 2 to 6 beside 2)."""
     import subprocess
     import sys
 
-    def watched() -> list[float]:  # priorities of `watcher` in the mappings received since `seen`
-        return [d.priority for m in stack.mappings[seen:] for d in m.dnns if d.name == "watcher"]
+    def watcher_share(since: float) -> list[float]:  # normalised priority of `watcher` in later mappings
+        later = [m for m in stack.mappings if m.stamp.sec + m.stamp.nanosec * 1e-9 >= since]
+        return [d.priority for m in later for d in m.dnns if d.name == "watcher" and len(m.dnns) == 2]
 
-    args = ["names:=['watcher']", "models:=['squeezenet_v2']", "priorities:=[2.0]", "min_rates:=[0.0]"]
-    args += [f"input_topic:={CAMERA_TOPIC}", "change_after:=0.0"]
+    args = ["names:=['watcher','helper']", "models:=['squeezenet_v2','shufflenet']", "priorities:=[2.0,2.0]"]
+    args += ["min_rates:=[0.0,0.0]", f"input_topic:={CAMERA_TOPIC}", "change_after:=2.0"]
+    args += ["change_name:=watcher", "change_priority:=6.0"]
     command = [sys.executable, "-m", "rankmap_ros.ros.perception_demo_node", "--ros-args"]
     node = subprocess.Popen([*command, *(a for arg in args for a in ("-p", arg))], stdin=subprocess.DEVNULL)
     try:
@@ -339,10 +342,13 @@ def test_a_perception_node_registers_again_with_a_restarted_manager(stack: Stack
             if restart:
                 stack.manager.send_signal(signal.SIGINT)
                 assert stack.manager.wait(timeout=20) == 0
-            seen = len(stack.mappings)
+            since = time.time()
             stack.manager = subprocess.Popen(stack.manager_command, stdin=subprocess.DEVNULL)
-            stack.spin_until(watched, 60.0, f"watcher registered with manager {restart + 1}")
-            assert watched()[-1] == pytest.approx(1.0)  # its weight, normalised: the only DNN
+            stack.spin_until(
+                lambda since=since: pytest.approx(0.75) in watcher_share(since),
+                60.0,
+                f"watcher at priority 6 of 8 with {'a restarted' if restart else 'the'} manager",
+            )
     finally:
         node.send_signal(signal.SIGINT)
         assert node.wait(timeout=20) == 0
