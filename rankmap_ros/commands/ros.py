@@ -1,9 +1,11 @@
-"""Commands that talk to a running manager over ROS 2 (rclpy, or our DDS transport without it)."""
+"""Commands that talk to a running manager over ROS 2 (rclpy, or our DDS transport without it),
+and one that checks a manager's DNNs before a robot starts it."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from rankmap_ros.commands.common import (
     integer,
     table,
 )
+from rankmap_ros.core import zoo
 
 
 def _call(args: argparse.Namespace, name: str, type_name: str, fill: dict[str, Any]) -> Any:
@@ -61,6 +64,43 @@ def _model_argument(model: str) -> str:
     """A weights file here is sent as an absolute path: the manager resolves paths from its own directory."""
     path = Path(model)
     return str(path.resolve()) if not path.is_absolute() and path.is_file() else model
+
+
+def cmd_check_dnns(args: argparse.Namespace) -> None:
+    """The manager's start-up checks of a dnns_file, without starting anything: for a robot's CI."""
+    from rankmap_ros.ros.dds.args import RosArgumentError, params_file_values
+    from rankmap_ros.ros.dnns_file import register_file
+    from rankmap_ros.ros.manager_node import PARAMETERS
+    from rankmap_ros.ros.model_card import read_card
+    from rankmap_ros.ros.planning import load_platform
+    from rankmap_ros.ros.registry import Registry, RequestError
+    from rankmap_ros.ros.results import TOPIC_SUFFIX
+
+    v = {name: default for name, default, *_ in PARAMETERS}
+    try:
+        if args.params_file:
+            v.update(params_file_values(Path(args.params_file), "/rankmap_manager"))
+        path = args.file or v["dnns_file"]
+        if not path:
+            raise CliError("give a dnns_file, or a parameters file that names one")
+        platform = load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
+        registry = Registry(v["max_dnns"], platform)
+        registry.mode = v["priority_mode"]
+        stored = register_file(registry, path, v["allowed_model_dirs"])
+    except (RequestError, RosArgumentError) as exc:
+        raise CliError(str(exc)) from exc
+    rows, data = [], []
+    for reg in stored:
+        card = read_card(reg.weights, zoo.get_spec(reg.model).num_classes)
+        topic = f"/rankmap/{reg.name}/{TOPIC_SUFFIX[reg.output_kind]}"
+        timing = f"{reg.period:g}/{reg.task.deadline:g} s" if reg.period else "best-effort"
+        names = f"{len(card.labels)} names" if card.labels else "indices"
+        rows.append([reg.name, reg.model, reg.weights or "(zoo)", topic, timing, names])
+        data.append(
+            {**asdict(reg), "output_topic": topic, "labels": len(card.labels), "mean": card.mean, "std": card.std}
+        )
+    text = table(rows, ["dnn", "model", "weights", "results on", "timing", "classes"])
+    emit(args, {"platform": platform.name, "dnns": data}, f"{text}\n{len(rows)} DNN(s) would start on {platform.name}")
 
 
 def cmd_unregister(args: argparse.Namespace) -> None:
@@ -153,6 +193,9 @@ def register(sub: Any, experiments: Any) -> None:
     )
     p.add_argument("--output-kind", default="", choices=["", "classification", "detection", "tensor"])
     _timeout(p)
+    p = add_command(sub, "check-dnns", cmd_check_dnns, "check a manager's dnns_file as the manager would at start")
+    p.add_argument("file", nargs="?", help="the dnns_file (default: the parameters file's)")
+    p.add_argument("--params-file", help="the manager's parameters: platform, allowed_model_dirs, max_dnns, ...")
     p = add_command(sub, "unregister", cmd_unregister, "stop a registered DNN")
     p.add_argument("name")
     _timeout(p)

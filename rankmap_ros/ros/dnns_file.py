@@ -7,7 +7,7 @@ so the file is checked as strictly as a request, and a mistake stops the manager
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import yaml
 from rankmap_ros.core import zoo
 from rankmap_ros.core.files import yaml_problem
 from rankmap_ros.core.numbers import finite_number
-from rankmap_ros.ros.registry import Registration, RequestError
+from rankmap_ros.ros.registry import Registration, Registry, RequestError
 
 TEXT_FIELDS = ("name", "model", "input_topic", "output_kind")
 NUMBER_FIELDS = ("priority", "min_rate", "period", "deadline")
@@ -41,6 +41,20 @@ def read_dnns_file(path: str | Path) -> list[Registration]:
     if not isinstance(entries, list) or not entries:
         raise RequestError(f"dnns_file {path}: expected a mapping with a non-empty 'dnns' list")
     return [_entry(path, i, entry) for i, entry in enumerate(entries)]
+
+
+def register_file(registry: Registry, path: str | Path, allowed_dirs: Sequence[str]) -> list[Registration]:
+    """Every entry through the registry's checks, in order; the first refusal names its entry.
+
+    The manager does this at start, and `rankmap check-dnns` before a robot is started.
+    """
+    stored = []
+    for index, reg in enumerate(read_dnns_file(path)):
+        try:
+            stored.append(registry.register(reg, allowed_dirs))
+        except RequestError as exc:
+            raise RequestError(f"dnns_file {path}, entry {index} ({reg.name}): {exc}") from exc
+    return stored
 
 
 def _entry(path: Path, index: int, entry: Any) -> Registration:

@@ -25,7 +25,7 @@ from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.realtime import RealTimeError, parse_policy
 from rankmap_ros.ros import diagnostics, endpoints, planning, results
 from rankmap_ros.ros.diagnostics import Status
-from rankmap_ros.ros.dnns_file import read_dnns_file
+from rankmap_ros.ros.dnns_file import register_file
 from rankmap_ros.ros.rclpy_compat import (
     DurabilityPolicy,
     ExternalShutdownException,
@@ -355,21 +355,18 @@ class Manager(Node):
 
     def _register_from_file(self, path: str) -> int:
         """The `dnns_file` DNNs, all or none: a mistake in the robot's configuration stops the start."""
-        entries = read_dnns_file(path)
-        for index, reg in enumerate(entries):
-            try:
-                self._add(reg)
-            except RequestError as exc:
-                raise RequestError(f"dnns_file {path}, entry {index} ({reg.name}): {exc}") from exc
-        for stored in self.registry.dnns.values():
-            self._registered(stored)
-        return len(entries)
+        stored = register_file(self.registry, path, self.v["allowed_model_dirs"])
+        for reg in stored:
+            self._registered(self._with_output_topic(reg))
+        return len(stored)
 
     def _add(self, reg: Registration) -> Registration:
         """Validate and store one DNN with its output topic; the caller re-plans."""
-        stored = self.registry.register(reg, self.v["allowed_model_dirs"])
-        topic = self.resolve_topic_name(f"rankmap/{reg.name}/{results.TOPIC_SUFFIX[stored.output_kind]}")
-        self.registry.dnns[reg.name] = stored = replace(stored, output_topic=topic)
+        return self._with_output_topic(self.registry.register(reg, self.v["allowed_model_dirs"]))
+
+    def _with_output_topic(self, stored: Registration) -> Registration:
+        topic = self.resolve_topic_name(f"rankmap/{stored.name}/{results.TOPIC_SUFFIX[stored.output_kind]}")
+        self.registry.dnns[stored.name] = stored = replace(stored, output_topic=topic)
         return stored
 
     def _registered(self, stored: Registration) -> str:

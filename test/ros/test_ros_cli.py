@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import Peer
@@ -91,3 +92,33 @@ def test_a_manager_whose_dnns_file_has_a_mistake_does_not_start(tmp_path) -> Non
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"cannot start: dnns_file {dnns}, entry 1 (rear): unknown model 'nonet'" in done.stderr
+
+
+def test_check_dnns_runs_the_managers_start_up_checks_offline(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """A robot's configuration checked before the robot starts: what the manager would refuse, and
+    where the results of what it would start will be."""
+    import torch
+
+    from rankmap_ros.core import zoo
+
+    models = tmp_path / "models"
+    models.mkdir()
+    torch.save(zoo.build("shufflenet").state_dict(), models / "shufflenet-bins.pt")
+    (models / "shufflenet-bins.yaml").write_text(f"labels: {[f'bin {i}' for i in range(1000)]}\n")
+    dnns = tmp_path / "dnns.yaml"
+    entry = "{name: bins, model: models/shufflenet-bins.pt, input_topic: /cam/image_raw, period: 0.5}"
+    dnns.write_text(f"dnns:\n  - {entry}\n")
+    params = tmp_path / "my.yaml"
+    body = f"platform: host\n    host_split: 'big:0,little:1'\n    dnns_file: {dnns}\n    allowed_model_dirs: []"
+    params.write_text(f"/**/rankmap_manager:\n  ros__parameters:\n    {body}\n")
+    code, _, err = rankmap(capsys, "check-dnns", "--params-file", str(params))
+    assert code == 2 and f"dnns_file {dnns}, entry 0 (bins): model file" in err and "outside the allowed" in err
+    params.write_text(params.read_text().replace("allowed_model_dirs: []", f"allowed_model_dirs: ['{models}']"))
+    code, out, _ = rankmap(capsys, "check-dnns", "--params-file", str(params), "--json")
+    (bins,) = json.loads(out)["dnns"]
+    assert code == 0 and bins["weights"] == str(models / "shufflenet-bins.pt") and bins["labels"] == 1000
+    assert bins["output_topic"] == "/rankmap/bins/classification" and bins["period"] == 0.5
+    example = Path(__file__).resolve().parents[2] / "config" / "dnns.yaml"
+    code, out, _ = rankmap(capsys, "check-dnns", str(example))
+    assert code == 0 and "3 DNN(s) would start" in out
+    assert rankmap(capsys, "check-dnns")[0] == 2
