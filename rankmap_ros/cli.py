@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -46,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         args.handler(args)
+        sys.stdout.flush()  # a reader that went away (`| head`) is found here, not at exit
+    except BrokenPipeError:
+        # as a shell tool killed by SIGPIPE: no traceback; stdout goes nowhere from now on
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         hint = getattr(args, "resume_hint", "")  # the commands that can go on say how
         print(f"rankmap: interrupted{'. ' + hint if hint else ''}", file=sys.stderr)

@@ -91,3 +91,19 @@ def test_motivation_experiment_writes_json_and_figures(capsys: pytest.CaptureFix
     assert set(data["mean_potential_throughput"]) == {"squeezenet_v2", "inception_v4", "resnet50", "vgg16"}
     assert json.loads((tmp_path / "motivation.json").read_text()) == data
     assert len(list(tmp_path.glob("*.png"))) >= 2
+
+
+def test_the_command_starts_without_torch_and_a_closed_pipe_is_no_error() -> None:
+    """`rankmap status` and friends start in a moment (torch loads only for the commands that
+    need it), and `rankmap ... --json | head` ends quietly, as shell tools do."""
+    import subprocess
+    import sys
+
+    probe = "import sys, rankmap_ros.cli; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"
+    # the reader is gone long before the command (a second of imports) writes
+    command = f"{sys.executable} -m rankmap_ros zoo --json | true"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=False)
+    assert done.returncode == 141
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

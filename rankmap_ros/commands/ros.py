@@ -19,7 +19,6 @@ from rankmap_ros.commands.common import (
     integer,
     table,
 )
-from rankmap_ros.core import zoo
 
 
 def _call(args: argparse.Namespace, name: str, type_name: str, fill: dict[str, Any]) -> Any:
@@ -68,6 +67,7 @@ def _model_argument(model: str) -> str:
 
 def cmd_check_dnns(args: argparse.Namespace) -> None:
     """The manager's start-up checks of a dnns_file, without starting anything: for a robot's CI."""
+    from rankmap_ros.core import zoo
     from rankmap_ros.ros.dds.args import RosArgumentError, params_file_values
     from rankmap_ros.ros.dnns_file import register_file
     from rankmap_ros.ros.manager_node import PARAMETERS
