@@ -223,6 +223,23 @@ def test_the_demo_hands_its_platform_to_the_manager(tmp_path) -> None:
     assert not any(arg.startswith("platform:=") for arg in node_commands(DemoOptions(split="big:0"))["manager"])
 
 
+def test_the_demo_runs_a_dnns_file_instead_of_the_perception_node(capsys, tmp_path, monkeypatch) -> None:
+    """`rankmap demo --dnns-file F`: a robot's DNNs on this host's synthetic camera, before the robot."""
+    from rankmap_ros.ros.demo import node_commands
+
+    nodes = node_commands(DemoOptions(dnns_file="config/dnns.yaml", compressed=True))
+    assert set(nodes) == {"manager", "camera"}  # the manager registers them: no perception node
+    assert f"dnns_file:={str(Path('config/dnns.yaml').resolve())!r}" in nodes["manager"]
+    assert "compressed:=jpeg" in nodes["camera"]
+    assert "compressed:=jpeg" not in node_commands(DemoOptions())["camera"]
+    started: list[object] = []
+    monkeypatch.setattr("rankmap_ros.ros.demo.run_demo", lambda *args: started.append(args))
+    bad = tmp_path / "dnns.yaml"
+    bad.write_text("dnns: [{name: a, model: alexnet}]")
+    code, _, err = run(capsys, "demo", "--dnns-file", str(bad))
+    assert code == 2 and "entry 0: missing input_topic" in err and not started
+
+
 def test_ctrl_c_ends_with_130_and_says_how_to_go_on(capsys, monkeypatch) -> None:
     def interrupted(*args, **kwargs) -> None:  # Ctrl-C halfway through the experiment
         raise KeyboardInterrupt

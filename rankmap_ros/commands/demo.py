@@ -71,6 +71,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
         from rankmap_ros.runtime.host import resolve_platform
 
         resolve_platform(args.platform, args.split or None)  # as the manager will: refused here, before it starts
+    compressed = False
+    if args.dnns_file:
+        from rankmap_ros.ros.dnns_file import read_dnns_file
+        from rankmap_ros.ros.image_codec import is_compressed_topic
+        from rankmap_ros.ros.registry import RequestError
+
+        try:
+            topics = {reg.input_topic for reg in read_dnns_file(args.dnns_file)}
+        except RequestError as exc:  # the manager checks the rest at start, and says so in the log
+            raise CliError(str(exc)) from exc
+        compressed = any(is_compressed_topic(topic) for topic in topics)
     live = not args.json
     tty = sys.stdout.isatty()
     last = [0.0]
@@ -89,10 +100,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
         policy=args.policy,
         executor=args.executor,
         platform=args.platform,
+        dnns_file=args.dnns_file,
+        compressed=compressed,
     )
     with tempfile.NamedTemporaryFile("w+", prefix="rankmap-demo-", suffix=".log", delete=False) as log:
         if live:
-            print(f"starting manager, camera ({args.rate:g} Hz) and perception node; node logs: {log.name}", flush=True)
+            dnns = f"the DNNs of {args.dnns_file}" if args.dnns_file else "perception node"
+            print(f"starting manager, camera ({args.rate:g} Hz) and {dnns}; node logs: {log.name}", flush=True)
         try:
             report = run_demo(options, on_update, log)
         except RuntimeError as exc:
@@ -173,6 +187,12 @@ def register(sub: Any, experiments: Any) -> None:
         help="the manager's platform: a file from `rankmap calibrate`, or host (default: the parameters file's)",
     )
     p.add_argument("--policy", default="", help="scheduling_policy, e.g. edf (default: the parameters file's)")
+    p.add_argument(
+        "--dnns-file",
+        default="",
+        help="the manager registers these DNNs (config/dnns.yaml's format; topics under /camera/image_raw) "
+        "instead of the perception node's three",
+    )
     p.add_argument(
         "--executor",
         choices=("stage", "component"),

@@ -37,6 +37,8 @@ class DemoOptions:
     policy: str = ""  # scheduling_policy over the parameters file's ("": the file's)
     executor: str = ""  # executor over the file's; "component" alone implies policy edf
     platform: str = ""  # the manager's platform over the file's, e.g. one `rankmap calibrate` wrote
+    dnns_file: str = ""  # the manager registers these at start, instead of the perception node's three
+    compressed: bool = False  # the camera also publishes image_raw/compressed (JPEG)
 
 
 @dataclass
@@ -95,7 +97,8 @@ def demo_environment() -> dict[str, str]:
 
 
 def node_commands(options: DemoOptions) -> dict[str, list[str]]:
-    """argv of the three nodes, the same parameters demo.launch.py sets."""
+    """argv of the nodes, the same parameters demo.launch.py sets; with a dnns_file the manager
+    registers its DNNs itself and no perception node runs."""
     python = [sys.executable, "-m"]
     params = options.params_file or (str(CONFIG) if CONFIG.is_file() else "")
     manager = [*python, "rankmap_ros.ros.manager_node", "--ros-args"]
@@ -109,26 +112,23 @@ def node_commands(options: DemoOptions) -> dict[str, list[str]]:
         manager += ["-p", f"executor:={options.executor}"]
     if options.platform:
         manager += ["-p", f"platform:={options.platform!r}"]
+    camera = [
+        *python,
+        "rankmap_ros.ros.camera_node",
+        "--ros-args",
+        "-r",
+        "__ns:=/camera",
+        "-p",
+        f"rate:={options.rate_hz}",
+    ]
+    if options.compressed:
+        camera += ["-p", "compressed:=jpeg"]
+    if options.dnns_file:
+        manager += ["-p", f"dnns_file:={str(Path(options.dnns_file).resolve())!r}"]
+        return {"manager": manager, "camera": camera}
     change = options.change_after_s if options.change_after_s is not None else options.duration_s / 2
-    return {
-        "manager": manager,
-        "camera": [
-            *python,
-            "rankmap_ros.ros.camera_node",
-            "--ros-args",
-            "-r",
-            "__ns:=/camera",
-            "-p",
-            f"rate:={options.rate_hz}",
-        ],
-        "perception": [
-            *python,
-            "rankmap_ros.ros.perception_demo_node",
-            "--ros-args",
-            "-p",
-            f"change_after:={float(change)}",
-        ],
-    }
+    perception = [*python, "rankmap_ros.ros.perception_demo_node", "--ros-args", "-p", f"change_after:={float(change)}"]
+    return {"manager": manager, "camera": camera, "perception": perception}
 
 
 def start_nodes(options: DemoOptions, env: dict[str, str], log: Any) -> dict[str, subprocess.Popen[bytes]]:
@@ -254,7 +254,8 @@ def _watch(
 
         def on_mapping(state: Any) -> None:
             stages = {d.name: [f"{s.unit_start}-{s.unit_stop - 1}@{s.component}" for s in d.stages] for d in state.dnns}
-            if stages and (not report.mapping_changes or report.mapping_changes[-1]["stages"] != stages):
+            planned = any(stages.values())  # not the manager's first state, DNNs registered but not planned yet
+            if planned and (not report.mapping_changes or report.mapping_changes[-1]["stages"] != stages):
                 report.mapping_changes.append({"at_s": round(time.monotonic() - started, 1), "stages": stages})
 
         started = time.monotonic()
