@@ -74,7 +74,7 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
     from rankmap_ros.ros.model_card import read_card
     from rankmap_ros.ros.planning import load_platform
     from rankmap_ros.ros.registry import Registry, RequestError
-    from rankmap_ros.ros.results import TOPIC_SUFFIX
+    from rankmap_ros.ros.results import output_topic
 
     v = {name: default for name, default, *_ in PARAMETERS}
     try:
@@ -92,7 +92,7 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
     rows, data = [], []
     for reg in stored:
         card = read_card(reg.weights, zoo.get_spec(reg.model).num_classes)
-        topic = f"/rankmap/{reg.name}/{TOPIC_SUFFIX[reg.output_kind]}"
+        topic = "/" + output_topic(reg.name, reg.output_kind)  # in the root namespace
         timing = f"{reg.period:g}/{reg.task.deadline:g} s" if reg.period else "best-effort"
         names = f"{len(card.labels)} names" if card.labels else "indices"
         rows.append([reg.name, reg.model, reg.weights or "(zoo)", topic, timing, names])

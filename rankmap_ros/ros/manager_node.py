@@ -365,7 +365,7 @@ class Manager(Node):
         return self._with_output_topic(self.registry.register(reg, self.v["allowed_model_dirs"]))
 
     def _with_output_topic(self, stored: Registration) -> Registration:
-        topic = self.resolve_topic_name(f"rankmap/{stored.name}/{results.TOPIC_SUFFIX[stored.output_kind]}")
+        topic = self.resolve_topic_name(results.output_topic(stored.name, stored.output_kind))
         self.registry.dnns[stored.name] = stored = replace(stored, output_topic=topic)
         return stored
 

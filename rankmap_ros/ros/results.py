@@ -32,6 +32,11 @@ MESSAGE_TYPE = {
 SSD_VARIANCES = (0.1, 0.2)
 
 
+def output_topic(dnn: str, kind: str) -> str:
+    """Where a DNN's results go, relative to the manager's namespace."""
+    return f"rankmap/{dnn}/{TOPIC_SUFFIX[kind]}"
+
+
 @dataclass(frozen=True)
 class Decoding:
     """How results are cut down: classes kept per classification, detection score and NMS thresholds."""
