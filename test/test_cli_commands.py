@@ -35,6 +35,17 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return err
 
 
+def test_experiment_correction_prints_each_round_and_writes_its_files(capsys, tmp_path) -> None:
+    argv = ("experiment", "correction", "--mixes", "1", "--rounds", "2", "--budget", "60", "--out", str(tmp_path))
+    code, out, _ = run(capsys, *argv, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["simulated"] and set(report["summary"]) == {"none", "per_dnn", "mapping", "oracle"}
+    assert json.loads((tmp_path / "correction.json").read_text())["summary"] == report["summary"]
+    code, out, _ = run(capsys, *argv)  # again, from the cache: the table
+    assert code == 0 and re.search(r"^mapping +\d\.\d{3} \(\d\) +\d\.\d{3} \(\d\) ", out, re.M), out
+    assert "(simulated)" in out and "correction.png" in out
+
+
 def test_platform_show_prints_the_platform_as_it_loads(capsys, tmp_path) -> None:
     code, out, _ = run(capsys, "platform", "show", "orange_pi_5", "--json")
     assert code == 0 and json.loads(out) == load_platform("orange_pi_5").to_dict()
@@ -94,6 +105,7 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("experiment", "search", "--mixes", "0"), "--mixes"),
         (("experiment", "search", "--mixes", "1", "--budget", "0"), "argument --budget: must be at least 1, got 0"),
         (("bench", "planner", "--mixes", "0"), "--mixes"),
+        (("experiment", "correction", "--rounds", "0"), "argument --rounds: must be at least 1, got 0"),
         # numbers that ended in a traceback, a hang or a silent empty result after the work
         (("map", "--workload", "alexnet", "--seed", "-1"), "argument --seed: must be at least 0, got -1"),
         (("map", "--workload", "alexnet", "--planner", "ga", "--max-stages", "0"), "argument --max-stages"),

@@ -249,6 +249,33 @@ def cmd_experiment_search(args: argparse.Namespace) -> None:
     emit(args, result, text)
 
 
+def cmd_experiment_correction(args: argparse.Namespace) -> None:
+    from rankmap_ros.experiments.correction import STRATEGIES, run_correction
+
+    out = Path(args.out) if args.out else None
+    result = run_correction(
+        mixes_per_size=args.mixes, rounds=args.rounds, budget=args.budget, seed=args.seed, out_dir=out
+    )
+    summary = result["summary"]
+    rows = [
+        (
+            name,
+            *(f"{step['score_vs_oracle']:.3f} ({step['mixes_with_starved']})" for step in summary[name]),
+            f"{summary[name][-1]['median_error']:.0%}",
+            f"{summary[name][-1]['worst_error']:.0%}",
+        )
+        for name in STRATEGIES
+    ]
+    rounds = [f"round {r + 1}" for r in range(args.rounds)]
+    text = (
+        table(rows, ("correction", *rounds, "median error", "worst error"))
+        + "\nscore / oracle's, judged by each mix's perturbed truth (mixes with a starved DNN, of "
+        + f"{len(result['mixes'])}); errors of the last round's mapping; {result['platform']} (simulated)"
+        + (f"\nwrote {out}/correction.json and {out}/correction.png" if out else "")
+    )
+    emit(args, result, text)
+
+
 def cmd_bench_planner(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.paper import bench_planning
 
@@ -320,6 +347,16 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--budget", type=integer(1), default=3000)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="directory for search.json and search.png (also the resume cache)")
+    p.set_defaults(resume_hint="With --out, run the same command again to go on from its cache.")
+
+    p = add_command(
+        experiments, "correction", cmd_experiment_correction, "re-planning with measured rates when the model errs"
+    )
+    p.add_argument("--mixes", type=integer(1), default=16, help="mixes per size, 3 to 5 DNNs (default 16)")
+    p.add_argument("--rounds", type=integer(1), default=6, help="plan-run-measure rounds per mix (default 6)")
+    p.add_argument("--budget", type=integer(1), default=300, help="mappings per plan (default 300, as the manager)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--out", help="directory for correction.json and correction.png (also the resume cache)")
     p.set_defaults(resume_hint="With --out, run the same command again to go on from its cache.")
 
     p = add_command(

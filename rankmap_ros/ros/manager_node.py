@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rankmap_ros.core.correction import Observations
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.realtime import RealTimeError, parse_policy
 from rankmap_ros.ros import diagnostics, endpoints, planning, results
@@ -202,6 +203,9 @@ class PlanInForce:
     priorities: dict[str, float]
     planner: str
     seconds: float
+    base_predicted: dict[str, float]
+    applied: float = 0.0  # time.monotonic() when its chains were started
+    measured: bool = False  # its rates have been noted against base_predicted
 
 
 def stages_of(mapping: Mapping, name: str) -> tuple[StageKey, ...]:
@@ -263,7 +267,7 @@ class Manager(Node):
             Containers(self.policy.value, self.get_namespace(), v["compute_niceness"]) if self.composed else None
         )
         self.lock = threading.RLock()
-        self.plan = PlanInForce(None, {}, {}, v["planner"], 0.0)
+        self.plan = PlanInForce(None, {}, {}, v["planner"], 0.0, {})
         self.chains: dict[str, Chain] = {}
         self.failures: list[tuple[float, str, int]] = []  # (time, component, pid)
         self.restart_times: dict[str, list[float]] = {}  # DNN -> its chain's recent restarts
@@ -271,7 +275,8 @@ class Manager(Node):
         self.backoff: dict[str, float] = {}  # DNN -> its last backoff delay (doubles while it keeps failing)
         self.excluded: set[str] = set()
         self.parked: dict[str, str] = {}  # registered DNNs that cannot run as registered -> why
-        self.corrections: dict[str, float] = {}
+        # what mappings measured against the model's prediction: every plan is corrected by it
+        self.measured = Observations(self.platform.component_names)
         self.below_since: dict[str, float] = {}
         self.last_starvation_plan = -math.inf
         self.input_rates: dict[str, float] = {}  # measured images/s of each DNN's sensor, as planned with
@@ -394,6 +399,7 @@ class Manager(Node):
                 self._replan("unregistered " + request.name)
                 self.parked.pop(request.name, None)
                 self.input_rates.pop(request.name, None)  # another sensor may come with the name
+                self.measured.forget(request.name)
                 self.waiting.pop(request.name, None)
                 self.restart_times.pop(request.name, None)
                 self.backoff.pop(request.name, None)
@@ -490,11 +496,11 @@ class Manager(Node):
                 dnns = self._planned()
                 mode = self.registry.mode
                 platform = self._platform_in_use()
-                corrections = dict(self.corrections)
+                measured = self.measured.snapshot()
                 input_rates = dict(self.input_rates)
                 warm = self.plan.mapping
             try:
-                outcome = self._compute(dnns, mode, platform, corrections, warm, input_rates)
+                outcome = self._compute(dnns, mode, platform, measured, warm, input_rates)
                 for reg in dnns.values():
                     boundary_shapes(reg.model)  # traced once per model (~1 s), outside the lock
             except Exception as exc:  # a planner bug must not kill the manager; report and keep the old plan
@@ -517,7 +523,7 @@ class Manager(Node):
         dnns: dict[str, Registration],
         mode: str,
         platform: Any,
-        corrections: dict[str, float],
+        measured: Observations,
         warm: Mapping | None,
         input_rates: dict[str, float],
     ) -> planning.PlanOutcome | None:
@@ -525,8 +531,7 @@ class Manager(Node):
             return None
         workload = planning.with_input_rates(self.registry.workload(dnns), input_rates)
         model = self.model if platform is self.platform else self._model_without_excluded(platform)
-        if corrections:
-            model = planning.CorrectedModel(model, corrections)
+        model = planning.corrected(model, measured)
         settings = planning.PlanSettings(**{**self.settings.__dict__, "mode": mode})
         weights = planning.planning_weights([r.priority for r in dnns.values()])
         usable = warm if warm is not None and set(warm.components_used) <= set(platform.component_names) else None
@@ -562,10 +567,16 @@ class Manager(Node):
             )
 
         if outcome is None:
-            self.plan = PlanInForce(None, {}, {}, self.v["planner"], 0.0)
+            self.plan = PlanInForce(None, {}, {}, self.v["planner"], 0.0, {})
         else:
             self.plan = PlanInForce(
-                outcome.mapping, outcome.predicted, outcome.priorities, outcome.planner, outcome.seconds
+                outcome.mapping,
+                outcome.predicted,
+                outcome.priorities,
+                outcome.planner,
+                outcome.seconds,
+                outcome.base_predicted,
+                time.monotonic(),
             )
         to_stop = [self.chains.pop(name) for name, chain in list(self.chains.items()) if changed(name, chain)]
         for name, chain in list(self.waiting.items()):
@@ -631,6 +642,7 @@ class Manager(Node):
                     self._restart(name, chain, failure, now)
                     continue
                 chain.sample(now)
+            self._note_measured(now)
             self._check_rates(now)
             self._check_input_rates(now)
 
@@ -736,8 +748,35 @@ class Manager(Node):
             rates = ", ".join(f"{n} {r:.1f}/s" for n, r in self.input_rates.items())
             self._replan(f"input rates measured ({rates}): capacity beyond them goes to the others")
 
+    def _note_measured(self, now: float, again: bool = False) -> None:
+        """Note, once per mapping (or `again`), how far its measured rates were from the model's.
+
+        Waits until every chain of the mapping has run a whole rate window, and two have passed
+        since the mapping was applied (a window of a chain it left running would straddle the
+        change, and a restarted chain's first second is its model loading). A DNN that keeps up
+        with its sensor below the predicted rate is left out: its rate is its sensor's, and says
+        nothing of how fast its mapping could go.
+        """
+        plan = self.plan
+        if plan.mapping is None or (plan.measured and not again) or now - plan.applied < 2 * RATE_WINDOW_S:
+            return
+        rates: dict[str, float] = {}
+        for dnn in plan.mapping.dnns:
+            chain = self.chains.get(dnn.name)
+            if chain is None or chain.stages != stages_of(plan.mapping, dnn.name) or not chain.full_window(now):
+                return
+            rate = chain.rate(now)
+            if not (chain.keeps_up(now) and rate < plan.base_predicted.get(dnn.name, math.nan)):
+                rates[dnn.name] = rate
+        plan.measured = True
+        if self.measured.record(plan.mapping, plan.base_predicted, rates):
+            errors = ", ".join(
+                f"{n} {rates[n] / plan.base_predicted[n] - 1:+.0%}" for n in rates if n in plan.base_predicted
+            )
+            self.get_logger().info(f"measured against the model: {errors}")
+
     def _check_rates(self, now: float) -> None:
-        """A DNN below its minimum rate for `starvation_grace` s: correct the model and re-plan."""
+        """A DNN below its minimum rate for `starvation_grace` s: note what was measured and re-plan."""
         grace = self.v["starvation_grace"]
         for name, chain in self.chains.items():
             reg = self.registry.dnns.get(name)
@@ -750,11 +789,7 @@ class Manager(Node):
                 continue
             self.below_since = {}
             self.last_starvation_plan = now
-            for other, c in self.chains.items():
-                predicted, measured = self.plan.predicted.get(other, math.nan), c.rate(now)
-                if predicted > 0 and measured > 0 and not (c.keeps_up(now) and measured < predicted):
-                    # a DNN that keeps up with its input could go faster: its rate is no shortfall
-                    self.corrections[other] = self.corrections.get(other, 1.0) * measured / predicted
+            self._note_measured(now, again=True)  # the shortfall as it is now, not only as first measured
             self._replan(f"{name} measured {rate:.2f}/s below its minimum {reg.min_rate:g}/s for {grace:g} s")
             return
 

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
+from rankmap_ros.core.correction import CorrectedModel, Observations
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.simulator import ideal_throughput
@@ -41,6 +40,7 @@ class PlanOutcome:
     priorities: dict[str, float]
     planner: str
     seconds: float
+    base_predicted: dict[str, float]  # by the model before any measured correction: what errors are noted against
 
 
 def load_platform(name: str, split: str, opencl_cpu_as_gpu: bool) -> Platform:
@@ -80,22 +80,9 @@ def with_input_rates(workload: Workload, rates: dict[str, float]) -> Workload:
     )
 
 
-class CorrectedModel:
-    """A throughput model scaled per DNN by measured / predicted of the mapping that ran.
-
-    Why: re-planning with the same model gives the same mapping; after a DNN stayed below its
-    minimum rate, the measured shortfall must reach the planner.
-    """
-
-    def __init__(self, base: ThroughputModel, factors: dict[str, float]) -> None:
-        self.base = base
-        self.platform = base.platform
-        self.name = f"{base.name}+measured"
-        self.factors = factors
-
-    def predict(self, workload: Workload, mappings: Sequence[Mapping]) -> np.ndarray:
-        scale = np.array([self.factors.get(name, 1.0) for name in workload.names])
-        return self.base.predict(workload, mappings) * scale
+def corrected(model: ThroughputModel, observations: Observations) -> ThroughputModel:
+    """`model` corrected by what earlier mappings measured (core/correction.py), when any did."""
+    return CorrectedModel(model, observations.snapshot()) if len(observations) else model
 
 
 def make_plan(
@@ -137,12 +124,14 @@ def make_plan(
         settings.mode,
         [d.priority for d in workload.dnns] if priorities is None else priorities,
     )
+    base = model.base if isinstance(model, CorrectedModel) else model
     return PlanOutcome(
         mapping=plan.mapping,
         predicted=dict(zip(workload.names, map(float, plan.predicted_throughput), strict=True)),
         priorities=dict(zip(workload.names, p, strict=True)),
         planner=plan.planner,
         seconds=plan.plan_seconds,
+        base_predicted=dict(zip(workload.names, map(float, base.predict(workload, [plan.mapping])[0]), strict=True)),
     )
 
 

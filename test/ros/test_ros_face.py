@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -453,33 +454,54 @@ def test_a_failed_hosted_stage_is_a_failure_of_its_chain() -> None:
 
 def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corrected_down() -> None:
     # a 10 Hz camera caps a DNN at 10/s: that says nothing about how fast its mapping is
-    from rankmap_ros.ros.manager_node import Manager
+    from rankmap_ros.core.correction import Observations
+    from rankmap_ros.core.mapping import DnnMapping, Mapping
+    from rankmap_ros.ros.manager_node import Manager, PlanInForce, stages_of
     from rankmap_ros.ros.supervisor import Chain
 
-    def chain(answered: float, arriving: float) -> SimpleNamespace:
-        c = SimpleNamespace(rate=lambda now: answered, input_rate=lambda now: arriving)
+    mapping = Mapping((DnnMapping("cam", "m", ("gpu", "gpu", "big")), DnnMapping("busy", "n", ("big", "little"))))
+
+    def chain(name: str, answered: float, arriving: float) -> SimpleNamespace:
+        c = SimpleNamespace(
+            rate=lambda now: answered,
+            input_rate=lambda now: arriving,
+            stages=stages_of(mapping, name),
+            full_window=lambda now: True,
+        )
         c.keeps_up = lambda now: Chain.keeps_up(c, now)  # type: ignore[arg-type]
         return c
 
     replans: list[str] = []
+    logged: list[str] = []
     manager = SimpleNamespace(
         v={"starvation_grace": 5.0},
-        chains={"cam": chain(9.8, 10.0), "busy": chain(5.0, 30.0)},
+        chains={"cam": chain("cam", 9.8, 10.0), "busy": chain("busy", 5.0, 30.0)},
         registry=SimpleNamespace(dnns={"cam": SimpleNamespace(min_rate=20.0), "busy": SimpleNamespace(min_rate=0.0)}),
         below_since={},
         last_starvation_plan=-1e9,
-        plan=SimpleNamespace(predicted={"cam": 50.0, "busy": 12.0}),
-        corrections={},
+        plan=PlanInForce(mapping, {"cam": 50.0, "busy": 12.0}, {}, "rankmap", 0.1, {"cam": 50.0, "busy": 12.0}),
+        measured=Observations(("gpu", "big", "little")),
         _replan=replans.append,
+        get_logger=lambda: SimpleNamespace(info=logged.append),
     )
+    manager._note_measured = lambda now, again=False: Manager._note_measured(manager, now, again)  # type: ignore[arg-type]
     for now in (100.0, 106.0):
         Manager._check_rates(manager, now)  # type: ignore[arg-type]
-    assert replans == [] and manager.corrections == {}
+    assert replans == [] and len(manager.measured) == 0
     manager.registry.dnns["busy"].min_rate = 10.0  # this one is short of compute: re-plan, corrected
     for now in (110.0, 116.0):
         Manager._check_rates(manager, now)  # type: ignore[arg-type]
     assert len(replans) == 1 and "busy measured 5.00/s below its minimum 10/s" in replans[0]
-    assert manager.corrections == {"busy": 5.0 / 12.0}  # cam keeps up: its 9.8 < 50 is no shortfall
+    # cam keeps up: its 9.8 < 50 is no shortfall, only busy's 5 of 12 is noted
+    assert [obs.errors for obs in manager.measured.items] == [{"busy": pytest.approx(math.log(5.0 / 12.0))}]
+    assert logged == ["measured against the model: busy -58%"]
+    Manager._note_measured(manager, 120.0)  # type: ignore[arg-type]
+    assert len(manager.measured) == 1  # once per mapping, unless a starvation asks again
+    manager.plan = dataclasses.replace(manager.plan, applied=200.0, measured=False)  # a new mapping
+    Manager._note_measured(manager, 205.0)  # type: ignore[arg-type]
+    assert len(manager.measured) == 1  # a window of a chain it kept would straddle the change
+    Manager._note_measured(manager, 206.5)  # type: ignore[arg-type]
+    assert len(manager.measured) == 2
 
 
 def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
@@ -663,3 +685,31 @@ def test_a_dnns_file_reads_as_requests_and_mistakes_are_named(tmp_path: Path) ->
     # a model file named relative to the dnns_file is found beside it, wherever the manager runs
     path.write_text("dnns: [{name: a, model: models/alexnet-ft.pt, input_topic: /cam}]")
     assert read_dnns_file(path)[0].model == str(tmp_path / "models" / "alexnet-ft.pt")
+
+
+def test_a_plan_after_a_measured_shortfall_moves_the_dnn_and_keeps_the_model_s_own_prediction() -> None:
+    """The manager plans with what ran: the rate a mapping measured, not the model's, decides the next one."""
+    from rankmap_ros.core.correction import Observations
+    from rankmap_ros.core.workload import Workload
+    from rankmap_ros.ros import planning
+
+    platform = load_platform("orange_pi_5")
+    model = planning.SimulatorModel(platform)
+    workload = Workload.from_models(["resnet50", "mobilenet_v2"], min_rates=[10.0, None])
+    settings = planning.PlanSettings(simulations=600)
+    observations = Observations(platform.component_names)
+    assert planning.corrected(model, observations) is model  # nothing measured: the model as it is
+    first = planning.make_plan(model, workload, settings, [0.5, 0.5])
+    assert first.base_predicted == pytest.approx(first.predicted)
+    name = workload.names[0]
+    # ResNet-50 ran at half its prediction, below its minimum rate: its mapping cannot hold it
+    measured = first.base_predicted[name] / 2
+    assert measured < 10.0 < first.predicted[name]
+    observations.record(first.mapping, first.base_predicted, {name: measured})
+    second = planning.make_plan(planning.corrected(model, observations), workload, settings, [0.5, 0.5], first.mapping)
+    assert second.mapping[name].assignment != first.mapping[name].assignment
+    assert second.predicted[name] > measured  # moved where it is expected to do better than it did
+    assert second.base_predicted == pytest.approx(
+        dict(zip(workload.names, model.predict(workload, [second.mapping])[0], strict=True))
+    )
+    assert second.predicted[name] < second.base_predicted[name]  # still distrusted where nothing ran

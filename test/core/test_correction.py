@@ -1,0 +1,104 @@
+"""Correcting a throughput model with measured rates: near what ran, fading away from it, per model."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from rankmap_ros.core.correction import CorrectedModel, Observations
+from rankmap_ros.core.mapping import DnnMapping, Mapping
+from rankmap_ros.core.platform import load_platform
+from rankmap_ros.core.throughput import SimulatorModel
+from rankmap_ros.core.workload import Workload
+
+PLATFORM = load_platform("orange_pi_5")
+MODEL = SimulatorModel(PLATFORM)
+WORKLOAD = Workload.from_models(["squeezenet_v2", "mobilenet_v2"])
+
+
+def _mapping(first: str, second: str) -> Mapping:
+    """The first DNN whole on `first`, the second whole on `second`."""
+    (a, b), whole = WORKLOAD.dnns, Mapping.all_on(WORKLOAD, "gpu")
+    return Mapping(
+        (
+            DnnMapping(a.name, a.model, (first,) * len(whole[a.name].assignment)),
+            DnnMapping(b.name, b.model, (second,) * len(whole[b.name].assignment)),
+        )
+    )
+
+
+def _predicted(mapping: Mapping) -> dict[str, float]:
+    return dict(zip(WORKLOAD.names, MODEL.predict(WORKLOAD, [mapping])[0].tolist(), strict=True))
+
+
+def test_a_measured_mapping_is_predicted_as_measured_and_its_error_fades_elsewhere() -> None:
+    ran = _mapping("gpu", "big")
+    base = _predicted(ran)
+    observations = Observations(PLATFORM.component_names)
+    slow = WORKLOAD.names[0]
+    assert observations.record(ran, base, {slow: base[slow] * 0.5}) == 1  # the other DNN was not measured
+    model = CorrectedModel(MODEL, observations)
+    other = _mapping("little", "big")  # the slow DNN moved, the second stayed
+    corrected = model.predict(WORKLOAD, [ran, other])
+    plain = MODEL.predict(WORKLOAD, [ran, other])
+    # as measured, less a margin of a sixth of how wrong the model was (the doubt at W = 1)
+    assert 0.85 * base[slow] * 0.5 < corrected[0, 0] < base[slow] * 0.5
+    assert corrected[0, 1] == plain[0, 1] and corrected[1, 1] == plain[1, 1]  # never measured: the model's
+    # a mapping unlike the one that ran is trusted less than the measured one: shrunk bias and full doubt
+    assert 0.3 * plain[1, 0] < corrected[1, 0] < 0.5 * plain[1, 0]
+    assert model.name == "simulator+measured" and model.platform is PLATFORM
+
+
+def test_a_faster_than_predicted_dnn_is_raised_and_an_unmeasured_workload_is_untouched() -> None:
+    ran = _mapping("gpu", "gpu")
+    base = _predicted(ran)
+    observations = Observations(PLATFORM.component_names)
+    observations.record(ran, base, {n: 1.3 * r for n, r in base.items()})
+    corrected = CorrectedModel(MODEL, observations).predict(WORKLOAD, [ran])[0]
+    ratio = corrected / np.array(list(base.values()))
+    assert np.all((ratio > 1.15) & (ratio < 1.3))  # raised, with the same margin as a shortfall
+    alone = Workload.from_models(["resnet50"])
+    mapping = Mapping.all_on(alone, "gpu")
+    assert CorrectedModel(MODEL, observations).predict(alone, [mapping])[0, 0] == MODEL.predict(alone, [mapping])[0, 0]
+
+
+def test_an_observation_belongs_to_the_model_the_name_ran() -> None:
+    ran = _mapping("gpu", "big")
+    base = _predicted(ran)
+    observations = Observations(PLATFORM.component_names)
+    observations.record(ran, base, {n: r * 0.4 for n, r in base.items()})
+    first, second = WORKLOAD.dnns
+    renamed = Workload((dataclasses.replace(first, model="shufflenet"), second))  # same name, another model
+    mapping = Mapping.all_on(renamed, "gpu")
+    corrected = CorrectedModel(MODEL, observations).predict(renamed, [mapping])[0]
+    assert corrected[0] == MODEL.predict(renamed, [mapping])[0, 0]
+    assert corrected[1] < MODEL.predict(renamed, [mapping])[0, 1]
+    observations.forget(WORKLOAD.names[1])
+    assert [set(o.errors) for o in observations.items] == [{WORKLOAD.names[0]}]
+    observations.forget(WORKLOAD.names[0])
+    assert len(observations) == 0
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, math.nan, math.inf, 1e-9])
+def test_rates_that_are_no_measurement_are_left_out(rate: float) -> None:
+    ran = _mapping("gpu", "big")
+    observations = Observations(PLATFORM.component_names)
+    assert observations.record(ran, _predicted(ran), dict.fromkeys(WORKLOAD.names, rate)) == 0
+    assert len(observations) == 0
+    assert not observations.log_corrections(WORKLOAD, [ran]).any()
+
+
+def test_only_the_newest_observations_are_kept_and_a_snapshot_stays_as_it_was() -> None:
+    ran = _mapping("gpu", "big")
+    base = _predicted(ran)
+    observations = Observations(PLATFORM.component_names, limit=3)
+    for k in range(5):
+        observations.record(ran, base, {n: r * (1 + k / 10) for n, r in base.items()})
+    assert len(observations) == 3
+    assert observations.items[0].errors[WORKLOAD.names[0]] == pytest.approx(math.log(1.2))
+    frozen = observations.snapshot()
+    observations.record(ran, base, base)
+    assert len(frozen) == 3 and frozen.items[-1].errors[WORKLOAD.names[0]] == pytest.approx(math.log(1.4))
