@@ -253,8 +253,13 @@ def cmd_experiment_correction(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.correction import STRATEGIES, run_correction
 
     out = Path(args.out) if args.out else None
+    if args.measured:
+        _correction_measured(args, out)
+        return
+    if args.split or args.platform or args.seconds:
+        raise CliError("--platform, --split and --seconds are for --measured runs (this host)")
     result = run_correction(
-        mixes_per_size=args.mixes, rounds=args.rounds, budget=args.budget, seed=args.seed, out_dir=out
+        mixes_per_size=args.mixes, rounds=args.rounds or 6, budget=args.budget, seed=args.seed, out_dir=out
     )
     summary = result["summary"]
     rows = [
@@ -266,12 +271,41 @@ def cmd_experiment_correction(args: argparse.Namespace) -> None:
         )
         for name in STRATEGIES
     ]
-    rounds = [f"round {r + 1}" for r in range(args.rounds)]
+    rounds = [f"round {r + 1}" for r in range(len(summary["none"]))]
     text = (
         table(rows, ("correction", *rounds, "median error", "worst error"))
         + "\nscore / oracle's, judged by each mix's perturbed truth (mixes with a starved DNN, of "
         + f"{len(result['mixes'])}); errors of the last round's mapping; {result['platform']} (simulated)"
         + (f"\nwrote {out}/correction.json and {out}/correction.png" if out else "")
+    )
+    emit(args, result, text)
+
+
+def _correction_measured(args: argparse.Namespace, out: Path | None) -> None:
+    from rankmap_ros.experiments.correction_measured import run_correction_measured
+    from rankmap_ros.runtime.host import independent_platform, resolve_platform
+
+    platform = independent_platform(resolve_platform(args.platform or "host", args.split))
+    result = run_correction_measured(
+        platform, rounds=args.rounds or 3, seconds=args.seconds or 6.0, budget=args.budget, seed=args.seed, out_dir=out
+    )
+    summary = result["summary"]
+    rows = [
+        (
+            name,
+            *(
+                f"{s['mean_score']:.3f} ({s['starved_dnns']}) {s['median_error']:.0%}/{s['worst_error']:.0%}"
+                for s in steps
+            ),
+        )
+        for name, steps in summary.items()
+    ]
+    text = (
+        table(rows, ("correction", *(f"round {r + 1}" for r in range(len(summary["none"])))))
+        + "\nscore on the measured rates (DNNs below their threshold) median/worst error of the plan's prediction; "
+        + f"{len(result['workloads'])} workloads on {', '.join(result['components'])} "
+        + f"of {result['platform']} (measured)"
+        + (f"\nwrote {out}/correction_measured.json and {out}/correction_measured.png" if out else "")
     )
     emit(args, result, text)
 
@@ -353,11 +387,15 @@ def register(sub: Any, experiments: Any) -> None:
         experiments, "correction", cmd_experiment_correction, "re-planning with measured rates when the model errs"
     )
     p.add_argument("--mixes", type=integer(1), default=16, help="mixes per size, 3 to 5 DNNs (default 16)")
-    p.add_argument("--rounds", type=integer(1), default=6, help="plan-run-measure rounds per mix (default 6)")
+    p.add_argument("--rounds", type=integer(1), help="plan-run-measure rounds per mix (default 6; measured 3)")
     p.add_argument("--budget", type=integer(1), default=300, help="mappings per plan (default 300, as the manager)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="directory for correction.json and correction.png (also the resume cache)")
     p.set_defaults(resume_hint="With --out, run the same command again to go on from its cache.")
+    p.add_argument("--measured", action="store_true", help="the truth is this host: three 3-DNN workloads run for real")
+    p.add_argument("--platform", help="with --measured: 'host' (default) or a calibrated host platform file")
+    p.add_argument("--split", help="with --measured: this host's CPU clusters, e.g. big:0,little:1")
+    p.add_argument("--seconds", type=POSITIVE, help="with --measured: seconds each mapping is measured (default 6)")
 
     p = add_command(
         experiments, "realtime", cmd_experiment_realtime, "scheduling policies on three real-time scenarios"

@@ -51,8 +51,9 @@ MAX_LOG_ERROR = math.log(20.0)
 
 @dataclass(frozen=True)
 class Observation:
-    """What one mapping measured: per DNN its (model, unit components) and its log error."""
+    """What one mapping measured: per DNN its (model, unit components) and its log error against `base`."""
 
+    base: str
     assignments: dict[str, tuple[str, tuple[str, ...]]]
     errors: dict[str, float]
 
@@ -68,12 +69,16 @@ class Observations:
     def __len__(self) -> int:
         return len(self.items)
 
-    def record(self, mapping: Mapping, base_predicted: MappingABC[str, float], measured: MappingABC[str, float]) -> int:
-        """Note how far the base model's prediction of `mapping` was from what it measured.
+    def record(
+        self, base: str, mapping: Mapping, base_predicted: MappingABC[str, float], measured: MappingABC[str, float]
+    ) -> dict[str, float]:
+        """Note how far model `base`'s prediction of `mapping` was from what it measured.
 
         Both map DNN names to inferences/s. Only DNNs whose rate is their mapping's capacity
         belong in `measured` (not one held back by its sensor). Rates that are not positive and
-        finite, or absurdly far from the model, are left out. Returns how many DNNs were noted.
+        finite, or absurdly far from the model, are left out. Returns the log errors noted.
+        An error belongs to the model it was measured against: another model's predictions
+        (the manager falls back to the simulator when a component is dropped) ignore it.
         """
         errors: dict[str, float] = {}
         for dnn in mapping.dnns:
@@ -85,9 +90,9 @@ class Observations:
                 errors[dnn.name] = error
         if errors:
             assignments = {d.name: (d.model, d.assignment) for d in mapping.dnns}
-            self.items.append(Observation(assignments, errors))
+            self.items.append(Observation(base, assignments, errors))
             del self.items[: -self.limit]
-        return len(errors)
+        return errors
 
     def snapshot(self) -> Observations:
         """A copy that later records do not change (the planner's thread reads it)."""
@@ -102,26 +107,27 @@ class Observations:
             errors = {k: v for k, v in obs.errors.items() if k != name}
             assignments = {k: v for k, v in obs.assignments.items() if k != name}
             if errors:
-                kept.append(Observation(assignments, errors))
+                kept.append(Observation(obs.base, assignments, errors))
         self.items = kept
 
-    def log_corrections(self, workload: Workload, mappings: Sequence[Mapping]) -> np.ndarray:
-        """c per (mapping, DNN): the log-space correction of the formula above."""
+    def log_corrections(self, base: str, workload: Workload, mappings: Sequence[Mapping]) -> np.ndarray:
+        """c per (mapping, DNN) for model `base`: the log-space correction of the formula above."""
         out = np.zeros((len(mappings), len(workload)))
-        if not self.items or not mappings:
+        items = [obs for obs in self.items if obs.base == base]
+        if not items or not mappings:
             return out
         index = {c: i for i, c in enumerate(self.components)}
         # (DNNs, mappings, observations): share of each DNN's units placed elsewhere
         pairs = zip(workload.names, workload.models, strict=True)
-        moved = np.stack([self._moved(name, model, mappings, index) for name, model in pairs])
+        moved = np.stack([self._moved(name, model, mappings, index, items) for name, model in pairs])
         names = set(workload.names)
-        absent = np.array([sum(1 for k in obs.assignments if k not in names) for obs in self.items], dtype=float)
+        absent = np.array([sum(1 for k in obs.assignments if k not in names) for obs in items], dtype=float)
         total = moved.sum(axis=0)
         for d, (name, model) in enumerate(zip(workload.names, workload.models, strict=True)):
-            seen = np.array([name in obs.errors and obs.assignments[name][0] == model for obs in self.items])
+            seen = np.array([name in obs.errors and obs.assignments[name][0] == model for obs in items])
             if not seen.any():
                 continue
-            errors = np.array([obs.errors.get(name, 0.0) for obs in self.items])[seen]
+            errors = np.array([obs.errors.get(name, 0.0) for obs in items])[seen]
             others_count = len(workload) - 1 + absent[seen]
             others = np.divide(
                 total[:, seen] - moved[d][:, seen] + absent[seen],
@@ -137,11 +143,14 @@ class Observations:
             out[:, d] = bias + (w @ (errors - bias)) / (near + LOCAL_PRIOR) - doubt
         return out
 
-    def _moved(self, name: str, model: str, mappings: Sequence[Mapping], index: dict[str, int]) -> np.ndarray:
+    @staticmethod
+    def _moved(
+        name: str, model: str, mappings: Sequence[Mapping], index: dict[str, int], items: Sequence[Observation]
+    ) -> np.ndarray:
         """(mappings, observations): share of `name`'s units on another component (1: not observed)."""
         current = np.array([[index.get(c, -1) for c in m[name].assignment] for m in mappings])
-        out = np.ones((len(mappings), len(self.items)))
-        for j, obs in enumerate(self.items):
+        out = np.ones((len(mappings), len(items)))
+        for j, obs in enumerate(items):
             seen = obs.assignments.get(name)
             if seen is None or seen[0] != model or len(seen[1]) != current.shape[1]:
                 continue
@@ -161,4 +170,4 @@ class CorrectedModel:
 
     def predict(self, workload: Workload, mappings: Sequence[Mapping]) -> np.ndarray:
         rates = self.base.predict(workload, mappings)
-        return rates * np.exp(self.observations.log_corrections(workload, mappings))
+        return rates * np.exp(self.observations.log_corrections(self.base.name, workload, mappings))

@@ -9,10 +9,12 @@ the rates are measured, and the planner plans again, warm-started, under one of:
 
 - `none`: the model as it is (what planning once, as the paper does, gets);
 - `per_dnn`: each DNN's prediction scaled by its last measured / predicted rate, on every
-  mapping alike (the manager's correction before this experiment);
+  mapping alike (the manager's correction before core/correction.py, which it applied only
+  after a DNN starved; here it is applied every round, like the others);
 - `mapping`: core/correction.py, the measured error kept per mapping and fading with distance,
   plus each DNN's shrunk systematic error;
-- `oracle`: planned with the truth itself (the best a correction could reach).
+- `oracle`: planned with the truth itself (what a correction could reach at the same budget; a
+  300-evaluation search, not a proven optimum).
 
 Every mapping is judged by the truth, with RankMap_S's objective (0.7 on the mix's first DNN)
 and its thresholds. Everything here is simulated.
@@ -117,6 +119,7 @@ def _run_strategy(
         base_predicted = base.predict(workload, [plan.mapping])[0]
         factors = dict(zip(workload.names, (measured / base_predicted).tolist(), strict=True))
         observations.record(
+            base.name,
             plan.mapping,
             dict(zip(workload.names, base_predicted.tolist(), strict=True)),
             dict(zip(workload.names, measured.tolist(), strict=True)),
@@ -163,8 +166,8 @@ def run_correction(
     settings = {"mixes_per_size": mixes_per_size, "rounds": rounds, "budget": budget, "seed": seed}
     cache = None
     if out_dir is not None:
-        # the correction's own source too: a change to its formula or constants must not reuse a row
-        code = hashlib.sha256(Path(correction.__file__).read_bytes()).hexdigest()
+        # the correction's source and this module's: a change to the formula or the truths must not reuse a row
+        code = hashlib.sha256(b"".join(Path(m).read_bytes() for m in (correction.__file__, __file__))).hexdigest()
         text = json.dumps([settings, plat.to_dict(), zoo.names(), STRATEGIES, _constants(), code], sort_keys=True)
         cache = Path(out_dir) / "cache" / hashlib.sha256(text.encode()).hexdigest()[:16]
     rows = []
@@ -235,6 +238,8 @@ def _plot(path: Path, report: dict[str, Any]) -> None:
         rounds = range(1, len(summary[strategy]) + 1)
         left.plot(rounds, [s["score_vs_oracle"] for s in summary[strategy]], marker="o", label=strategy)
         right.plot(rounds, [s["mixes_with_starved"] for s in summary[strategy]], marker="o", label=strategy)
+    for ax in (left, right):
+        ax.set_xticks(range(1, len(summary["none"]) + 1))
     left.set_xlabel("round (plan, run, measure)")
     left.set_ylabel("score / oracle's (judged by the truth)")
     right.set_xlabel("round (plan, run, measure)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from rankmap_ros.core import correction
@@ -64,7 +65,7 @@ def run_correction_measured(
     settings = {"rounds": rounds, "seconds": seconds, "warmup_s": warmup_s, "budget": budget, "seed": seed}
     cache = None
     if out_dir is not None:
-        code = hashlib.sha256(Path(correction.__file__).read_bytes()).hexdigest()
+        code = hashlib.sha256(b"".join(Path(m).read_bytes() for m in (correction.__file__, __file__))).hexdigest()
         text = json.dumps([settings, platform.to_dict(), code], sort_keys=True)
         cache = Path(out_dir) / "cache" / hashlib.sha256(text.encode()).hexdigest()[:16]
     rows = []
@@ -96,7 +97,10 @@ def run_correction_measured(
                     if strategy == "mapping":
                         base_predicted = base.predict(workload, [plan.mapping])[0]
                         observations.record(
-                            plan.mapping, dict(zip(workload.names, base_predicted.tolist(), strict=True)), measured
+                            base.name,
+                            plan.mapping,
+                            dict(zip(workload.names, base_predicted.tolist(), strict=True)),
+                            measured,
                         )
                     steps[strategy].append(
                         {
@@ -139,4 +143,29 @@ def run_correction_measured(
     }
     if out_dir is not None:
         write_text_atomic(Path(out_dir) / "correction_measured.json", json.dumps(report, indent=2) + "\n")
+        _plot(Path(out_dir) / "correction_measured.png", report)
     return report
+
+
+def _plot(path: Path, report: dict[str, Any]) -> None:
+    """Per round: the mean score on the measured rates, and the plan's median and worst prediction error."""
+    fig = Figure(figsize=(9.0, 3.6))
+    left, right = fig.subplots(1, 2)
+    for strategy, steps in report["summary"].items():
+        rounds = range(1, len(steps) + 1)
+        left.plot(rounds, [s["mean_score"] for s in steps], marker="o", label=strategy)
+        line = right.plot(rounds, [100 * s["median_error"] for s in steps], marker="o", label=f"{strategy}, median")
+        worst = [100 * s["worst_error"] for s in steps]
+        right.plot(rounds, worst, marker="x", ls="--", color=line[0].get_color(), label=f"{strategy}, worst")
+    for ax in (left, right):
+        ax.set_xticks(range(1, len(report["summary"]["none"]) + 1))
+    left.set_xlabel("round (plan, run, measure)")
+    left.set_ylabel("score on the measured rates")
+    right.set_xlabel("round (plan, run, measure)")
+    right.set_ylabel("prediction error of the plan (%)")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.suptitle(f"Re-planning with measured rates on {', '.join(report['components'])} of this host (measured)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)

@@ -204,6 +204,7 @@ class PlanInForce:
     planner: str
     seconds: float
     base_predicted: dict[str, float]
+    base_model: str = ""
     applied: float = 0.0  # time.monotonic() when its chains were started
     measured: bool = False  # its rates have been noted against base_predicted
 
@@ -569,6 +570,8 @@ class Manager(Node):
         if outcome is None:
             self.plan = PlanInForce(None, {}, {}, self.v["planner"], 0.0, {})
         else:
+            # the same mapping planned again (a priority change that moved nothing) was measured already
+            same = outcome.mapping == self.plan.mapping and outcome.base_model == self.plan.base_model
             self.plan = PlanInForce(
                 outcome.mapping,
                 outcome.predicted,
@@ -576,7 +579,9 @@ class Manager(Node):
                 outcome.planner,
                 outcome.seconds,
                 outcome.base_predicted,
-                time.monotonic(),
+                outcome.base_model,
+                self.plan.applied if same else time.monotonic(),
+                self.plan.measured if same else False,
             )
         to_stop = [self.chains.pop(name) for name, chain in list(self.chains.items()) if changed(name, chain)]
         for name, chain in list(self.waiting.items()):
@@ -751,28 +756,26 @@ class Manager(Node):
     def _note_measured(self, now: float, again: bool = False) -> None:
         """Note, once per mapping (or `again`), how far its measured rates were from the model's.
 
-        Waits until every chain of the mapping has run a whole rate window, and two have passed
-        since the mapping was applied (a window of a chain it left running would straddle the
-        change, and a restarted chain's first second is its model loading). A DNN that keeps up
-        with its sensor below the predicted rate is left out: its rate is its sensor's, and says
-        nothing of how fast its mapping could go.
+        Waits until two rate windows have passed since the mapping was applied and since its
+        last chain (re)started: a window that straddles a change, or a chain loading its model
+        while the others run with less contention, is not the mapping's rate. A DNN that keeps up
+        with its sensor is left out: its rate is its sensor's, and says nothing of how fast its
+        mapping could go.
         """
         plan = self.plan
-        if plan.mapping is None or (plan.measured and not again) or now - plan.applied < 2 * RATE_WINDOW_S:
+        if plan.mapping is None or (plan.measured and not again):
             return
-        rates: dict[str, float] = {}
-        for dnn in plan.mapping.dnns:
-            chain = self.chains.get(dnn.name)
-            if chain is None or chain.stages != stages_of(plan.mapping, dnn.name) or not chain.full_window(now):
-                return
-            rate = chain.rate(now)
-            if not (chain.keeps_up(now) and rate < plan.base_predicted.get(dnn.name, math.nan)):
-                rates[dnn.name] = rate
+        chains = [self.chains.get(dnn.name) for dnn in plan.mapping.dnns]
+        if any(c is None or c.stages != stages_of(plan.mapping, c.config.dnn) for c in chains):
+            return  # a chain waiting out its restart backoff, or one of another plan
+        settled = max([plan.applied, *(c.started for c in chains if c is not None)])
+        if now - settled < 2 * RATE_WINDOW_S or not all(c is not None and c.full_window(now) for c in chains):
+            return  # still loading a model, perhaps
+        rates = {c.config.dnn: c.rate(now) for c in chains if c is not None and not c.keeps_up(now)}
         plan.measured = True
-        if self.measured.record(plan.mapping, plan.base_predicted, rates):
-            errors = ", ".join(
-                f"{n} {rates[n] / plan.base_predicted[n] - 1:+.0%}" for n in rates if n in plan.base_predicted
-            )
+        noted = self.measured.record(plan.base_model, plan.mapping, plan.base_predicted, rates)
+        if noted:
+            errors = ", ".join(f"{n} {math.exp(e) - 1:+.0%}" for n, e in noted.items())
             self.get_logger().info(f"measured against the model: {errors}")
 
     def _check_rates(self, now: float) -> None:

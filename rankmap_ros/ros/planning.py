@@ -41,6 +41,7 @@ class PlanOutcome:
     planner: str
     seconds: float
     base_predicted: dict[str, float]  # by the model before any measured correction: what errors are noted against
+    base_model: str  # that model's name
 
 
 def load_platform(name: str, split: str, opencl_cpu_as_gpu: bool) -> Platform:
@@ -132,6 +133,7 @@ def make_plan(
         planner=plan.planner,
         seconds=plan.plan_seconds,
         base_predicted=dict(zip(workload.names, map(float, base.predict(workload, [plan.mapping])[0]), strict=True)),
+        base_model=base.name,
     )
 
 

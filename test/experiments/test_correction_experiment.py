@@ -60,3 +60,35 @@ def test_an_interrupted_run_resumes_from_its_rows(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(correction, "_row", counted)
     assert run_correction(**SMALL, out_dir=tmp_path)["mixes"] == whole["mixes"]
     assert len(calls) == 1
+
+
+def test_the_measured_run_plans_again_with_what_this_host_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the host's runtime replaced by a board 40% slower than the model on everything but the GPU
+    from types import SimpleNamespace
+
+    from rankmap_ros.core.throughput import SimulatorModel
+    from rankmap_ros.experiments.correction_measured import run_correction_measured
+    from rankmap_ros.runtime import bench
+
+    nominal = load_platform("orange_pi_5")
+    workloads = [("mobilenet_v2", "squeezenet_v2", "resnet50")]
+    truth = SimulatorModel(perturbed(nominal, workloads[0], seed=11))
+    runs: list[Any] = []
+
+    def run_mapping(platform: Any, workload: Any, mapping: Any, seconds: float, warmup_s: float) -> Any:
+        runs.append(mapping)
+        rates = truth.predict(workload, [mapping])[0]
+        return SimpleNamespace(throughput=dict(zip(workload.names, rates.tolist(), strict=True)))
+
+    monkeypatch.setattr(bench, "run_mapping", run_mapping)
+    report = run_correction_measured(nominal, workloads, rounds=3, seconds=0.1, budget=100, out_dir=tmp_path)
+    assert report["measured"] is True and len(runs) == 6  # 3 rounds x (none, mapping), alternating
+    steps = report["workloads"][0]["rounds"]
+    assert steps["none"][0]["mapping"] == steps["mapping"][0]["mapping"]  # nothing measured yet
+    assert steps["mapping"][-1]["error"] < steps["none"][-1]["error"]  # it learned what the board does
+    assert json.loads((tmp_path / "correction_measured.json").read_text())["summary"] == report["summary"]
+    assert (tmp_path / "correction_measured.png").read_bytes().startswith(b"\x89PNG")
+    run_correction_measured(nominal, workloads, rounds=3, seconds=0.1, budget=100, out_dir=tmp_path)
+    assert len(runs) == 6  # the finished workload is read back, not run again

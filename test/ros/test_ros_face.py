@@ -466,6 +466,8 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
             rate=lambda now: answered,
             input_rate=lambda now: arriving,
             stages=stages_of(mapping, name),
+            config=SimpleNamespace(dnn=name),
+            started=0.0,
             full_window=lambda now: True,
         )
         c.keeps_up = lambda now: Chain.keeps_up(c, now)  # type: ignore[arg-type]
@@ -479,7 +481,7 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
         registry=SimpleNamespace(dnns={"cam": SimpleNamespace(min_rate=20.0), "busy": SimpleNamespace(min_rate=0.0)}),
         below_since={},
         last_starvation_plan=-1e9,
-        plan=PlanInForce(mapping, {"cam": 50.0, "busy": 12.0}, {}, "rankmap", 0.1, {"cam": 50.0, "busy": 12.0}),
+        plan=PlanInForce(mapping, {"cam": 50.0, "busy": 12.0}, {}, "rankmap", 0.1, {"cam": 50.0, "busy": 12.0}, "sim"),
         measured=Observations(("gpu", "big", "little")),
         _replan=replans.append,
         get_logger=lambda: SimpleNamespace(info=logged.append),
@@ -500,8 +502,17 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
     manager.plan = dataclasses.replace(manager.plan, applied=200.0, measured=False)  # a new mapping
     Manager._note_measured(manager, 205.0)  # type: ignore[arg-type]
     assert len(manager.measured) == 1  # a window of a chain it kept would straddle the change
-    Manager._note_measured(manager, 206.5)  # type: ignore[arg-type]
-    assert len(manager.measured) == 2
+    manager.chains["busy"].started = 203.0  # restarted: the others ran with less contention meanwhile
+    Manager._note_measured(manager, 208.0)  # type: ignore[arg-type]
+    assert len(manager.measured) == 1
+    waiting = manager.chains.pop("busy")  # waiting out a restart backoff: the mapping is not running whole
+    Manager._note_measured(manager, 300.0)  # type: ignore[arg-type]
+    manager.chains["busy"] = SimpleNamespace(**{**vars(waiting), "stages": ((0, 2, "big"),)})  # another plan's
+    Manager._note_measured(manager, 300.0)  # type: ignore[arg-type]
+    assert len(manager.measured) == 1
+    manager.chains["busy"] = waiting
+    Manager._note_measured(manager, 300.0)  # type: ignore[arg-type]
+    assert len(manager.measured) == 2 and manager.measured.items[-1].base == "sim"
 
 
 def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
@@ -705,7 +716,7 @@ def test_a_plan_after_a_measured_shortfall_moves_the_dnn_and_keeps_the_model_s_o
     # ResNet-50 ran at half its prediction, below its minimum rate: its mapping cannot hold it
     measured = first.base_predicted[name] / 2
     assert measured < 10.0 < first.predicted[name]
-    observations.record(first.mapping, first.base_predicted, {name: measured})
+    observations.record(first.base_model, first.mapping, first.base_predicted, {name: measured})
     second = planning.make_plan(planning.corrected(model, observations), workload, settings, [0.5, 0.5], first.mapping)
     assert second.mapping[name].assignment != first.mapping[name].assignment
     assert second.predicted[name] > measured  # moved where it is expected to do better than it did
