@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rankmap_ros.core.correction import Observations
@@ -207,6 +207,7 @@ class PlanInForce:
     base_model: str = ""
     applied: float = 0.0  # time.monotonic() when its chains were started
     measured: bool = False  # its rates have been noted against base_predicted
+    errors: dict[str, float] = field(default_factory=dict)  # as noted: measured / base_predicted - 1
 
 
 def stages_of(mapping: Mapping, name: str) -> tuple[StageKey, ...]:
@@ -582,6 +583,7 @@ class Manager(Node):
                 outcome.base_model,
                 self.plan.applied if same else time.monotonic(),
                 self.plan.measured if same else False,
+                self.plan.errors if same else {},
             )
         to_stop = [self.chains.pop(name) for name, chain in list(self.chains.items()) if changed(name, chain)]
         for name, chain in list(self.waiting.items()):
@@ -759,8 +761,10 @@ class Manager(Node):
         Waits until two rate windows have passed since the mapping was applied and since its
         last chain (re)started: a window that straddles a change, or a chain loading its model
         while the others run with less contention, is not the mapping's rate. A DNN that keeps up
-        with its sensor is left out: its rate is its sensor's, and says nothing of how fast its
-        mapping could go.
+        with its sensor answers at its sensor's rate: below the prediction that says nothing of
+        how fast its mapping could go, so it is left out; above it, the model is wrong by at
+        least that much, and it is noted (a lower bound of the error, so the correction falls
+        short rather than overshoots).
         """
         plan = self.plan
         if plan.mapping is None or (plan.measured and not again):
@@ -771,9 +775,14 @@ class Manager(Node):
         settled = max([plan.applied, *(c.started for c in chains if c is not None)])
         if now - settled < 2 * RATE_WINDOW_S or not all(c is not None and c.full_window(now) for c in chains):
             return  # still loading a model, perhaps
-        rates = {c.config.dnn: c.rate(now) for c in chains if c is not None and not c.keeps_up(now)}
+        rates = {
+            c.config.dnn: c.rate(now)
+            for c in chains
+            if c is not None and not (c.keeps_up(now) and c.rate(now) < plan.base_predicted.get(c.config.dnn, 0.0))
+        }
         plan.measured = True
         noted = self.measured.record(plan.base_model, plan.mapping, plan.base_predicted, rates)
+        plan.errors.update({n: math.exp(e) - 1 for n, e in noted.items()})
         if noted:
             errors = ", ".join(f"{n} {math.exp(e) - 1:+.0%}" for n, e in noted.items())
             self.get_logger().info(f"measured against the model: {errors}")
@@ -867,7 +876,8 @@ class Manager(Node):
                 chain = self.chains.get(d.name)
                 limits = (self.v["starvation_threshold"], self.v["starvation_grace"])
                 shown = chain or self.waiting.get(d.name)
-                statuses.append(dnn_status(d, shown, now, *limits, self.parked.get(d.name)))
+                error = self.plan.errors.get(d.name)
+                statuses.append(dnn_status(d, shown, now, *limits, self.parked.get(d.name), error))
                 if chain is not None:
                     statuses += stage_statuses(chain)
             statuses += self._component_statuses()
@@ -938,10 +948,17 @@ class Manager(Node):
 
 
 def dnn_status(
-    d: Any, chain: Chain | None, now: float, starvation: float, grace: float, parked: str | None = None
+    d: Any,
+    chain: Chain | None,
+    now: float,
+    starvation: float,
+    grace: float,
+    parked: str | None = None,
+    model_error: float | None = None,
 ) -> Status:
     """OK, WARN below its minimum rate, ERROR when starved (P under the threshold, or no results)
-    or when it cannot run as registered (`parked`: why)."""
+    or when it cannot run as registered (`parked`: why). `model_error`: how far the planner's
+    model was from what this mapping measured, when noted (a large one says: calibrate)."""
     status = Status(f"dnn {d.name}")
     status.add("model", d.model)
     status.add("priority", d.priority)
@@ -950,6 +967,8 @@ def dnn_status(
     status.add("predicted_rate", d.predicted_rate)
     status.add("min_rate", d.min_rate)
     status.add("potential_throughput", d.potential_throughput)
+    if model_error is not None:
+        status.add("model_error", round(model_error, 3))
     if d.period > 0:
         status.add("period_s", d.period)
         status.add("deadline_s", d.deadline)

@@ -298,6 +298,13 @@ def test_dnn_levels() -> None:
     # a DNN answering every image of a slow sensor is not starved, whatever its P
     assert status(9.5, p=0.05, arriving=10.0) == (0, "9.50 inferences/s, keeping up with its input")
     assert status(9.5, min_rate=20.0, arriving=10.0) == (1, "input arrives at 10.00/s, below the minimum rate 20/s")
+    d = SimpleNamespace(
+        name="x", model="m", priority=0.5, stages=[], measured_rate=math.nan, predicted_rate=1.0, min_rate=0.0,
+        potential_throughput=math.nan, period=0.0, deadline=0.0, deadline_miss_rate=math.nan,
+    )  # fmt: skip
+    shown = dict(dnn_status(d, None, 0.0, 0.1, 5.0, None, -0.3127).values)  # type: ignore[arg-type]
+    assert shown["model_error"] == "-0.313"  # the planner's model 31% optimistic on this mapping
+    assert "model_error" not in dict(dnn_status(d, None, 0.0, 0.1, 5.0).values)  # type: ignore[arg-type]
     assert status(0.0, arriving=0.0) == (2, "no input: nothing on /camera/image_raw for 3 s")
     assert level(10.0, period=0.1, miss=0.02, arriving=10.0) == 1  # keeping up, yet late
 
@@ -497,6 +504,7 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
     # cam keeps up: its 9.8 < 50 is no shortfall, only busy's 5 of 12 is noted
     assert [obs.errors for obs in manager.measured.items] == [{"busy": pytest.approx(math.log(5.0 / 12.0))}]
     assert logged == ["measured against the model: busy -58%"]
+    assert manager.plan.errors == {"busy": pytest.approx(5.0 / 12.0 - 1)}  # shown in its diagnostics
     Manager._note_measured(manager, 120.0)  # type: ignore[arg-type]
     assert len(manager.measured) == 1  # once per mapping, unless a starvation asks again
     manager.plan = dataclasses.replace(manager.plan, applied=200.0, measured=False)  # a new mapping
@@ -511,8 +519,11 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
     Manager._note_measured(manager, 300.0)  # type: ignore[arg-type]
     assert len(manager.measured) == 1
     manager.chains["busy"] = waiting
+    manager.chains["cam"] = chain("cam", 60.0, 61.0)  # keeps up with a faster sensor, above its prediction
     Manager._note_measured(manager, 300.0)  # type: ignore[arg-type]
     assert len(manager.measured) == 2 and manager.measured.items[-1].base == "sim"
+    # the model is off by at least 60 / 50 for cam: noted as that (a lower bound)
+    assert manager.measured.items[-1].errors == pytest.approx({"busy": math.log(5 / 12), "cam": math.log(60 / 50)})
 
 
 def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
