@@ -58,7 +58,7 @@ class PerceptionDemo(Node):
         self.register_client = self.create_client(RegisterDnn, endpoints.REGISTER_SERVICE.lstrip("/"))
         self.priority_client = self.create_client(SetPriorities, endpoints.SET_PRIORITIES_SERVICE.lstrip("/"))
         self.counts: dict[str, int] = {}
-        self.pending: list[Any] = []
+        self.pending: list[Any] = []  # requests in flight (kept referenced until answered)
         self.started = time.monotonic()
         self.changed = False
         self.wanted: set[str] = set(self.names)  # to register (again) once the service is there
@@ -73,6 +73,7 @@ class PerceptionDemo(Node):
 
     def step(self) -> None:
         now = time.monotonic()
+        self.pending = [f for f in self.pending if not f.done()]  # answered: nothing left to keep alive
         for name, asked in list(self.asking.items()):
             if now - asked > ASK_TIMEOUT_S:  # lost with a manager that went away: ask the next one
                 del self.asking[name]
