@@ -26,10 +26,13 @@ the gain is reported on another, in `rankmap experiment correction` (docs/PLANNE
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +50,16 @@ DOUBT_PRIOR = 0.2
 MAX_OBSERVATIONS = 32
 # A measured rate more than this many times off the model is taken as a fault, not an error.
 MAX_LOG_ERROR = math.log(20.0)
+FORMAT = "rankmap.measurements/1"
+
+
+class MeasurementsError(ValueError):
+    """Saved measurements that cannot be used; the message says which entry and why."""
+
+
+def platform_key(platform: Platform) -> str:
+    """What saved measurements were taken on: they hold for that exact platform description only."""
+    return hashlib.sha256(json.dumps(platform.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,40 @@ class Observations:
             self.items.append(Observation(base, assignments, errors))
             del self.items[: -self.limit]
         return errors
+
+    def to_dict(self, platform: str) -> dict[str, Any]:
+        """The JSON form, for `platform` (a platform_key)."""
+        return {
+            "format": FORMAT,
+            "platform": platform,
+            "components": list(self.components),
+            "observations": [
+                {
+                    "base": obs.base,
+                    "assignments": {n: [m, list(a)] for n, (m, a) in obs.assignments.items()},
+                    "errors": obs.errors,
+                }
+                for obs in self.items
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, platform: str, components: Sequence[str]) -> Observations:
+        """Measurements saved by to_dict, for this platform (a platform_key); MeasurementsError otherwise."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise MeasurementsError(f"not a {FORMAT} file")
+        if data.get("platform") != platform or data.get("components") != list(components):
+            raise MeasurementsError("taken on another platform description (a recalibrated or edited platform file?)")
+        entries = data.get("observations")
+        if not isinstance(entries, list):
+            raise MeasurementsError("observations: expected a list")
+        out = cls(components)
+        for i, entry in enumerate(entries[-out.limit :]):
+            try:
+                out.items.append(_observation(entry, set(components)))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise MeasurementsError(f"observations[{i}]: {exc}") from None
+        return out
 
     def snapshot(self) -> Observations:
         """A copy that later records do not change (the planner's thread reads it)."""
@@ -157,6 +204,23 @@ class Observations:
             ran = np.array([index.get(c, -2) for c in seen[1]])
             out[:, j] = (current != ran).mean(axis=1)
         return out
+
+
+def _observation(entry: Any, components: set[str]) -> Observation:
+    base, assignments, errors = entry["base"], entry["assignments"], entry["errors"]
+    if not isinstance(base, str) or not isinstance(assignments, dict) or not isinstance(errors, dict):
+        raise TypeError("expected base (text), assignments and errors (mappings)")
+    placed: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for name, (model, units) in assignments.items():
+        if not isinstance(model, str) or not units or not all(isinstance(c, str) and c in components for c in units):
+            raise ValueError(f"assignments.{name}: expected [model, [component, ...]] of this platform's components")
+        placed[name] = (model, tuple(units))
+    for name, error in errors.items():
+        if name not in placed:
+            raise ValueError(f"errors.{name}: no assignment for it")
+        if isinstance(error, bool) or not isinstance(error, (int, float)) or not abs(error) <= MAX_LOG_ERROR:
+            raise ValueError(f"errors.{name}: expected a finite log error within ±log(20), got {error!r}")
+    return Observation(base, placed, {n: float(e) for n, e in errors.items()})
 
 
 class CorrectedModel:

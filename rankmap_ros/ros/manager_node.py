@@ -147,6 +147,12 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     ),
     ("allowed_model_dirs", [""], "directories model files may be registered from", {}),
     (
+        "measurements_file",
+        "",
+        "JSON file of what the mappings measured against the model, kept across restarts (empty: not kept)",
+        {},
+    ),
+    (
         "dnns_file",
         "",
         "YAML file of DNNs to register at start, each with RegisterDnn's fields; empty: none",
@@ -279,6 +285,16 @@ class Manager(Node):
         self.parked: dict[str, str] = {}  # registered DNNs that cannot run as registered -> why
         # what mappings measured against the model's prediction: every plan is corrected by it
         self.measured = Observations(self.platform.component_names)
+        self.measurements_file = v["measurements_file"]
+        if self.measurements_file:
+            self.measured, problem = planning.load_measurements(self.measurements_file, self.platform)
+            if problem:
+                self.get_logger().warning(problem)
+                self.measurements_file = ""
+            elif len(self.measured):
+                self.get_logger().info(
+                    f"planning with {len(self.measured)} measured mapping(s) of {v['measurements_file']}"
+                )
         self.below_since: dict[str, float] = {}
         self.last_starvation_plan = -math.inf
         self.input_rates: dict[str, float] = {}  # measured images/s of each DNN's sensor, as planned with
@@ -402,6 +418,7 @@ class Manager(Node):
                 self.parked.pop(request.name, None)
                 self.input_rates.pop(request.name, None)  # another sensor may come with the name
                 self.measured.forget(request.name)
+                self._save_measured()
                 self.waiting.pop(request.name, None)
                 self.restart_times.pop(request.name, None)
                 self.backoff.pop(request.name, None)
@@ -782,10 +799,21 @@ class Manager(Node):
         }
         plan.measured = True
         noted = self.measured.record(plan.base_model, plan.mapping, plan.base_predicted, rates)
+        if noted:
+            self._save_measured()
         plan.errors.update({n: math.exp(e) - 1 for n, e in noted.items()})
         if noted:
             errors = ", ".join(f"{n} {math.exp(e) - 1:+.0%}" for n, e in noted.items())
             self.get_logger().info(f"measured against the model: {errors}")
+
+    def _save_measured(self) -> None:
+        if not self.measurements_file:
+            return
+        try:
+            planning.save_measurements(self.measurements_file, self.platform, self.measured)
+        except OSError as exc:  # a full or read-only disk must not stop the manager
+            self.get_logger().error(f"measurements_file {self.measurements_file}: {exc}; kept in memory only")
+            self.measurements_file = ""
 
     def _check_rates(self, now: float) -> None:
         """A DNN below its minimum rate for `starvation_grace` s: note what was measured and re-plan."""

@@ -81,6 +81,36 @@ def with_input_rates(workload: Workload, rates: dict[str, float]) -> Workload:
     )
 
 
+def load_measurements(path: str, platform: Platform) -> tuple[Observations, str | None]:
+    """What an earlier run of the manager measured on this platform, and why it cannot be used if not.
+
+    A missing file is an empty start (the first run); one that cannot be used is reported and
+    left as it is, and nothing is saved over it.
+    """
+    import json
+
+    from rankmap_ros.core.correction import MeasurementsError, platform_key
+
+    empty = Observations(platform.component_names)
+    file = Path(path).expanduser()
+    if not file.exists():
+        return empty, None
+    try:
+        data = json.loads(file.read_text())
+        return Observations.from_dict(data, platform_key(platform), platform.component_names), None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, MeasurementsError) as exc:
+        return empty, f"measurements_file {file}: {exc}; not used, and not written over"
+
+
+def save_measurements(path: str, platform: Platform, observations: Observations) -> None:
+    import json
+
+    from rankmap_ros.core.correction import platform_key
+    from rankmap_ros.core.files import write_text_atomic
+
+    write_text_atomic(Path(path).expanduser(), json.dumps(observations.to_dict(platform_key(platform)), indent=1))
+
+
 def corrected(model: ThroughputModel, observations: Observations) -> ThroughputModel:
     """`model` corrected by what earlier mappings measured (core/correction.py), when any did."""
     return CorrectedModel(model, observations.snapshot()) if len(observations) else model

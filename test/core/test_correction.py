@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
+from typing import Any
 
 import numpy as np
 import pytest
 
-from rankmap_ros.core.correction import CorrectedModel, Observations
+from rankmap_ros.core.correction import CorrectedModel, MeasurementsError, Observations, platform_key
 from rankmap_ros.core.mapping import DnnMapping, Mapping
 from rankmap_ros.core.platform import load_platform
 from rankmap_ros.core.throughput import SimulatorModel
@@ -104,3 +107,46 @@ def test_only_the_newest_observations_are_kept_and_a_snapshot_stays_as_it_was() 
     frozen = observations.snapshot()
     observations.record(MODEL.name, ran, base, base)
     assert len(frozen) == 3 and frozen.items[-1].errors[WORKLOAD.names[0]] == pytest.approx(math.log(1.4))
+
+
+def test_saved_measurements_come_back_as_they_were_and_only_for_their_platform() -> None:
+    ran = _mapping("gpu", "big")
+    base = _predicted(ran)
+    observations = Observations(PLATFORM.component_names)
+    observations.record(MODEL.name, ran, base, {n: r * 0.7 for n, r in base.items()})
+    key = platform_key(PLATFORM)
+    data = json.loads(json.dumps(observations.to_dict(key)))  # as read back from a file
+    again = Observations.from_dict(data, key, PLATFORM.component_names)
+    assert again.items == observations.items
+    assert again.log_corrections(MODEL.name, WORKLOAD, [ran]) == pytest.approx(
+        observations.log_corrections(MODEL.name, WORKLOAD, [ran])
+    )
+    other = platform_key(dataclasses.replace(PLATFORM, description="recalibrated"))
+    with pytest.raises(MeasurementsError, match="another platform description"):
+        Observations.from_dict(data, other, PLATFORM.component_names)
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda d: d.update(format="rankmap.mapping/1"), "not a rankmap.measurements/1 file"),
+        (lambda d: d.update(observations={}), "observations: expected a list"),
+        (lambda d: d["observations"][0]["errors"].update(x=0.1), "errors.x: no assignment for it"),
+        (lambda d: d["observations"][0]["errors"].update({WORKLOAD.names[0]: "fast"}), "expected a finite log error"),
+        (lambda d: d["observations"][0]["errors"].update({WORKLOAD.names[0]: math.nan}), "expected a finite log error"),
+        (
+            lambda d: d["observations"][0]["assignments"][WORKLOAD.names[0]][1].append("npu"),
+            "this platform's components",
+        ),
+        (lambda d: d["observations"][0].pop("base"), "observations[0]: 'base'"),
+    ],
+)
+def test_damaged_measurements_are_refused_naming_the_entry(damage: Any, says: str) -> None:
+    ran = _mapping("gpu", "big")
+    base = _predicted(ran)
+    observations = Observations(PLATFORM.component_names)
+    observations.record(MODEL.name, ran, base, {n: r * 0.7 for n, r in base.items()})
+    data = json.loads(json.dumps(observations.to_dict(platform_key(PLATFORM))))
+    damage(data)
+    with pytest.raises(MeasurementsError, match=re.escape(says)):
+        Observations.from_dict(data, platform_key(PLATFORM), PLATFORM.component_names)

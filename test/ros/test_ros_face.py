@@ -459,7 +459,7 @@ def test_a_failed_hosted_stage_is_a_failure_of_its_chain() -> None:
         board.unlink()
 
 
-def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corrected_down() -> None:
+def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corrected_down(tmp_path: Path) -> None:
     # a 10 Hz camera caps a DNN at 10/s: that says nothing about how fast its mapping is
     from rankmap_ros.core.correction import Observations
     from rankmap_ros.core.mapping import DnnMapping, Mapping
@@ -490,10 +490,13 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
         last_starvation_plan=-1e9,
         plan=PlanInForce(mapping, {"cam": 50.0, "busy": 12.0}, {}, "rankmap", 0.1, {"cam": 50.0, "busy": 12.0}, "sim"),
         measured=Observations(("gpu", "big", "little")),
+        measurements_file=str(tmp_path / "measured.json"),
+        platform=load_platform("orange_pi_5"),
         _replan=replans.append,
         get_logger=lambda: SimpleNamespace(info=logged.append),
     )
     manager._note_measured = lambda now, again=False: Manager._note_measured(manager, now, again)  # type: ignore[arg-type]
+    manager._save_measured = lambda: Manager._save_measured(manager)  # type: ignore[arg-type]
     for now in (100.0, 106.0):
         Manager._check_rates(manager, now)  # type: ignore[arg-type]
     assert replans == [] and len(manager.measured) == 0
@@ -524,6 +527,13 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
     assert len(manager.measured) == 2 and manager.measured.items[-1].base == "sim"
     # the model is off by at least 60 / 50 for cam: noted as that (a lower bound)
     assert manager.measured.items[-1].errors == pytest.approx({"busy": math.log(5 / 12), "cam": math.log(60 / 50)})
+    # kept for the next start of the manager, on this platform only
+    from rankmap_ros.ros.planning import load_measurements
+
+    again, problem = load_measurements(manager.measurements_file, manager.platform)
+    assert problem is None and again.items == manager.measured.items
+    _, problem = load_measurements(manager.measurements_file, load_platform("orange_pi_5").without({"little"}))
+    assert problem is not None and "another platform description" in problem
 
 
 def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
