@@ -58,8 +58,13 @@ class MeasurementsError(ValueError):
 
 
 def platform_key(platform: Platform) -> str:
-    """What saved measurements were taken on: they hold for that exact platform description only."""
-    return hashlib.sha256(json.dumps(platform.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    """What saved measurements were taken on: they hold for that exact platform only.
+
+    Its free-text description is left out: a discovered host's notes may change wording while
+    its components and figures stay the same.
+    """
+    data = {k: v for k, v in platform.to_dict().items() if k != "description"}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,8 @@ class Observations:
         if not isinstance(entries, list):
             raise MeasurementsError("observations: expected a list")
         out = cls(components)
-        for i, entry in enumerate(entries[-out.limit :]):
+        first = max(0, len(entries) - out.limit)  # the newest `limit`, as record keeps them
+        for i, entry in enumerate(entries[first:], start=first):
             try:
                 out.items.append(_observation(entry, set(components)))
             except (KeyError, TypeError, ValueError) as exc:
@@ -147,8 +153,10 @@ class Observations:
         copy.items = list(self.items)
         return copy
 
-    def forget(self, name: str) -> None:
-        """Drop what was measured of DNN `name` (it left; a DNN that now runs another model is told apart anyway)."""
+    def forget(self, name: str) -> bool:
+        """Drop what was measured of DNN `name` (it left; a DNN that now runs another model is told apart
+        anyway). Returns whether there was any."""
+        before = sum(len(obs.errors) for obs in self.items)
         kept = []
         for obs in self.items:
             errors = {k: v for k, v in obs.errors.items() if k != name}
@@ -156,6 +164,7 @@ class Observations:
             if errors:
                 kept.append(Observation(obs.base, assignments, errors))
         self.items = kept
+        return sum(len(obs.errors) for obs in kept) < before
 
     def log_corrections(self, base: str, workload: Workload, mappings: Sequence[Mapping]) -> np.ndarray:
         """c per (mapping, DNN) for model `base`: the log-space correction of the formula above."""
@@ -208,8 +217,8 @@ class Observations:
 
 def _observation(entry: Any, components: set[str]) -> Observation:
     base, assignments, errors = entry["base"], entry["assignments"], entry["errors"]
-    if not isinstance(base, str) or not isinstance(assignments, dict) or not isinstance(errors, dict):
-        raise TypeError("expected base (text), assignments and errors (mappings)")
+    if not isinstance(base, str) or not isinstance(assignments, dict) or not isinstance(errors, dict) or not errors:
+        raise TypeError("expected base (text), assignments and errors (mappings, errors not empty)")
     placed: dict[str, tuple[str, tuple[str, ...]]] = {}
     for name, (model, units) in assignments.items():
         if not isinstance(model, str) or not units or not all(isinstance(c, str) and c in components for c in units):

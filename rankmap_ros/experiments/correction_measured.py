@@ -109,7 +109,8 @@ def run_correction_measured(
                             "measured": rates.tolist(),
                             "score": float(judge.scores(rates)[0]),
                             "starved": int(np.sum(rates < judge.thresholds)),
-                            "error": float(np.max(np.abs(predicted - rates) / rates)),
+                            # finite in the JSON when a DNN answered nothing
+                            "error": float(np.max(np.abs(predicted - rates) / np.maximum(rates, 1e-3))),
                         }
                     )
                     bar.update()

@@ -287,10 +287,13 @@ class Manager(Node):
         self.measured = Observations(self.platform.component_names)
         self.measurements_file = v["measurements_file"]
         if self.measurements_file:
-            self.measured, problem = planning.load_measurements(self.measurements_file, self.platform)
+            try:
+                self.measured, problem = planning.load_measurements(self.measurements_file, self.platform)
+            except OSError as exc:  # unreadable and immovable: run, but keep nothing
+                self.get_logger().error(f"{exc}; measurements kept in memory only")
+                self.measurements_file, problem = "", None
             if problem:
                 self.get_logger().warning(problem)
-                self.measurements_file = ""
             elif len(self.measured):
                 self.get_logger().info(
                     f"planning with {len(self.measured)} measured mapping(s) of {v['measurements_file']}"
@@ -417,8 +420,8 @@ class Manager(Node):
                 self._replan("unregistered " + request.name)
                 self.parked.pop(request.name, None)
                 self.input_rates.pop(request.name, None)  # another sensor may come with the name
-                self.measured.forget(request.name)
-                self._save_measured()
+                if self.measured.forget(request.name):
+                    self._save_measured()
                 self.waiting.pop(request.name, None)
                 self.restart_times.pop(request.name, None)
                 self.backoff.pop(request.name, None)

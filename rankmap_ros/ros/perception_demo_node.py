@@ -58,7 +58,7 @@ class PerceptionDemo(Node):
         self.register_client = self.create_client(RegisterDnn, endpoints.REGISTER_SERVICE.lstrip("/"))
         self.priority_client = self.create_client(SetPriorities, endpoints.SET_PRIORITIES_SERVICE.lstrip("/"))
         self.counts: dict[str, int] = {}
-        self.pending: list[Any] = []  # requests in flight (kept referenced until answered)
+        self.pending: list[tuple[float, Any]] = []  # (sent, future) of requests in flight
         self.started = time.monotonic()
         self.changed = False
         self.wanted: set[str] = set(self.names)  # to register (again) once the service is there
@@ -73,7 +73,8 @@ class PerceptionDemo(Node):
 
     def step(self) -> None:
         now = time.monotonic()
-        self.pending = [f for f in self.pending if not f.done()]  # answered: nothing left to keep alive
+        # answered, or lost with a manager that went away (asked again): nothing left to keep
+        self.pending = [(t, f) for t, f in self.pending if not f.done() and now - t <= ASK_TIMEOUT_S]
         for name, asked in list(self.asking.items()):
             if now - asked > ASK_TIMEOUT_S:  # lost with a manager that went away: ask the next one
                 del self.asking[name]
@@ -97,7 +98,7 @@ class PerceptionDemo(Node):
             request = SetPriorities.Request(mode="static", names=[name], priorities=[float(priority)])
             future = self.priority_client.call_async(request)
             future.add_done_callback(lambda f: self.get_logger().info(f"priority change: {f.result().message}"))
-            self.pending.append(future)
+            self.pending.append((now, future))
 
     def register(self, name: str) -> None:
         i = self.names.index(name)
@@ -112,7 +113,7 @@ class PerceptionDemo(Node):
         self.asking[name] = time.monotonic()
         future = self.register_client.call_async(request)
         future.add_done_callback(lambda f: self.on_registered(name, f))
-        self.pending.append(future)
+        self.pending.append((time.monotonic(), future))
 
     def on_mapping(self, state: Any) -> None:
         """A DNN we registered is missing from the mapping: the manager is a new one."""

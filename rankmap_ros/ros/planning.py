@@ -82,10 +82,11 @@ def with_input_rates(workload: Workload, rates: dict[str, float]) -> Workload:
 
 
 def load_measurements(path: str, platform: Platform) -> tuple[Observations, str | None]:
-    """What an earlier run of the manager measured on this platform, and why it cannot be used if not.
+    """What an earlier run of the manager measured on this platform, and why it is not used if not.
 
-    A missing file is an empty start (the first run); one that cannot be used is reported and
-    left as it is, and nothing is saved over it.
+    A missing file is an empty start (the first run). A file that cannot be used (taken on a
+    platform since recalibrated, or cut short by a power loss) is moved aside to
+    `<file>.unusable`, for a look, and the manager starts measuring afresh.
     """
     import json
 
@@ -93,13 +94,19 @@ def load_measurements(path: str, platform: Platform) -> tuple[Observations, str 
 
     empty = Observations(platform.component_names)
     file = Path(path).expanduser()
-    if not file.exists():
-        return empty, None
     try:
+        if not file.exists():
+            return empty, None
         data = json.loads(file.read_text())
         return Observations.from_dict(data, platform_key(platform), platform.component_names), None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, MeasurementsError) as exc:
-        return empty, f"measurements_file {file}: {exc}; not used, and not written over"
+        problem = f"measurements_file {file}: {exc}"
+    aside = file.with_name(file.name + ".unusable")
+    try:
+        file.replace(aside)
+    except OSError as exc:
+        raise OSError(f"{problem}; it cannot be moved aside either ({exc})") from None
+    return empty, f"{problem}; moved to {aside}, measuring afresh"
 
 
 def save_measurements(path: str, platform: Platform, observations: Observations) -> None:

@@ -121,7 +121,7 @@ def test_saved_measurements_come_back_as_they_were_and_only_for_their_platform()
     assert again.log_corrections(MODEL.name, WORKLOAD, [ran]) == pytest.approx(
         observations.log_corrections(MODEL.name, WORKLOAD, [ran])
     )
-    other = platform_key(dataclasses.replace(PLATFORM, description="recalibrated"))
+    other = platform_key(dataclasses.replace(PLATFORM, reference_component="big"))
     with pytest.raises(MeasurementsError, match="another platform description"):
         Observations.from_dict(data, other, PLATFORM.component_names)
 
@@ -150,3 +150,21 @@ def test_damaged_measurements_are_refused_naming_the_entry(damage: Any, says: st
     damage(data)
     with pytest.raises(MeasurementsError, match=re.escape(says)):
         Observations.from_dict(data, platform_key(PLATFORM), PLATFORM.component_names)
+
+
+def test_only_the_newest_saved_measurements_are_loaded_and_a_component_list_must_match() -> None:
+    ran = _mapping("gpu", "big")
+    base = _predicted(ran)
+    observations = Observations(PLATFORM.component_names, limit=100)
+    for k in range(40):
+        observations.record(MODEL.name, ran, base, {n: r * (1 + k / 100) for n, r in base.items()})
+    data = json.loads(json.dumps(observations.to_dict(platform_key(PLATFORM))))
+    loaded = Observations.from_dict(data, platform_key(PLATFORM), PLATFORM.component_names)
+    assert len(loaded) == 32 and loaded.items == observations.items[-32:]
+    data["observations"][35]["errors"] = {}
+    with pytest.raises(MeasurementsError, match=re.escape("observations[35]: expected base")):
+        Observations.from_dict(data, platform_key(PLATFORM), PLATFORM.component_names)
+    with pytest.raises(MeasurementsError, match="another platform description"):
+        Observations.from_dict(data, platform_key(PLATFORM), ("big", "little", "gpu"))
+    # a discovered host's free-text notes are not what the measurements depend on
+    assert platform_key(dataclasses.replace(PLATFORM, description="other words")) == platform_key(PLATFORM)

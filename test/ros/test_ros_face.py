@@ -493,7 +493,7 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
         measurements_file=str(tmp_path / "measured.json"),
         platform=load_platform("orange_pi_5"),
         _replan=replans.append,
-        get_logger=lambda: SimpleNamespace(info=logged.append),
+        get_logger=lambda: SimpleNamespace(info=logged.append, error=logged.append),
     )
     manager._note_measured = lambda now, again=False: Manager._note_measured(manager, now, again)  # type: ignore[arg-type]
     manager._save_measured = lambda: Manager._save_measured(manager)  # type: ignore[arg-type]
@@ -532,8 +532,20 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
 
     again, problem = load_measurements(manager.measurements_file, manager.platform)
     assert problem is None and again.items == manager.measured.items
+    kept = (tmp_path / "measured.json").read_text()
+    # recalibrated since: moved aside for a look, and the manager measures afresh
     _, problem = load_measurements(manager.measurements_file, load_platform("orange_pi_5").without({"little"}))
-    assert problem is not None and "another platform description" in problem
+    assert problem is not None and "another platform description" in problem and "moved to" in problem
+    assert not (tmp_path / "measured.json").exists() and (tmp_path / "measured.json.unusable").read_text() == kept
+    (tmp_path / "measured.json").write_text(kept[: len(kept) // 2])  # cut short by a power loss
+    fresh, problem = load_measurements(manager.measurements_file, manager.platform)
+    assert len(fresh) == 0 and problem is not None and "measured.json.unusable" in problem
+    manager.measured.forget("busy")
+    Manager._save_measured(manager)  # type: ignore[arg-type]
+    assert load_measurements(manager.measurements_file, manager.platform)[0].items == manager.measured.items
+    manager.measurements_file = str(tmp_path / "measured.json" / "under-a-file.json")  # cannot be written
+    Manager._save_measured(manager)  # type: ignore[arg-type]
+    assert manager.measurements_file == ""  # reported, kept in memory only; the manager goes on
 
 
 def test_a_sensor_slower_than_its_dnns_mapping_is_planned_with() -> None:
