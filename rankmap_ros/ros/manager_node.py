@@ -780,7 +780,8 @@ class Manager(Node):
 
         Waits until two rate windows have passed since the mapping was applied and since its
         last chain (re)started: a window that straddles a change, or a chain loading its model
-        while the others run with less contention, is not the mapping's rate. A DNN that keeps up
+        while the others run with less contention, is not the mapping's rate. `again` (a DNN
+        starved for the grace period) waits for one window only: the shortfall is the news. A DNN that keeps up
         with its sensor answers at its sensor's rate: below the prediction that says nothing of
         how fast its mapping could go, so it is left out; above it, the model is wrong by at
         least that much, and it is noted (a lower bound of the error, so the correction falls
@@ -793,7 +794,8 @@ class Manager(Node):
         if any(c is None or c.stages != stages_of(plan.mapping, c.config.dnn) for c in chains):
             return  # a chain waiting out its restart backoff, or one of another plan
         settled = max([plan.applied, *(c.started for c in chains if c is not None)])
-        if now - settled < 2 * RATE_WINDOW_S or not all(c is not None and c.full_window(now) for c in chains):
+        wait = RATE_WINDOW_S if again else 2 * RATE_WINDOW_S
+        if now - settled < wait or not all(c is not None and c.full_window(now) for c in chains):
             return  # still loading a model, perhaps
         rates = {
             c.config.dnn: c.rate(now)
@@ -802,10 +804,9 @@ class Manager(Node):
         }
         plan.measured = True
         noted = self.measured.record(plan.base_model, plan.mapping, plan.base_predicted, rates)
-        if noted:
-            self._save_measured()
         plan.errors.update({n: math.exp(e) - 1 for n, e in noted.items()})
         if noted:
+            self._save_measured()
             errors = ", ".join(f"{n} {math.exp(e) - 1:+.0%}" for n, e in noted.items())
             self.get_logger().info(f"measured against the model: {errors}")
 

@@ -513,6 +513,8 @@ def test_a_dnn_keeping_up_with_a_slow_sensor_is_neither_re_planned_for_nor_corre
     manager.plan = dataclasses.replace(manager.plan, applied=200.0, measured=False)  # a new mapping
     Manager._note_measured(manager, 205.0)  # type: ignore[arg-type]
     assert len(manager.measured) == 1  # a window of a chain it kept would straddle the change
+    Manager._note_measured(manager, 202.0, again=True)  # type: ignore[arg-type]
+    assert len(manager.measured) == 1  # a starvation waits for one whole window of the new mapping
     manager.chains["busy"].started = 203.0  # restarted: the others ran with less contention meanwhile
     Manager._note_measured(manager, 208.0)  # type: ignore[arg-type]
     assert len(manager.measured) == 1
