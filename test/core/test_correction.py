@@ -37,6 +37,18 @@ def _predicted(mapping: Mapping) -> dict[str, float]:
     return dict(zip(WORKLOAD.names, MODEL.predict(WORKLOAD, [mapping])[0].tolist(), strict=True))
 
 
+def _measured(
+    factors: list[float], ran: Mapping | None = None, limit: int = 32
+) -> tuple[Mapping, dict[str, float], Observations]:
+    """`ran` (default: first DNN on the GPU, second on big) noted once per factor, every DNN at factor × the model."""
+    ran = ran or _mapping("gpu", "big")
+    base = _predicted(ran)
+    observations = Observations(PLATFORM.component_names, limit=limit)
+    for factor in factors:
+        observations.record(MODEL.name, ran, base, {n: r * factor for n, r in base.items()})
+    return ran, base, observations
+
+
 def test_a_measured_mapping_is_predicted_as_measured_and_its_error_fades_elsewhere() -> None:
     ran = _mapping("gpu", "big")
     base = _predicted(ran)
@@ -58,10 +70,7 @@ def test_a_measured_mapping_is_predicted_as_measured_and_its_error_fades_elsewhe
 
 
 def test_a_faster_than_predicted_dnn_is_raised_and_an_unmeasured_workload_is_untouched() -> None:
-    ran = _mapping("gpu", "gpu")
-    base = _predicted(ran)
-    observations = Observations(PLATFORM.component_names)
-    observations.record(MODEL.name, ran, base, {n: 1.3 * r for n, r in base.items()})
+    ran, base, observations = _measured([1.3], _mapping("gpu", "gpu"))
     corrected = CorrectedModel(MODEL, observations).predict(WORKLOAD, [ran])[0]
     ratio = corrected / np.array(list(base.values()))
     assert np.all((ratio > 1.15) & (ratio < 1.3))  # raised, with the same margin as a shortfall
@@ -71,10 +80,7 @@ def test_a_faster_than_predicted_dnn_is_raised_and_an_unmeasured_workload_is_unt
 
 
 def test_an_observation_belongs_to_the_model_the_name_ran() -> None:
-    ran = _mapping("gpu", "big")
-    base = _predicted(ran)
-    observations = Observations(PLATFORM.component_names)
-    observations.record(MODEL.name, ran, base, {n: r * 0.4 for n, r in base.items()})
+    _, _, observations = _measured([0.4])
     first, second = WORKLOAD.dnns
     renamed = Workload((dataclasses.replace(first, model="shufflenet"), second))  # same name, another model
     mapping = Mapping.all_on(renamed, "gpu")
@@ -97,11 +103,7 @@ def test_rates_that_are_no_measurement_are_left_out(rate: float) -> None:
 
 
 def test_only_the_newest_observations_are_kept_and_a_snapshot_stays_as_it_was() -> None:
-    ran = _mapping("gpu", "big")
-    base = _predicted(ran)
-    observations = Observations(PLATFORM.component_names, limit=3)
-    for k in range(5):
-        observations.record(MODEL.name, ran, base, {n: r * (1 + k / 10) for n, r in base.items()})
+    ran, base, observations = _measured([1 + k / 10 for k in range(5)], limit=3)
     assert len(observations) == 3
     assert observations.items[0].errors[WORKLOAD.names[0]] == pytest.approx(math.log(1.2))
     frozen = observations.snapshot()
@@ -110,10 +112,7 @@ def test_only_the_newest_observations_are_kept_and_a_snapshot_stays_as_it_was() 
 
 
 def test_saved_measurements_come_back_as_they_were_and_only_for_their_platform() -> None:
-    ran = _mapping("gpu", "big")
-    base = _predicted(ran)
-    observations = Observations(PLATFORM.component_names)
-    observations.record(MODEL.name, ran, base, {n: r * 0.7 for n, r in base.items()})
+    ran, _, observations = _measured([0.7])
     key = platform_key(PLATFORM)
     data = json.loads(json.dumps(observations.to_dict(key)))  # as read back from a file
     again = Observations.from_dict(data, key, PLATFORM.component_names)
@@ -142,10 +141,7 @@ def test_saved_measurements_come_back_as_they_were_and_only_for_their_platform()
     ],
 )
 def test_damaged_measurements_are_refused_naming_the_entry(damage: Any, says: str) -> None:
-    ran = _mapping("gpu", "big")
-    base = _predicted(ran)
-    observations = Observations(PLATFORM.component_names)
-    observations.record(MODEL.name, ran, base, {n: r * 0.7 for n, r in base.items()})
+    _, _, observations = _measured([0.7])
     data = json.loads(json.dumps(observations.to_dict(platform_key(PLATFORM))))
     damage(data)
     with pytest.raises(MeasurementsError, match=re.escape(says)):
@@ -153,11 +149,7 @@ def test_damaged_measurements_are_refused_naming_the_entry(damage: Any, says: st
 
 
 def test_only_the_newest_saved_measurements_are_loaded_and_a_component_list_must_match() -> None:
-    ran = _mapping("gpu", "big")
-    base = _predicted(ran)
-    observations = Observations(PLATFORM.component_names, limit=100)
-    for k in range(40):
-        observations.record(MODEL.name, ran, base, {n: r * (1 + k / 100) for n, r in base.items()})
+    _, _, observations = _measured([1 + k / 100 for k in range(40)], limit=100)
     data = json.loads(json.dumps(observations.to_dict(platform_key(PLATFORM))))
     loaded = Observations.from_dict(data, platform_key(PLATFORM), PLATFORM.component_names)
     assert len(loaded) == 32 and loaded.items == observations.items[-32:]
