@@ -7,6 +7,7 @@ read anyway (left by an older version, or damaged) counts as missing: that step 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +27,10 @@ def read_cached(path: Path | None) -> Any | None:
 def write_cached(path: Path | None, data: Any) -> None:
     if path is not None:
         write_text_atomic(path, json.dumps(data))
+
+
+def write_report(out_dir: Path | None, stem: str, report: Any, plot: Callable[[Path, Any], None]) -> None:
+    """`<stem>.json` and `<stem>.png` of a finished experiment in `out_dir` (nothing without one)."""
+    if out_dir is not None:
+        write_text_atomic(Path(out_dir) / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+        plot(Path(out_dir) / f"{stem}.png", report)

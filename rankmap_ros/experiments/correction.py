@@ -38,14 +38,13 @@ from tqdm import tqdm
 
 from rankmap_ros.core import correction, zoo
 from rankmap_ros.core.correction import CorrectedModel, Observations
-from rankmap_ros.core.files import write_text_atomic
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.platform import MeasuredUnits, Platform, load_platform
 from rankmap_ros.core.simulator import model_costs
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import read_cached, write_cached
+from rankmap_ros.experiments.cache import read_cached, write_cached, write_report
 from rankmap_ros.experiments.paper import critical_priorities, make_mixes
 
 STRATEGIES = ("none", "per_dnn", "mapping", "oracle")
@@ -150,8 +149,8 @@ def _row(
 
 
 def run_correction(
-    mixes_per_size: int = 4,
-    rounds: int = 4,
+    mixes_per_size: int = 16,
+    rounds: int = 6,
     budget: int = 300,
     seed: int = 0,
     platform: str = "orange_pi_5",
@@ -187,9 +186,7 @@ def run_correction(
         "summary": _summary(rows, rounds),
         "mixes": rows,
     }
-    if out_dir is not None:
-        write_text_atomic(Path(out_dir) / "correction.json", json.dumps(report, indent=2) + "\n")
-        _plot(Path(out_dir) / "correction.png", report)
+    write_report(out_dir, "correction", report, _plot)
     return report
 
 

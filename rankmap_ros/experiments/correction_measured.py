@@ -26,13 +26,12 @@ from tqdm import tqdm
 
 from rankmap_ros.core import correction
 from rankmap_ros.core.correction import CorrectedModel, Observations
-from rankmap_ros.core.files import write_text_atomic
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import read_cached, write_cached
+from rankmap_ros.experiments.cache import read_cached, write_cached, write_report
 from rankmap_ros.experiments.paper import critical_priorities
 
 STRATEGIES = ("none", "mapping")
@@ -142,9 +141,7 @@ def run_correction_measured(
         "summary": summary,
         "workloads": rows,
     }
-    if out_dir is not None:
-        write_text_atomic(Path(out_dir) / "correction_measured.json", json.dumps(report, indent=2) + "\n")
-        _plot(Path(out_dir) / "correction_measured.png", report)
+    write_report(out_dir, "correction_measured", report, _plot)
     return report
 
 

@@ -28,7 +28,6 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from rankmap_ros.core import zoo
-from rankmap_ros.core.files import write_text_atomic
 from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.planner.ga import evolve
 from rankmap_ros.core.planner.mcts import Tree
@@ -38,7 +37,7 @@ from rankmap_ros.core.planner.spaces import UnitSpace
 from rankmap_ros.core.platform import load_platform
 from rankmap_ros.core.throughput import SimulatorModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import read_cached, write_cached
+from rankmap_ros.experiments.cache import read_cached, write_cached, write_report
 from rankmap_ros.experiments.paper import critical_priorities, make_mixes
 
 VARIANTS = ("unit_mcts", "stage_mcts", "stage_mcts_seeded", "stage_mcts_polished", "rankmap", "ga")
@@ -158,9 +157,7 @@ def run_search_comparison(
         "mixes": rows,
         "variants": summary,
     }
-    if out_dir is not None:
-        write_text_atomic(Path(out_dir) / "search.json", json.dumps(report, indent=2) + "\n")
-        _plot(Path(out_dir) / "search.png", report)
+    write_report(out_dir, "search", report, _plot)
     return report
 
 
