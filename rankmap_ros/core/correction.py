@@ -26,16 +26,15 @@ the gain is reported on another, in `rankmap experiment correction` (docs/PLANNE
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from rankmap_ros.core.labels import platform_fingerprint
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.throughput import ThroughputModel
@@ -63,8 +62,7 @@ def platform_key(platform: Platform) -> str:
     Its free-text description is left out: a discovered host's notes may change wording while
     its components and figures stay the same.
     """
-    data = {k: v for k, v in platform.to_dict().items() if k != "description"}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return platform_fingerprint(replace(platform, description=""))
 
 
 @dataclass(frozen=True)
@@ -175,7 +173,7 @@ class Observations:
         index = {c: i for i, c in enumerate(self.components)}
         # (DNNs, mappings, observations): share of each DNN's units placed elsewhere
         pairs = zip(workload.names, workload.models, strict=True)
-        moved = np.stack([self._moved(name, model, mappings, index, items) for name, model in pairs])
+        moved = np.stack([self._moved(d, name, model, mappings, index, items) for d, (name, model) in enumerate(pairs)])
         names = set(workload.names)
         absent = np.array([sum(1 for k in obs.assignments if k not in names) for obs in items], dtype=float)
         total = moved.sum(axis=0)
@@ -201,10 +199,15 @@ class Observations:
 
     @staticmethod
     def _moved(
-        name: str, model: str, mappings: Sequence[Mapping], index: dict[str, int], items: Sequence[Observation]
+        d: int,
+        name: str,
+        model: str,
+        mappings: Sequence[Mapping],
+        index: dict[str, int],
+        items: Sequence[Observation],
     ) -> np.ndarray:
-        """(mappings, observations): share of `name`'s units on another component (1: not observed)."""
-        current = np.array([[index.get(c, -1) for c in m[name].assignment] for m in mappings])
+        """(mappings, observations): share of DNN `d`'s units on another component (1: not observed)."""
+        current = np.array([[index.get(c, -1) for c in m.dnns[d].assignment] for m in mappings])
         out = np.ones((len(mappings), len(items)))
         for j, obs in enumerate(items):
             seen = obs.assignments.get(name)

@@ -40,6 +40,7 @@ from rankmap_ros.core import correction, zoo
 from rankmap_ros.core.correction import CorrectedModel, Observations
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, RankMapPlanner
+from rankmap_ros.core.planner.reward import Objective
 from rankmap_ros.core.platform import MeasuredUnits, Platform, load_platform
 from rankmap_ros.core.simulator import model_costs
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
@@ -92,6 +93,16 @@ class _Truth:
         return self.truth.predict(workload, mappings)
 
 
+def judged(judge: Objective, predicted: np.ndarray, rates: np.ndarray) -> dict[str, Any]:
+    """One round as the truth (`rates`) judges it: the objective, DNNs below threshold, the plan's worst error."""
+    return {
+        "score": float(judge.scores(rates)[0]),
+        "starved": int(np.sum(rates < judge.thresholds)),
+        # finite in the JSON when a DNN answered nothing
+        "error": float(np.max(np.abs(predicted - rates) / np.maximum(rates, 1e-3))),
+    }
+
+
 def _run_strategy(
     strategy: str, workload: Workload, priorities: list[float], base: SimulatorModel, truth: _Truth,
     rounds: int, budget: int, seed: int,
@@ -123,14 +134,7 @@ def _run_strategy(
             dict(zip(workload.names, base_predicted.tolist(), strict=True)),
             dict(zip(workload.names, measured.tolist(), strict=True)),
         )
-        out.append(
-            {
-                "score": float(judge.scores(true_rates)[0]),
-                "starved": int(np.sum(true_rates < judge.thresholds)),
-                "error": float(np.max(np.abs(predicted - true_rates) / true_rates)),
-                "critical_rate": float(true_rates[0]),
-            }
-        )
+        out.append({**judged(judge, predicted, true_rates), "critical_rate": float(true_rates[0])})
     return out
 
 

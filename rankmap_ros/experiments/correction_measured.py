@@ -32,6 +32,7 @@ from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
 from rankmap_ros.experiments.cache import read_cached, write_cached, write_report
+from rankmap_ros.experiments.correction import judged
 from rankmap_ros.experiments.paper import critical_priorities
 
 STRATEGIES = ("none", "mapping")
@@ -106,10 +107,7 @@ def run_correction_measured(
                             "mapping": plan.mapping.to_dict(),
                             "predicted": predicted.tolist(),
                             "measured": rates.tolist(),
-                            "score": float(judge.scores(rates)[0]),
-                            "starved": int(np.sum(rates < judge.thresholds)),
-                            # finite in the JSON when a DNN answered nothing
-                            "error": float(np.max(np.abs(predicted - rates) / np.maximum(rates, 1e-3))),
+                            **judged(judge, predicted, rates),
                         }
                     )
                     bar.update()

@@ -119,8 +119,11 @@ def save_measurements(path: str, platform: Platform, observations: Observations)
 
 
 def corrected(model: ThroughputModel, observations: Observations) -> ThroughputModel:
-    """`model` corrected by what earlier mappings measured (core/correction.py), when any did."""
-    return CorrectedModel(model, observations.snapshot()) if len(observations) else model
+    """`model` corrected by what earlier mappings measured (core/correction.py), when any did.
+
+    `observations` must not change while it plans: the manager passes a snapshot.
+    """
+    return CorrectedModel(model, observations) if len(observations) else model
 
 
 def make_plan(
