@@ -2,7 +2,9 @@
 
 The manager (rankmap.launch.py), a synthetic 640x480 rgb8 camera on /camera/image_raw, and a
 perception node that registers squeezenet_v2, mobilenet_v2 and shufflenet with priorities 3, 2, 1
-and raises shufflenet's to 6 after `change_after` seconds. Without ROS 2: `rankmap demo`.
+and raises shufflenet's to 6 after `change_after` seconds. The manager's override arguments
+(`platform`, `host_split`, `dnns_file`, `measurements_file`) pass through to rankmap.launch.py.
+Without ROS 2: `rankmap demo`.
 """
 
 # ruff: noqa: I001  (ruff takes launch/ for a first-party package: this folder is named launch)
@@ -14,12 +16,14 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+MANAGER_OVERRIDES = ("platform", "host_split", "dnns_file", "measurements_file")  # rankmap.launch.py's
+
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("rankmap_ros")
     manager = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "rankmap.launch.py"])),
-        launch_arguments={"params_file": LaunchConfiguration("params_file")}.items(),
+        launch_arguments={name: LaunchConfiguration(name) for name in ("params_file", *MANAGER_OVERRIDES)}.items(),
     )
     return LaunchDescription(
         [
@@ -27,6 +31,10 @@ def generate_launch_description() -> LaunchDescription:
                 "params_file",
                 default_value=PathJoinSubstitution([share, "config", "rankmap.yaml"]),
                 description="manager parameters (YAML)",
+            ),
+            *(
+                DeclareLaunchArgument(name, default_value="", description="see rankmap.launch.py")
+                for name in MANAGER_OVERRIDES
             ),
             DeclareLaunchArgument("camera_rate", default_value="30.0", description="camera frames/s"),
             DeclareLaunchArgument(

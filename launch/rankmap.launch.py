@@ -1,15 +1,46 @@
 """The rankmap manager: `ros2 launch rankmap_ros rankmap.launch.py [params_file:=...] [namespace:=...]`.
 
 The manager starts its executor nodes itself (one per pipeline stage), so this is the only node
-to launch. Works on Humble and Jazzy (launch / launch_ros APIs common to both).
+to launch. The parameters a robot changes most (`platform`, `host_split`, `dnns_file`,
+`measurements_file`) are also launch arguments; given, they override the parameters file, left
+empty they leave its value alone. Works on Humble and Jazzy (launch / launch_ros APIs common to
+both).
 """
 
 # ruff: noqa: I001  (ruff takes launch/ for a first-party package: this folder is named launch)
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+# launch argument (and manager parameter) -> description
+OVERRIDES = {
+    "platform": "'host' or a platform file (`rankmap calibrate`)",
+    "host_split": "CPU clusters of the host, e.g. 'big:0-3,little:4-7'",
+    "dnns_file": "DNNs to register at start (like config/dnns.yaml)",
+    "measurements_file": "where the manager keeps what its mappings measured",
+}
+
+
+def _manager(context: LaunchContext) -> list[Node]:
+    """Only the arguments given reach the node, so an empty one keeps the parameters file's value."""
+    given = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
+    # typed: launch_ros reads a bare value as YAML, where `1:30` is the integer 90 and `2024` a number
+    overrides = {name: ParameterValue(value, value_type=str) for name, value in given.items() if value}
+    return [
+        Node(
+            package="rankmap_ros",
+            executable="rankmap_manager",
+            name="rankmap_manager",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[LaunchConfiguration("params_file"), *([overrides] if overrides else [])],
+            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -21,15 +52,10 @@ def generate_launch_description() -> LaunchDescription:
                 "namespace", default_value="", description="namespace of the manager, its services and topics"
             ),
             DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
-            Node(
-                package="rankmap_ros",
-                executable="rankmap_manager",
-                name="rankmap_manager",
-                namespace=LaunchConfiguration("namespace"),
-                parameters=[LaunchConfiguration("params_file")],
-                arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-                output="screen",
-                emulate_tty=True,
+            *(
+                DeclareLaunchArgument(name, default_value="", description=f"{text}; empty: the parameters file's")
+                for name, text in OVERRIDES.items()
             ),
+            OpaqueFunction(function=_manager),
         ]
     )

@@ -6,8 +6,11 @@ import ast
 import dataclasses
 import math
 import re
+import runpy
+import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -328,18 +331,86 @@ def _launch_calls(path: Path) -> tuple[set[str], set[str], set[str]]:
     return executables, declared, used
 
 
-def test_launch_arguments_reach_parameters_typed() -> None:
+class _Action:
+    """Stands for a launch / launch_ros class: keeps what it was built with."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration(_Action):
+    used: ClassVar[set[str]] = set()
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.used.add(name)
+
+    def perform(self, context: SimpleNamespace) -> str:
+        return context.launch_configurations[self.args[0]]
+
+
+def _run_launch_file(path: Path, given: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """Runs a launch file against stand-ins for ROS 2's launch (none can be installed here).
+
+    Declared arguments take `given` or their default, and every OpaqueFunction is performed, as
+    `ros2 launch` does; the result holds the declared names, the LaunchConfiguration names used
+    and the Node actions with their keyword arguments.
+    """
+    fake = {
+        "launch": ["LaunchContext", "LaunchDescription"],
+        "launch.actions": ["DeclareLaunchArgument", "IncludeLaunchDescription", "OpaqueFunction"],
+        "launch.launch_description_sources": ["PythonLaunchDescriptionSource"],
+        "launch.substitutions": ["PathJoinSubstitution"],
+        "launch_ros.actions": ["Node"],
+        "launch_ros.parameter_descriptions": ["ParameterValue"],
+        "launch_ros.substitutions": ["FindPackageShare"],
+    }
+    for module, names in fake.items():
+        classes = {name: type(name, (_Action,), {}) for name in names}
+        monkeypatch.setitem(sys.modules, module, SimpleNamespace(**classes))
+    sys.modules["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration  # type: ignore[attr-defined]
+    _LaunchConfiguration.used = set()
+    actions = list(runpy.run_path(str(path))["generate_launch_description"]().args[0])
+    declared = {
+        a.args[0]: a.kwargs.get("default_value", "") for a in actions if type(a).__name__ == "DeclareLaunchArgument"
+    }
+    context = SimpleNamespace(launch_configurations={**declared, **given})
+    for action in [a for a in actions if type(a).__name__ == "OpaqueFunction"]:
+        actions += action.kwargs["function"](context)
+    nodes = {a.kwargs["executable"]: a.kwargs for a in actions if type(a).__name__ == "Node"}
+    return SimpleNamespace(declared=set(declared), used=set(_LaunchConfiguration.used), nodes=nodes)
+
+
+@pytest.mark.parametrize("name", ["rankmap.launch.py", "demo.launch.py"])
+def test_launch_arguments_reach_parameters_typed(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # launch_ros reads a bare LaunchConfiguration as YAML: `camera_rate:=30` became an int, and the
     # camera, whose `rate` is a double, exited with a parameter type error
-    for path in (ROOT / "launch").glob("*.launch.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Node":
-                for kw in node.keywords:
-                    if kw.arg == "parameters":
-                        for table in ast.walk(kw.value):
-                            for value in table.values if isinstance(table, ast.Dict) else ():
-                                called = getattr(getattr(value, "func", None), "id", "")
-                                assert called != "LaunchConfiguration", (path.name, ast.unparse(value))
+    launched = _run_launch_file(ROOT / "launch" / name, {}, monkeypatch)
+    assert launched.used <= launched.declared, launched.used - launched.declared
+    assert launched.nodes
+    for kwargs in launched.nodes.values():
+        for table in kwargs.get("parameters", []):
+            for value in table.values() if isinstance(table, dict) else ():
+                assert type(value).__name__ != "_LaunchConfiguration", (name, kwargs["executable"])
+
+
+def test_manager_launch_arguments_override_only_when_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = ROOT / "launch" / "rankmap.launch.py"
+    manager = _run_launch_file(path, {}, monkeypatch).nodes["rankmap_manager"]
+    assert len(manager["parameters"]) == 1  # the parameters file alone: its platform, dnns_file, ... hold
+    given = {"dnns_file": "/robot/dnns.yaml", "host_split": "0:1", "platform": ""}
+    manager = _run_launch_file(path, given, monkeypatch).nodes["rankmap_manager"]
+    params_file, overrides = manager["parameters"]
+    assert params_file.args == ("params_file",)  # the file first, so the arguments win
+    assert set(overrides) == {"dnns_file", "host_split"}
+    assert overrides["host_split"].args == ("0:1",) and overrides["host_split"].kwargs == {"value_type": str}
+    from rankmap_ros.ros.manager_node import PARAMETERS
+
+    assert {"platform", "host_split", "dnns_file", "measurements_file"} <= {p[0] for p in PARAMETERS}
+    names = {"platform", "host_split", "dnns_file", "measurements_file"}
+    assert names <= _run_launch_file(path, {}, monkeypatch).declared
+    demo = _run_launch_file(ROOT / "launch" / "demo.launch.py", {}, monkeypatch)
+    assert names <= demo.declared and names <= demo.used  # declared and passed on to the included manager
 
 
 def test_launch_files_reference_what_exists() -> None:
