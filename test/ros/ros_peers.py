@@ -179,6 +179,17 @@ def wire() -> None:
     spin(node)
 
 
+def chatty() -> None:
+    """Logs through its node, a child of it, and a logger of no node, then waits to be stopped."""
+    node = Node("chatty", namespace="/robot")
+    node.get_logger().info("planning with 3 DNNs")
+    node.get_logger().debug("below the level: nowhere")
+    node.get_logger().get_child("planner").warning("terrain starved")
+    rclpy.logging.get_logger("loose").error("console only")
+    say(ready=True)
+    spin(node)
+
+
 def manager_stub() -> None:
     """Stands in for the manager: the four services over an in-memory registry."""
     from rankmap_ros.ros import endpoints
@@ -241,6 +252,7 @@ ROLES = {
     "graph": graph,
     "observer": observer,
     "wire": wire,
+    "chatty": chatty,
 }
 
 if __name__ == "__main__":

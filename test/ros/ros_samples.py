@@ -28,6 +28,7 @@ STANDARD_PUBLISHED = [
     "std_msgs/msg/Float64MultiArray",
     "rmw_dds_common/msg/ParticipantEntitiesInfo",
     "rcl_interfaces/msg/ParameterDescriptor",
+    "rcl_interfaces/msg/Log",
 ]
 DTYPES = {
     "bool": "?", "byte": "u1", "char": "u1", "int8": "i1", "uint8": "u1", "int16": "<i2", "uint16": "<u2",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import time
 from pathlib import Path
 
 from conftest import Peer
@@ -101,3 +102,44 @@ def test_nodes_are_announced_on_ros_discovery_info(peers: list[Peer]) -> None:
         assert ["probe", "/robot"] in got["nodes"] and ["observer", "/"] in got["nodes"]
         assert got["gid_size"] == size and got["own_gid_len"] == size
         assert probe.interrupt() == 0
+
+
+def test_node_logs_reach_rosout_as_rcl_publishes_them(rclpy_context: object, peers: list[Peer]) -> None:
+    """rqt_console reads /rosout: a node's logs and its children's, with their caller, switchable off."""
+    from rankmap_ros.ros.dds.node import Node
+    from rankmap_ros.ros.dds.qos import qos_profile_rosout_default
+    from rankmap_ros.ros.rclpy_compat import msg
+
+    Log = msg("rcl_interfaces/msg/Log")
+    peers.append(Peer("chatty"))
+    peers.append(Peer("chatty", "--ros-args", "-r", "__node:=silent", "--disable-stdout-logs"))
+    peers.append(Peer("chatty", "--ros-args", "-r", "__node:=unpublished", "--disable-rosout-logs"))
+    for peer in peers:
+        assert peer.line()["ready"]
+    node = Node("console")
+    got: list = []
+    node.create_subscription(Log, "/rosout", got.append, qos_profile_rosout_default)  # late: transient local
+    deadline = time.monotonic() + 20
+    while len({m.name for m in got if m.name.startswith("robot.")}) < 4 and time.monotonic() < deadline:
+        rclpy_context.spin_once(node, timeout_sec=0.1)  # type: ignore[attr-defined]
+    end = time.monotonic() + 1.0  # anything from the node that switched /rosout off would be in by now
+    while time.monotonic() < end:
+        rclpy_context.spin_once(node, timeout_sec=0.1)  # type: ignore[attr-defined]
+    node.destroy_node()
+    logs = {(m.name, m.level, m.msg) for m in got if m.name.startswith("robot.")}
+    assert logs == {
+        ("robot.chatty", 20, "planning with 3 DNNs"),
+        ("robot.chatty.planner", 30, "terrain starved"),
+        ("robot.silent", 20, "planning with 3 DNNs"),
+        ("robot.silent.planner", 30, "terrain starved"),
+    }  # not the debug line (below the level), not the loose logger's, nothing from `unpublished`
+    first = next(m for m in got if m.name == "robot.chatty")
+    assert first.function == "chatty" and first.file.endswith("ros_peers.py") and first.line > 0
+    assert abs(first.stamp.sec - time.time()) < 60
+    stderr = [peer.process.stderr for peer in peers]
+    for peer in peers:
+        assert peer.interrupt() == 0
+    chatty, silent, unpublished = (stream.read() for stream in stderr)  # type: ignore[union-attr]
+    assert "[robot.chatty]: planning with 3 DNNs" in chatty and "[loose]: console only" in chatty
+    assert "planning with 3 DNNs" not in silent
+    assert "[robot.unpublished]: planning with 3 DNNs" in unpublished

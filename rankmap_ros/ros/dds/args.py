@@ -2,8 +2,9 @@
 
 Supported: `-p/--param [node:]name:=value` (value parsed as YAML), `--params-file FILE` (rcl's
 `node: ros__parameters:` layout, wildcards `*` and `**`, nested namespaces), `-r/--remap
-[node:]from:=to` including `__ns:=` and `__node:=`, `--log-level [name:=]LEVEL`; `-e/--enclave`
-and the rosout/stdout/external-lib logging switches are accepted and have no effect.
+[node:]from:=to` including `__ns:=` and `__node:=`, `--log-level [name:=]LEVEL`,
+`--enable/--disable-rosout-logs` and `--enable/--disable-stdout-logs`; `-e/--enclave` and the
+external-lib logging switches are accepted and have no effect.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ import yaml
 
 from rankmap_ros.core.files import yaml_problem
 
-_FLAGS_WITHOUT_VALUE = {
-    "--enable-rosout-logs",
-    "--disable-rosout-logs",
-    "--enable-stdout-logs",
-    "--disable-stdout-logs",
-    "--enable-external-lib-logs",
-    "--disable-external-lib-logs",
+_LOG_SWITCHES = {
+    "--enable-rosout-logs": ("rosout", True),
+    "--disable-rosout-logs": ("rosout", False),
+    "--enable-stdout-logs": ("stdout", True),
+    "--disable-stdout-logs": ("stdout", False),
 }
+_IGNORED_FLAGS = {"--enable-external-lib-logs", "--disable-external-lib-logs"}
 
 
 class RosArgumentError(ValueError):
@@ -52,6 +52,8 @@ class RosArgs:
     overrides: list[Override | ParamsFile] = field(default_factory=list)
     remaps: list[tuple[str | None, str, str]] = field(default_factory=list)
     log_levels: dict[str | None, str] = field(default_factory=dict)
+    rosout: bool = True
+    stdout: bool = True
 
     def node_name(self, name: str) -> str:
         return self._special(name, "__node", "__name") or name
@@ -122,7 +124,11 @@ def parse(argv: Sequence[str] | None) -> RosArgs:
         if token == "--":
             in_ros = False
             continue
-        if token in _FLAGS_WITHOUT_VALUE:
+        if token in _LOG_SWITCHES:
+            switch, enabled = _LOG_SWITCHES[token]
+            setattr(result, switch, enabled)
+            continue
+        if token in _IGNORED_FLAGS:
             continue
         if index >= len(tokens):
             raise RosArgumentError(f"{token} needs a value")

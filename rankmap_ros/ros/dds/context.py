@@ -59,6 +59,7 @@ class Context:
                     ros_logging.set_default_level(level)
                 else:
                     ros_logging.set_logger_level(name, level)
+            ros_logging.set_console_output(self.args.stdout)
             self.domain_id = discovery.domain_id() if domain_id is None else domain_id
             if self.domain_id not in _domains:
                 _domains[self.domain_id] = Domain(self.domain_id, discovery.domain_config())

@@ -1,7 +1,9 @@
 """rclpy's logger: named loggers with severities, console output in rcutils' default format.
 
 Lines look like rcutils' `[INFO] [1700000000.123456789] [node]: message` on stderr, so logs read
-the same with and without ROS. Nothing is published on /rosout.
+the same with and without ROS. As in rcl, a node's logger and its children (`get_child`, as since
+Iron) also go to the node's /rosout publisher, where rqt_console and `ros2 topic echo /rosout`
+read them; other loggers reach the console only.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import IntEnum
+from types import FrameType
 from typing import Any
 
 
@@ -22,9 +27,88 @@ class LoggingSeverity(IntEnum):
     FATAL = 50
 
 
+@dataclass(frozen=True)
+class LogRecord:
+    """One log call, with its caller, as rcl_interfaces/msg/Log carries it."""
+
+    stamp_ns: int
+    severity: LoggingSeverity
+    name: str
+    message: str
+    file: str
+    function: str
+    line: int
+
+
+RosoutSink = Callable[[LogRecord], None]
+
 _levels: dict[str, LoggingSeverity] = {}
 _DEFAULT = ""  # key of the process-wide default level in _levels
 _lock = threading.Lock()
+
+
+@dataclass
+class _Output:
+    console: bool = True  # `--disable-stdout-logs` turns it off
+    sink_failed: bool = False  # said once on stderr
+
+
+_output = _Output()
+_sinks: dict[str, list[RosoutSink]] = {}
+_publishing = threading.local()  # a sink that logs must not publish into itself
+
+
+def set_console_output(enabled: bool) -> None:
+    """`--disable-stdout-logs` (rcl's name; the lines go to stderr)."""
+    _output.console = enabled
+
+
+def add_rosout_sink(logger_name: str, sink: RosoutSink) -> None:
+    with _lock:
+        _sinks.setdefault(logger_name, []).append(sink)
+
+
+def remove_rosout_sink(logger_name: str, sink: RosoutSink) -> None:
+    with _lock:
+        sinks = _sinks.get(logger_name, [])
+        if sink in sinks:
+            sinks.remove(sink)
+        if not sinks:
+            _sinks.pop(logger_name, None)
+
+
+def _sink_for(name: str) -> RosoutSink | None:
+    """The sink of the logger or of its nearest dotted parent; the first node of a name wins, as in rcl."""
+    parts = name.split(".")
+    with _lock:
+        for end in range(len(parts), 0, -1):
+            sinks = _sinks.get(".".join(parts[:end]))
+            if sinks:
+                return sinks[0]
+    return None
+
+
+def _publish(record: LogRecord) -> None:
+    sink = _sink_for(record.name)
+    if sink is None or getattr(_publishing, "active", False):
+        return
+    _publishing.active = True
+    try:
+        sink(record)
+    except Exception as error:  # logging never fails its caller; say so once, as rcl does on stderr
+        if not _output.sink_failed:
+            _output.sink_failed = True
+            sys.stderr.write(f"[rankmap_ros] could not publish a log message on /rosout: {error}\n")
+    finally:
+        _publishing.active = False
+
+
+def _caller() -> FrameType:
+    """The first frame outside this module: the line that logged."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return frame
 
 
 def parse_severity(text: str | int) -> LoggingSeverity:
@@ -81,7 +165,8 @@ class RcutilsLogger:
         """Supports rclpy's `once`, `skip_first` and `throttle_duration_sec` filters."""
         if not self.is_enabled_for(severity):
             return False
-        site = hash((sys._getframe(2).f_code, sys._getframe(2).f_lineno))
+        caller = _caller()
+        site = hash((caller.f_code, caller.f_lineno))
         if kwargs.get("once"):
             if site in self._once:
                 return False
@@ -96,10 +181,13 @@ class RcutilsLogger:
                 return False
             self._last[site] = now
         stamp = time.time_ns()
-        label = "WARN" if severity == LoggingSeverity.WARN else severity.name
-        line = f"[{label}] [{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}] [{self.name}]: {message}\n"
-        sys.stderr.write(line)
-        sys.stderr.flush()
+        if _output.console:
+            label = "WARN" if severity == LoggingSeverity.WARN else severity.name
+            line = f"[{label}] [{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}] [{self.name}]: {message}\n"
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        code = caller.f_code
+        _publish(LogRecord(stamp, severity, self.name, str(message), code.co_filename, code.co_name, caller.f_lineno))
         return True
 
     def debug(self, message: Any, **kwargs: Any) -> bool:

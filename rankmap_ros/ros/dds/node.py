@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rankmap_ros.ros.dds import logging as ros_logging
 from rankmap_ros.ros.dds import names
 from rankmap_ros.ros.dds.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
 from rankmap_ros.ros.dds.context import Context, get_default_context
 from rankmap_ros.ros.dds.logging import RcutilsLogger
 from rankmap_ros.ros.dds.parameters import OnSet, Parameter, ParameterStore
 from rankmap_ros.ros.dds.pubsub import Publisher, Subscription
-from rankmap_ros.ros.dds.qos import QoSProfile, as_profile, qos_profile_services_default
+from rankmap_ros.ros.dds.qos import QoSProfile, as_profile, qos_profile_rosout_default, qos_profile_services_default
 from rankmap_ros.ros.dds.service import Client, Service
 from rankmap_ros.ros.dds.time import Clock, ROSClock
 from rankmap_ros.ros.dds.timer import GuardCondition, Timer
-from rankmap_ros.ros.dds.types import Message
+from rankmap_ros.ros.dds.types import Message, get_message
 from rankmap_ros.ros.dds.types import Service as ServiceType
+
+LOG = "rcl_interfaces/msg/Log"
 
 
 class Node:
@@ -43,6 +46,7 @@ class Node:
         self._args = RosArgs(
             overrides=global_args.overrides + local_args.overrides,
             remaps=global_args.remaps + local_args.remaps,
+            rosout=global_args.rosout and local_args.rosout,
         )
         name = names.validate_node_name(self._args.node_name(node_name))
         self._name = name
@@ -66,6 +70,26 @@ class Node:
         if automatically_declare_parameters_from_overrides:
             for key, value in overrides.items():
                 self.declare_parameter(key, value)
+        self._rosout: Publisher | None = None
+        if enable_rosout and self._args.rosout:
+            self._rosout = self.create_publisher(get_message(LOG), "/rosout", qos_profile_rosout_default)
+            ros_logging.add_rosout_sink(self._logger.name, self._publish_log)
+
+    def _publish_log(self, record: ros_logging.LogRecord) -> None:
+        if self._rosout is None:
+            return
+        seconds, nanoseconds = divmod(record.stamp_ns, 1_000_000_000)
+        self._rosout.publish(
+            get_message(LOG)(
+                stamp=get_message("builtin_interfaces/msg/Time")(sec=seconds, nanosec=nanoseconds),
+                level=int(record.severity),
+                name=record.name,
+                msg=record.message,
+                file=record.file,
+                function=record.function,
+                line=record.line,
+            )
+        )
 
     # --- identity, logging, clock -----------------------------------------------------------
 
@@ -230,6 +254,9 @@ class Node:
         return self._destroy(guard, self.guards, [])
 
     def destroy_node(self) -> None:
+        if self._rosout is not None:
+            ros_logging.remove_rosout_sink(self._logger.name, self._publish_log)
+            self._rosout = None
         if self.executor is not None:
             self.executor.remove_node(self)
         for entity in [*self.subscriptions, *self.services, *self.clients, *self.publishers, *self.guards]:
