@@ -110,7 +110,6 @@ def test_node_logs_reach_rosout_as_rcl_publishes_them(rclpy_context: object, pee
     from rankmap_ros.ros.dds.qos import qos_profile_rosout_default
     from rankmap_ros.ros.rclpy_compat import msg
 
-    Log = msg("rcl_interfaces/msg/Log")
     peers.append(Peer("chatty"))
     peers.append(Peer("chatty", "--ros-args", "-r", "__node:=silent", "--disable-stdout-logs"))
     peers.append(Peer("chatty", "--ros-args", "-r", "__node:=unpublished", "--disable-rosout-logs"))
@@ -118,7 +117,9 @@ def test_node_logs_reach_rosout_as_rcl_publishes_them(rclpy_context: object, pee
         assert peer.line()["ready"]
     node = Node("console")
     got: list = []
-    node.create_subscription(Log, "/rosout", got.append, qos_profile_rosout_default)  # late: transient local
+    node.create_subscription(
+        msg("rcl_interfaces/msg/Log"), "/rosout", got.append, qos_profile_rosout_default
+    )  # late: transient local
     deadline = time.monotonic() + 20
     while len({m.name for m in got if m.name.startswith("robot.")}) < 4 and time.monotonic() < deadline:
         rclpy_context.spin_once(node, timeout_sec=0.1)  # type: ignore[attr-defined]
