@@ -107,7 +107,8 @@ def caller(tag: str, calls: str) -> None:
     rclpy.shutdown()
 
 
-def params() -> None:
+def params(keep: str = "") -> None:
+    """Declares its parameters and says their values; `keep` spins on, serving them."""
     node = Node("tuned")
     rate = ParameterDescriptor(
         description="frames per second", floating_point_range=[FloatingPointRange(from_value=1.0, to_value=60.0)]
@@ -121,6 +122,9 @@ def params() -> None:
         name=node.get_fully_qualified_name(),
         values={n: node.get_parameter(n).value for n in ("rate", "workers", "platform", "planner.budget", "models")},
     )
+    if keep:
+        spin(node)
+        return
     node.destroy_node()
     rclpy.shutdown()
 

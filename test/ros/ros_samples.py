@@ -43,12 +43,13 @@ def reference_store() -> Any:
     for path in sorted((ROOT / "msg").glob("*.msg")) + sorted(SHIPPED.glob("*/msg/*.msg")):
         package = "rankmap_ros" if path.parent == ROOT / "msg" else path.parent.parent.name
         types.update(get_types_from_msg(path.read_text(), f"{package}/msg/{path.stem}"))
-    for path in sorted((ROOT / "srv").glob("*.srv")):
+    for path in sorted((ROOT / "srv").glob("*.srv")) + sorted(SHIPPED.glob("*/srv/*.srv")):
+        package = "rankmap_ros" if path.parent == ROOT / "srv" else path.parent.parent.name
         request, response = re.split(r"^---\s*$", path.read_text(), maxsplit=1, flags=re.MULTILINE)
         for text, suffix in ((request, "Request"), (response, "Response")):
-            ((consts, fields),) = get_types_from_msg(text, f"rankmap_ros/msg/{path.stem}_{suffix}").values()
+            ((consts, fields),) = get_types_from_msg(text, f"{package}/msg/{path.stem}_{suffix}").values()
             fields = fields or [("structure_needs_at_least_one_member", (Nodetype.BASE, ("uint8", 0)))]
-            types[f"rankmap_ros/srv/{path.stem}_{suffix}"] = (consts, fields)
+            types[f"{package}/srv/{path.stem}_{suffix}"] = (consts, fields)
     store.register(types)
     return store
 
@@ -60,7 +61,9 @@ def own_messages() -> list[str]:
 
 
 def own_services() -> list[str]:
-    return [f"rankmap_ros/srv/{p.stem}" for p in sorted((ROOT / "srv").glob("*.srv"))]
+    names = [f"rankmap_ros/srv/{p.stem}" for p in sorted((ROOT / "srv").glob("*.srv"))]
+    names += [f"{p.parent.parent.name}/srv/{p.stem}" for p in sorted(SHIPPED.glob("*/srv/*.srv"))]
+    return names
 
 
 def _value(store: Any, desc: Any, rng: random.Random) -> Any:
@@ -82,6 +85,8 @@ def _value(store: Any, desc: Any, rng: random.Random) -> Any:
     sub, size = detail
     count = size if node == Nodetype.ARRAY else rng.randint(0, size or 4)
     items = [_value(store, sub, rng) for _ in range(count)]
+    if sub[0] == Nodetype.BASE and sub[1][0] == "byte":  # a byte sequence is uint8 (ParameterValue.byte_array_value)
+        return np.array(items, dtype="i1").view("u1")
     if sub[0] == Nodetype.BASE and sub[1][0] != "string":
         return np.array(items, dtype=DTYPES[sub[1][0]])
     return items

@@ -144,3 +144,63 @@ def test_node_logs_reach_rosout_as_rcl_publishes_them(rclpy_context: object, pee
     assert "[robot.chatty]: planning with 3 DNNs" in chatty and "[loose]: console only" in chatty
     assert "planning with 3 DNNs" not in silent
     assert "[robot.unpublished]: planning with 3 DNNs" in unpublished
+
+
+def test_parameter_services_answer_as_rclpy_does(rclpy_context: object, peers: list[Peer]) -> None:
+    """`ros2 param list/get/set/describe` and rqt_reconfigure reach a node through these six services."""
+    from rankmap_ros.ros.dds.node import Node
+    from rankmap_ros.ros.dds.parameters import Parameter
+    from rankmap_ros.ros.dds.qos import qos_profile_parameter_events
+    from rankmap_ros.ros.rclpy_compat import msg, srv
+
+    peers.append(Peer("params", "keep", "--ros-args", "-r", "__ns:=/robots", "-p", "rate:=12.5"))
+    assert peers[0].line()["name"] == "/robots/tuned"
+    node = Node("param_client")
+    events: list = []
+    event_type = msg("rcl_interfaces/msg/ParameterEvent")
+    node.create_subscription(event_type, "/parameter_events", events.append, qos_profile_parameter_events)
+
+    def call(service: str, **fields: object) -> object:
+        kind = srv("rcl_interfaces/srv/" + "".join(part.capitalize() for part in service.split("_")))
+        client = node.create_client(kind, f"/robots/tuned/{service}")
+        assert client.wait_for_service(timeout_sec=10), service
+        future = client.call_async(kind.Request(**fields))
+        rclpy_context.spin_until_future_complete(node, future, timeout_sec=10)  # type: ignore[attr-defined]
+        node.destroy_client(client)
+        return future.result()
+
+    def values(*names: str) -> list:
+        answer = call("get_parameters", names=list(names)).values
+        as_parameters = [
+            msg("rcl_interfaces/msg/Parameter")(name=n, value=v) for n, v in zip(names, answer, strict=True)
+        ]
+        return [Parameter.from_parameter_msg(p).value for p in as_parameters]
+
+    listed = call("list_parameters", prefixes=[], depth=0).result
+    assert set(listed.names) == {"rate", "workers", "platform", "planner.budget", "models"}
+    assert list(listed.prefixes) == ["planner"]
+    assert "planner.budget" not in call("list_parameters", prefixes=[], depth=1).result.names
+    assert values("rate", "workers", "models") == [12.5, 2, ["a"]]
+    assert call("get_parameters", names=["rate", "nope"]).values == []  # rclpy: one unknown name, no values
+    assert list(call("get_parameter_types", names=["rate", "models"]).types) == [3, 9]
+    (rate,) = call("describe_parameters", names=["rate"]).descriptors
+    assert rate.description == "frames per second" and rate.floating_point_range[0].to_value == 60.0
+
+    wanted = [Parameter("rate", value=20.0), Parameter("platform", value="x86"), Parameter("rate", value=500.0)]
+    results = call("set_parameters", parameters=[p.to_parameter_msg() for p in wanted]).results
+    assert [r.successful for r in results] == [True, False, False]
+    assert "read-only" in results[1].reason and "outside [1.0, 60.0]" in results[2].reason
+    both = [Parameter("workers", value=4), Parameter("rate", value=99.0)]
+    atomic = call("set_parameters_atomically", parameters=[p.to_parameter_msg() for p in both]).result
+    assert not atomic.successful and "rate" in atomic.reason
+    unknown = call("set_parameters", parameters=[Parameter("nope", value=1).to_parameter_msg()]).results[0]
+    assert not unknown.successful and "not declared" in unknown.reason
+    assert values("rate", "workers", "platform") == [20.0, 2, "orange_pi_5"]  # only the good set took
+
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:
+        rclpy_context.spin_once(node, timeout_sec=0.1)  # type: ignore[attr-defined]
+    changed = [(e.node, p.name, p.value.double_value) for e in events for p in e.changed_parameters]
+    assert changed == [("/robots/tuned", "rate", 20.0)]
+    node.destroy_node()
+    assert peers[0].interrupt() == 0

@@ -10,7 +10,8 @@ from rankmap_ros.ros.dds import names
 from rankmap_ros.ros.dds.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
 from rankmap_ros.ros.dds.context import Context, get_default_context
 from rankmap_ros.ros.dds.logging import RcutilsLogger
-from rankmap_ros.ros.dds.parameters import OnSet, Parameter, ParameterStore
+from rankmap_ros.ros.dds.parameter_service import ParameterService, list_names
+from rankmap_ros.ros.dds.parameters import OnSet, Parameter, ParameterNotDeclaredException, ParameterStore
 from rankmap_ros.ros.dds.pubsub import Publisher, Subscription
 from rankmap_ros.ros.dds.qos import QoSProfile, as_profile, qos_profile_rosout_default, qos_profile_services_default
 from rankmap_ros.ros.dds.service import Client, Service
@@ -67,6 +68,7 @@ class Node:
         self._graph = self.context.graph
         assert self._graph is not None
         self._graph.add_node(id(self), self._namespace, name)
+        self._parameter_service = ParameterService(self) if start_parameter_services else None
         if automatically_declare_parameters_from_overrides:
             for key, value in overrides.items():
                 self.declare_parameter(key, value)
@@ -277,10 +279,18 @@ class Node:
 
     # --- parameters ---------------------------------------------------------------------------
 
+    def _parameters_event(self, new: list[Parameter], changed: list[Parameter], deleted: list[Parameter]) -> None:
+        if self._parameter_service is not None:
+            initialized = [[p for p in group if p.value is not None] for group in (new, changed, deleted)]
+            if any(initialized):
+                self._parameter_service.publish_event(*initialized)
+
     def declare_parameter(
         self, name: str, value: Any = None, descriptor: Any = None, ignore_override: bool = False
     ) -> Parameter:
-        return self._parameters.declare(name, value, descriptor, ignore_override)
+        parameter = self._parameters.declare(name, value, descriptor, ignore_override)
+        self._parameters_event([parameter], [], [])
+        return parameter
 
     def declare_parameters(
         self, namespace: str, parameters: Sequence[tuple[Any, ...]], ignore_override: bool = False
@@ -294,8 +304,9 @@ class Node:
 
     def undeclare_parameter(self, name: str) -> None:
         self._parameters.get(name)
-        self._parameters.values.pop(name, None)
+        parameter = self._parameters.values.pop(name)
         self._parameters.descriptors.pop(name, None)
+        self._parameters_event([], [], [parameter])
 
     def has_parameter(self, name: str) -> bool:
         return name in self._parameters.values
@@ -316,11 +327,35 @@ class Node:
         return {n[len(start) :]: p for n, p in self._parameters.values.items() if n.startswith(start)}
 
     def set_parameters(self, parameter_list: Sequence[Parameter]) -> list[Any]:
-        return self._parameters.set(parameter_list)
+        return [self.set_parameters_atomically([parameter]) for parameter in parameter_list]
+
+    def set_parameters_atomically(self, parameter_list: Sequence[Parameter]) -> Any:
+        before = set(self._parameters.values)
+        result = self._parameters.set_atomically(parameter_list)
+        if result.successful:
+            now = [self._parameters.values[p.name] for p in parameter_list]
+            self._parameters_event([p for p in now if p.name not in before], [p for p in now if p.name in before], [])
+        return result
 
     def describe_parameter(self, name: str) -> Any:
-        self._parameters.get(name)
+        if name not in self._parameters.values:
+            raise ParameterNotDeclaredException(f"parameter {name!r} is not declared")
         return self._parameters.descriptors[name]
+
+    def describe_parameters(self, names_: Sequence[str]) -> list[Any]:
+        return [self.describe_parameter(name) for name in names_]
+
+    def get_parameter_type(self, name: str) -> Parameter.Type:
+        if name not in self._parameters.values:
+            raise ParameterNotDeclaredException(f"parameter {name!r} is not declared")
+        return self._parameters.values[name].type_
+
+    def get_parameter_types(self, names_: Sequence[str]) -> list[Parameter.Type]:
+        return [self.get_parameter_type(name) for name in names_]
+
+    def list_parameters(self, prefixes: Sequence[str], depth: int) -> Any:
+        names_, found = list_names(list(self._parameters.values), list(prefixes), depth)
+        return get_message("rcl_interfaces/msg/ListParametersResult")(names=names_, prefixes=found)
 
     def add_on_set_parameters_callback(self, callback: OnSet) -> None:
         self._parameters.callbacks.insert(0, callback)

@@ -141,21 +141,24 @@ class Parameter:
         return self._value
 
     def get_parameter_value(self) -> Any:
-        fields = {
-            _Type.BOOL: "bool_value",
-            _Type.INTEGER: "integer_value",
-            _Type.DOUBLE: "double_value",
-            _Type.STRING: "string_value",
-            _Type.BYTE_ARRAY: "byte_array_value",
-            _Type.BOOL_ARRAY: "bool_array_value",
-            _Type.INTEGER_ARRAY: "integer_array_value",
-            _Type.DOUBLE_ARRAY: "double_array_value",
-            _Type.STRING_ARRAY: "string_array_value",
-        }
         msg = ParameterValue(type=int(self._type))
-        if self._type in fields:
-            setattr(msg, fields[self._type], self._value)
+        if self._type in _VALUE_FIELDS:
+            setattr(msg, _VALUE_FIELDS[self._type], self._value)
         return msg
+
+    @classmethod
+    def from_parameter_msg(cls, msg: Any) -> Parameter:
+        """A Parameter from rcl_interfaces/msg/Parameter, as a set_parameters request carries it."""
+        try:
+            kind = _Type(msg.value.type)
+        except ValueError:
+            raise ValueError(f"parameter {msg.name!r} has the unknown type {msg.value.type}") from None
+        value = getattr(msg.value, _VALUE_FIELDS[kind]) if kind in _VALUE_FIELDS else None
+        if kind == _Type.BYTE_ARRAY:
+            value = bytes(bytearray(int(b) % 256 for b in value))
+        elif kind.name.endswith("_ARRAY"):
+            value = [v.item() if hasattr(v, "item") else v for v in value]
+        return cls(msg.name, kind, value)
 
     def to_parameter_msg(self) -> Any:
         return get_message("rcl_interfaces/msg/Parameter")(name=self._name, value=self.get_parameter_value())
@@ -165,6 +168,17 @@ class Parameter:
 
 
 OnSet = Callable[[list[Parameter]], Any]
+_VALUE_FIELDS = {
+    _Type.BOOL: "bool_value",
+    _Type.INTEGER: "integer_value",
+    _Type.DOUBLE: "double_value",
+    _Type.STRING: "string_value",
+    _Type.BYTE_ARRAY: "byte_array_value",
+    _Type.BOOL_ARRAY: "bool_array_value",
+    _Type.INTEGER_ARRAY: "integer_array_value",
+    _Type.DOUBLE_ARRAY: "double_array_value",
+    _Type.STRING_ARRAY: "string_array_value",
+}
 
 
 def _in_range(value: Any, descriptor: Any) -> str | None:
@@ -240,19 +254,21 @@ class ParameterStore:
         raise ParameterNotDeclaredException(f"parameter {name!r} is not declared")
 
     def set(self, parameters: Sequence[Parameter]) -> list[Any]:
-        return [self._set_one(p) for p in parameters]
+        return [self.set_atomically([p]) for p in parameters]
 
-    def _set_one(self, parameter: Parameter) -> Any:
-        if parameter.name not in self.values and not self.allow_undeclared:
-            raise ParameterNotDeclaredException(f"parameter {parameter.name!r} is not declared")
-        reason = self._refusal([parameter], descriptor_for=self.descriptors)
+    def set_atomically(self, parameters: Sequence[Parameter]) -> Any:
+        """All of them or, with the first reason to refuse, none."""
+        for parameter in parameters:
+            if parameter.name not in self.values and not self.allow_undeclared:
+                raise ParameterNotDeclaredException(f"parameter {parameter.name!r} is not declared")
+        reason = self._refusal(list(parameters), descriptor_for=self.descriptors)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
-        descriptor = self.descriptors.get(parameter.name)
-        declared = _Type(descriptor.type) if descriptor is not None else _Type.NOT_SET
-        if declared not in (_Type.NOT_SET, parameter.type_) and not descriptor.dynamic_typing:
-            parameter = Parameter(parameter.name, declared, parameter.value)
-        self.values[parameter.name] = parameter
+        for given in parameters:
+            descriptor = self.descriptors.get(given.name)
+            declared = _Type(descriptor.type) if descriptor is not None else _Type.NOT_SET
+            typed = declared not in (_Type.NOT_SET, given.type_) and not descriptor.dynamic_typing
+            self.values[given.name] = Parameter(given.name, declared, given.value) if typed else given
         return SetParametersResult(successful=True, reason="")
 
     def _refusal(self, parameters: list[Parameter], descriptor_for: dict[str, Any]) -> str:

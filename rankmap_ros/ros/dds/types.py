@@ -230,8 +230,9 @@ def _definition_files() -> Iterator[tuple[str, str, Path]]:
     for kind in ("msg", "srv"):
         for path in sorted((root / kind).glob(f"*.{kind}")):
             yield PACKAGE, kind, path
-    for path in sorted(SHIPPED.glob("*/msg/*.msg")):
-        yield path.parent.parent.name, "msg", path
+    for kind in ("msg", "srv"):
+        for path in sorted(SHIPPED.glob(f"*/{kind}/*.{kind}")):
+            yield path.parent.parent.name, kind, path
 
 
 _DEFAULT_LINE = re.compile(r"^\s*([\w/]+(?:\[[^\]]*\])?)\s+(\w+)\s+([^=#\s][^#]*?)\s*(?:#.*)?$")
