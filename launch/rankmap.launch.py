@@ -3,8 +3,10 @@
 The manager starts its executor nodes itself (one per pipeline stage), so this is the only node
 to launch. The parameters a robot changes most (`platform`, `host_split`, `dnns_file`,
 `measurements_file`) are also launch arguments; given, they override the parameters file, left
-empty they leave its value alone. Works on Humble and Jazzy (launch / launch_ros APIs common to
-both).
+empty they leave its value alone. `respawn:=true` restarts a manager that died after
+`respawn_delay` seconds; its executors die with it, and perception nodes register their DNNs
+again (those of `dnns_file` it registers itself). Works on Humble and Jazzy (launch / launch_ros
+APIs common to both).
 """
 
 # ruff: noqa: I001  (ruff takes launch/ for a first-party package: this folder is named launch)
@@ -29,6 +31,14 @@ def _manager(context: LaunchContext) -> list[Node]:
     given = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
     # typed: launch_ros reads a bare value as YAML, where `1:30` is the integer 90 and `2024` a number
     overrides = {name: ParameterValue(value, value_type=str) for name, value in given.items() if value}
+    respawn = LaunchConfiguration("respawn").perform(context).strip().lower()
+    if respawn not in ("true", "false"):
+        raise ValueError(f"respawn must be true or false, not {respawn!r}")
+    delay = LaunchConfiguration("respawn_delay").perform(context)
+    try:
+        respawn_delay = float(delay)
+    except ValueError:
+        raise ValueError(f"respawn_delay must be a number of seconds, not {delay!r}") from None
     return [
         Node(
             package="rankmap_ros",
@@ -39,6 +49,8 @@ def _manager(context: LaunchContext) -> list[Node]:
             arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
             output="screen",
             emulate_tty=True,
+            respawn=respawn == "true",
+            respawn_delay=respawn_delay,
         )
     ]
 
@@ -52,6 +64,8 @@ def generate_launch_description() -> LaunchDescription:
                 "namespace", default_value="", description="namespace of the manager, its services and topics"
             ),
             DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error"),
+            DeclareLaunchArgument("respawn", default_value="false", description="restart the manager if it dies"),
+            DeclareLaunchArgument("respawn_delay", default_value="2.0", description="seconds before a restart"),
             *(
                 DeclareLaunchArgument(name, default_value="", description=f"{text}; empty: the parameters file's")
                 for name, text in OVERRIDES.items()

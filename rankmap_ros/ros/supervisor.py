@@ -6,7 +6,8 @@ manager's leftovers are removed by the next one (`shm.remove_stale`). Executors 
 server that has already imported torch, OpenCV and the node code (a fresh interpreter spends
 seconds on those imports: that is most of the time to replace a killed executor), run in their
 own session (a Ctrl-C on the terminal reaches the manager only, which stops them in order) and
-die with the manager (PR_SET_PDEATHSIG, their server exits with it, and they poll its pid).
+die with the manager: they check its pid while they run, frames or not (their server, their
+parent, outlives a killed manager while they live, so PR_SET_PDEATHSIG alone would not do).
 
 Under the component executor the stages are not processes of their own: each component the
 manager uses has one container process (ros/container_node.py, `Containers` here) that loads a

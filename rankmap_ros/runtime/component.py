@@ -46,7 +46,15 @@ from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, FrameHeader
 from rankmap_ros.runtime.shm import Semaphore
 from rankmap_ros.runtime.stage import StageSpec
-from rankmap_ros.runtime.worker import EXIT_FAILED, POLL_S, StageWiring, WorkEstimate, become_child, owner_alive
+from rankmap_ros.runtime.worker import (
+    EXIT_FAILED,
+    POLL_S,
+    OwnerWatch,
+    StageWiring,
+    WorkEstimate,
+    become_child,
+    owner_alive,
+)
 
 OUTPUT_RETRY_S = 0.002  # sleep between tries while a result waits for room downstream
 BEAT_S = 0.5  # how often the loop stamps its stages' rows (`beat_s`) for the owner's hang check
@@ -160,7 +168,7 @@ class ComponentLoop:
         self.policy = policy
         self.preemptive = policy.preemptive
         self.bell = bell
-        self.owner = owner
+        self.owner = OwnerWatch(owner)
         self.stopping = stopping
         self.retire = retire
         self.incoming: queue.SimpleQueue[Hosted] = queue.SimpleQueue()
@@ -172,7 +180,7 @@ class ComponentLoop:
         self.bell.release()
 
     def serve(self) -> None:
-        while not self.stopping():
+        while not self.stopping() and not self.owner.gone():
             if self.retire is not None:
                 self._membership()
             self._forward()
@@ -181,8 +189,7 @@ class ComponentLoop:
             chosen = self._choose()
             if chosen is None:
                 waiting = any(h.result is not None for h in self.hosted)
-                if not self.bell.acquire(OUTPUT_RETRY_S if waiting else POLL_S) and not owner_alive(self.owner):
-                    return
+                self.bell.acquire(OUTPUT_RETRY_S if waiting else POLL_S)
                 continue
             chosen.row["decisions"] += 1
             chosen.row["decide_s"] += time.perf_counter() - start

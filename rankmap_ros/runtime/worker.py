@@ -1,7 +1,9 @@
 """The body of one stage process: bind to the component, build the stage, move frames through it.
 
-The process dies with its owner: PR_SET_PDEATHSIG kills it when its parent goes, and it also
-polls the owner's pid (a process started through a fork server has the server as parent).
+The process dies with its owner: PR_SET_PDEATHSIG kills it when its parent goes, and every pass
+of its loop asks, at most every OWNER_CHECK_S, whether the owner's pid is still there. The ask
+is what counts: a process started through a fork server has the server as parent, and the server
+outlives the owner while any process it forked lives.
 Ctrl-C is ignored here because it reaches the whole process group; the owner stops stages
 through the board's stop flag, then SIGTERM, then SIGKILL.
 
@@ -27,6 +29,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,7 @@ from rankmap_ros.runtime.channel import Channel
 from rankmap_ros.runtime.stage import StageSpec
 
 POLL_S = 0.1
+OWNER_CHECK_S = 0.25  # how often a stage asks whether its owner is still there, frames or not
 # libgomp's default spin (about 300k iterations) keeps a stage's OpenMP threads busy for
 # milliseconds after each parallel region; with several stage processes on one CPU cluster that
 # time is taken from whichever stage runs next (docs/RUNTIME.md, "OpenMP spinning"). 10k spins
@@ -116,13 +120,38 @@ def become_child() -> None:
 
 
 def owner_alive(pid: int) -> bool:
+    """A zombie counts as gone: it runs nothing, and its parent may reap it late."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class OwnerWatch:
+    """Whether the owner (the manager, `rankmap run`) is gone, asked at most every OWNER_CHECK_S.
+
+    The stage loops ask on every pass, not only when no frame comes: a camera goes on feeding a
+    first stage after the owner died. PR_SET_PDEATHSIG does not end such a stage either, because
+    its parent is the fork server, which outlives the owner while any stage it forked lives.
+    """
+
+    pid: int
+    _next: float = 0.0
+    _gone: bool = False
+
+    def gone(self) -> bool:
+        now = time.monotonic()
+        if not self._gone and now >= self._next:
+            self._gone = not owner_alive(self.pid)
+            self._next = now + OWNER_CHECK_S
+        return self._gone
 
 
 def stage_main(spec: StageSpec, wiring: StageWiring) -> None:
@@ -236,15 +265,14 @@ def serve(
     stage computes in; that conversion is the stage's work, so it counts as busy, not as copying.
     """
     row = board.rows[wiring.row : wiring.row + 1]
+    owner = OwnerWatch(wiring.owner_pid)
     buffer: np.ndarray | None = None
-    while not board.stopping:
+    while not board.stopping and not owner.gone():
         t0 = time.perf_counter()
         frame = source.get(timeout=POLL_S, out=buffer, convert=convert)
         t1 = time.perf_counter()
         if frame is None:
             row["wait_in_s"] += t1 - t0
-            if not owner_alive(wiring.owner_pid):
-                return
             continue
         if isinstance(frame.array, np.ndarray):
             buffer = frame.array
@@ -254,7 +282,7 @@ def serve(
         cpu = time.process_time() - cpu
         t2 = time.perf_counter()
         while not sink.put(y, frame.header, timeout=POLL_S):
-            if board.stopping or not owner_alive(wiring.owner_pid):
+            if board.stopping or owner.gone():
                 return
         t3 = time.perf_counter()
         copy = source.last_copy_s + sink.last_copy_s
@@ -290,21 +318,19 @@ def serve_units(
     preemptive = policy.preemptive
     drop = spec.drop_late and task.realtime
     steps = units.steps
-    owner = wiring.owner_pid
+    owner = OwnerWatch(wiring.owner_pid)
     estimate = WorkEstimate(len(steps))
 
     def stop() -> bool:
-        return board.stopping or not owner_alive(owner)
+        return board.stopping or owner.gone()
 
     buffer: np.ndarray | None = None
-    while not board.stopping:
+    while not stop():
         t0 = time.perf_counter()
         frame = source.get(timeout=POLL_S, out=buffer, convert=convert)
         t1 = time.perf_counter()
         if frame is None:
             row["wait_in_s"] += t1 - t0
-            if not owner_alive(owner):
-                return
             continue
         if isinstance(frame.array, np.ndarray):
             buffer = frame.array
@@ -368,7 +394,7 @@ def serve_units(
             continue
         t3 = time.perf_counter()
         while not sink.put(y, frame.header, timeout=POLL_S):
-            if board.stopping or not owner_alive(owner):
+            if stop():
                 return
         t4 = time.perf_counter()
         row["copy_s"] += sink.last_copy_s

@@ -131,5 +131,10 @@ def stop_stack(s: Stack) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+    # A SIGKILLed manager's participant stays in discovery until its lease (Cyclone: 10 s) runs out;
+    # the next module's clients would see its services as available and send requests nowhere.
+    deadline = time.monotonic() + 15.0
+    while "rankmap_manager" in s.node.get_node_names() and time.monotonic() < deadline:
+        time.sleep(0.2)
     s.node.destroy_node()
     dds.try_shutdown()

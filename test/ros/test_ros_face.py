@@ -398,6 +398,12 @@ def test_manager_launch_arguments_override_only_when_given(monkeypatch: pytest.M
     path = ROOT / "launch" / "rankmap.launch.py"
     manager = _run_launch_file(path, {}, monkeypatch).nodes["rankmap_manager"]
     assert len(manager["parameters"]) == 1  # the parameters file alone: its platform, dnns_file, ... hold
+    assert manager["respawn"] is False
+    respawning = _run_launch_file(path, {"respawn": "True", "respawn_delay": "5"}, monkeypatch).nodes
+    assert respawning["rankmap_manager"]["respawn"] is True and respawning["rankmap_manager"]["respawn_delay"] == 5.0
+    for bad in ({"respawn": "yes please"}, {"respawn_delay": "soon"}):
+        with pytest.raises(ValueError, match="respawn"):
+            _run_launch_file(path, bad, monkeypatch)
     given = {"dnns_file": "/robot/dnns.yaml", "host_split": "0:1", "platform": ""}
     manager = _run_launch_file(path, given, monkeypatch).nodes["rankmap_manager"]
     params_file, overrides = manager["parameters"]

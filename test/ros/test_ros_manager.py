@@ -324,7 +324,11 @@ def test_shutdown_leaves_no_process_or_shared_memory(stack: Stack) -> None:
 
 def test_a_perception_node_registers_again_with_a_restarted_manager(stack: Stack) -> None:
     """A manager that dies (and is respawned) forgets its DNNs; the demo perception node notices and
-    registers them again with the priorities in force (watcher's raised from 2 to 6 beside 2)."""
+    registers them again with the priorities in force (watcher's raised from 2 to 6 beside 2).
+
+    It dies by SIGKILL, as in a crash: its executors must go with it although the camera goes on
+    feeding them (they are children of a fork server that outlives it), or the respawned one
+    would run each DNN twice."""
     import subprocess
     import sys
 
@@ -340,8 +344,15 @@ def test_a_perception_node_registers_again_with_a_restarted_manager(stack: Stack
     try:
         for restart in range(2):
             if restart:
-                stack.manager.send_signal(signal.SIGINT)
-                assert stack.manager.wait(timeout=20) == 0
+                running = lambda: stack.stage_pids("watcher") and stack.stage_pids("helper")  # noqa: E731
+                stack.spin_until(running, 30.0, "both DNNs' executors in the diagnostics")
+                orphans = stack.stage_pids("watcher") + stack.stage_pids("helper")
+                stack.manager.send_signal(signal.SIGKILL)
+                stack.manager.wait(timeout=20)
+                deadline = time.monotonic() + 5.0
+                while any(_alive(p) for p in orphans) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert not any(_alive(p) for p in orphans), "executors outlived their manager"
             since = time.time()
             stack.manager = subprocess.Popen(stack.manager_command, stdin=subprocess.DEVNULL)
             stack.spin_until(
