@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rankmap_ros.ros.parent import follow_parent
 from rankmap_ros.ros.rclpy_compat import (
     ExternalShutdownException,
     FloatingPointRange,
@@ -116,6 +117,7 @@ class Camera(Node):
 
 
 def main(args: list[str] | None = None) -> None:
+    follow_parent()
     rclpy.init(args=args)
     node: Any = None
     try:

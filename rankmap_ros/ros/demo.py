@@ -22,6 +22,7 @@ from typing import Any
 
 from rankmap_ros.ros import endpoints
 from rankmap_ros.ros.diagnostics import level_value
+from rankmap_ros.ros.parent import PARENT_ENV
 
 LEVELS = ("OK", "WARN", "ERROR", "STALE")
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "rankmap.yaml"
@@ -93,6 +94,7 @@ def demo_environment() -> dict[str, str]:
         env["ROS_LOCALHOST_ONLY"] = "1"
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[PARENT_ENV] = str(os.getpid())  # the nodes end with this process, however it ends
     return env
 
 

@@ -27,6 +27,7 @@ from rankmap_ros.core.realtime import RealTimeError, parse_policy
 from rankmap_ros.ros import diagnostics, endpoints, planning, results
 from rankmap_ros.ros.diagnostics import Status
 from rankmap_ros.ros.dnns_file import register_file
+from rankmap_ros.ros.parent import follow_parent
 from rankmap_ros.ros.rclpy_compat import (
     DurabilityPolicy,
     ExternalShutdownException,
@@ -1084,6 +1085,7 @@ def spin_serving(executor: Any, logger: Any) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
+    follow_parent()
     rclpy.init(args=args)
     node = None
     try:

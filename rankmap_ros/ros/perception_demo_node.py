@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from rankmap_ros.ros import endpoints, results
+from rankmap_ros.ros.parent import follow_parent
 from rankmap_ros.ros.rclpy_compat import (
     DurabilityPolicy,
     ExternalShutdownException,
@@ -156,6 +157,7 @@ class PerceptionDemo(Node):
 
 
 def main(args: list[str] | None = None) -> None:
+    follow_parent()
     rclpy.init(args=args)
     node: Any = None
     try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
-import ctypes
 import functools
 import math
 import multiprocessing as mp
@@ -40,6 +39,7 @@ from rankmap_ros.runtime import backends
 from rankmap_ros.runtime.arbiter import Arbiter
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel
+from rankmap_ros.runtime.lifetime import parent_death_signal
 from rankmap_ros.runtime.stage import StageSpec
 
 POLL_S = 0.1
@@ -52,7 +52,6 @@ GOMP_SPINCOUNT = "10000"
 ESTIMATE_WINDOW = 16  # recent timings per unit behind a stage's work estimate
 PROBE_AFTER = 4  # drops on the estimate alone in a row before a job runs anyway...
 PROBE_STALE_S = 1.0  # ...if no unit was timed for this long: a fresh estimate is trusted
-_PR_SET_PDEATHSIG = 1
 EXIT_FAILED = 3
 
 
@@ -112,9 +111,7 @@ def become_child() -> None:
     elsewhere). Native libraries (OpenCV prints OpenCL build logs) write to file descriptor 1;
     pointing it at stderr keeps the owner's stdout clean, e.g. for `rankmap ... --json`.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    parent_death_signal(signal.SIGKILL)
     sys.stdout.flush()
     os.dup2(2, 1)
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -49,3 +53,31 @@ def test_the_demo_serves_every_dnn_replans_on_a_priority_change_and_leaves_nothi
     assert "re-plan: input rates measured" in (tmp_path / "demo.log").read_text()
     left = {pid: _cmdline(pid) for pid in tagged(tag)}
     assert left == {}  # manager, camera, perception node and every executor are gone
+
+
+def test_the_demos_nodes_end_with_it_even_when_it_is_killed(tmp_path):
+    """SIGKILL runs no clean-up in the demo: the kernel tells each node it started, which then shuts
+    down as on `kill` (the manager stops its executors and removes its shared memory)."""
+    tag = f"rankmap-demo-test-{uuid.uuid4().hex}"
+    command = [sys.executable, "-m", "rankmap_ros", "demo", "--duration", "120", "--split", "big:0,little:1"]
+    with (tmp_path / "demo.log").open("w") as log:
+        demo = subprocess.Popen(command, env={**os.environ, "RANKMAP_TEST_TAG": tag}, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while not any("forkserver" in _cmdline(p) for p in tagged(tag)) and time.monotonic() < deadline:
+            assert demo.poll() is None, (tmp_path / "demo.log").read_text()
+            time.sleep(0.5)
+        nodes = [p for p in tagged(tag) if p != demo.pid]
+        manager = next(p for p in nodes if "manager_node" in _cmdline(p))
+        assert any("forkserver" in _cmdline(p) for p in nodes), "the manager never started its executors"
+        demo.kill()
+        demo.wait()
+        deadline = time.monotonic() + 20
+        while tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert {pid: _cmdline(pid) for pid in tagged(tag)} == {}
+        assert not [p for p in Path("/dev/shm").iterdir() if f"rankmap-{manager}-" in p.name]
+    finally:
+        for pid in tagged(tag):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
