@@ -94,7 +94,6 @@ def demo_environment() -> dict[str, str]:
         env["ROS_LOCALHOST_ONLY"] = "1"
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("PYTHONUNBUFFERED", "1")
-    env[PARENT_ENV] = str(os.getpid())  # the nodes end with this process, however it ends
     return env
 
 
@@ -135,7 +134,10 @@ def node_commands(options: DemoOptions) -> dict[str, list[str]]:
 
 def start_nodes(options: DemoOptions, env: dict[str, str], log: Any) -> dict[str, subprocess.Popen[bytes]]:
     return {
-        name: subprocess.Popen(argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        # the nodes end with this process, however it ends (only they: not this process's env)
+        name: subprocess.Popen(
+            argv, env={**env, PARENT_ENV: str(os.getpid())}, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
         for name, argv in node_commands(options).items()
     }
 

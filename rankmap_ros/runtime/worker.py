@@ -27,7 +27,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +140,8 @@ class OwnerWatch:
     """
 
     pid: int
-    _next: float = 0.0
-    _gone: bool = False
+    _next: float = field(default=0.0, init=False)
+    _gone: bool = field(default=False, init=False)
 
     def gone(self) -> bool:
         now = time.monotonic()

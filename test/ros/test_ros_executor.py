@@ -17,6 +17,7 @@ from rankmap_ros.ros.dds.executor import MultiThreadedExecutor, SingleThreadedEx
 from rankmap_ros.ros.dds.node import Node
 from rankmap_ros.ros.dds.parameters import (
     FloatingPointRange,
+    InvalidParameterTypeException,
     InvalidParameterValueException,
     Parameter,
     ParameterDescriptor,
@@ -99,9 +100,14 @@ def test_guard_condition_and_in_process_service(rclpy_context: Any) -> None:
 
 
 def test_parameter_descriptors_and_callbacks(rclpy_context: Any) -> None:
-    node = Node("params", cli_args=["--ros-args", "-p", "gain:=2", "-p", "other:gain:=9"])
+    strict = Node("strict", cli_args=["--ros-args", "-p", "gain:=2"])
+    with pytest.raises(InvalidParameterTypeException, match="'gain' is DOUBLE but was given 2"):
+        strict.declare_parameter("gain", 1.0)  # rclpy refuses an integer for a double: a robot would not start
+    strict.destroy_node()
+    node = Node("params", cli_args=["--ros-args", "-p", "gain:=2.0", "-p", "other:gain:=9"])
     descriptor = ParameterDescriptor(floating_point_range=[FloatingPointRange(from_value=0.0, to_value=5.0)])
-    assert node.declare_parameter("gain", 1.0, descriptor).value == 2.0  # int override into a double
+    assert node.declare_parameter("gain", 1.0, descriptor).value == 2.0
+    assert not node.set_parameters([Parameter("gain", value=3)])[0].successful  # nor over the set services
     node.declare_parameter("mode", "static", ParameterDescriptor(read_only=True))
     refused = node.set_parameters([Parameter("gain", value=7.5), Parameter("mode", value="dynamic")])
     assert [r.successful for r in refused] == [False, False]

@@ -111,15 +111,15 @@ def test_node_logs_reach_rosout_as_rcl_publishes_them(rclpy_context: object, pee
     from rankmap_ros.ros.rclpy_compat import msg
 
     peers.append(Peer("chatty"))
-    peers.append(Peer("chatty", "--ros-args", "-r", "__node:=silent", "--disable-stdout-logs"))
-    peers.append(Peer("chatty", "--ros-args", "-r", "__node:=unpublished", "--disable-rosout-logs"))
-    for peer in peers:
-        assert peer.line()["ready"]
+    assert peers[0].line()["ready"]
     node = Node("console")
     got: list = []
-    node.create_subscription(
-        msg("rcl_interfaces/msg/Log"), "/rosout", got.append, qos_profile_rosout_default
-    )  # late: transient local
+    # late for `chatty`, whose lines come from the writer's history (transient local, 10 s lifespan)
+    node.create_subscription(msg("rcl_interfaces/msg/Log"), "/rosout", got.append, qos_profile_rosout_default)
+    peers.append(Peer("chatty", "--ros-args", "-r", "__node:=silent", "--disable-stdout-logs"))
+    peers.append(Peer("chatty", "--ros-args", "-r", "__node:=unpublished", "--disable-rosout-logs"))
+    for peer in peers[1:]:
+        assert peer.line()["ready"]
     deadline = time.monotonic() + 20
     while len({m.name for m in got if m.name.startswith("robot.")}) < 4 and time.monotonic() < deadline:
         rclpy_context.spin_once(node, timeout_sec=0.1)  # type: ignore[attr-defined]
@@ -187,9 +187,11 @@ def test_parameter_services_answer_as_rclpy_does(rclpy_context: object, peers: l
     assert rate.description == "frames per second" and rate.floating_point_range[0].to_value == 60.0
 
     wanted = [Parameter("rate", value=20.0), Parameter("platform", value="x86"), Parameter("rate", value=500.0)]
+    wanted.append(Parameter("rate", value=25))  # `ros2 param set /robots/tuned rate 25`: an integer
     results = call("set_parameters", parameters=[p.to_parameter_msg() for p in wanted]).results
-    assert [r.successful for r in results] == [True, False, False]
+    assert [r.successful for r in results] == [True, False, False, False]
     assert "read-only" in results[1].reason and "outside [1.0, 60.0]" in results[2].reason
+    assert "expected DOUBLE" in results[3].reason
     both = [Parameter("workers", value=4), Parameter("rate", value=99.0)]
     atomic = call("set_parameters_atomically", parameters=[p.to_parameter_msg() for p in both]).result
     assert not atomic.successful and "rate" in atomic.reason
@@ -200,7 +202,11 @@ def test_parameter_services_answer_as_rclpy_does(rclpy_context: object, peers: l
     deadline = time.monotonic() + 5
     while not events and time.monotonic() < deadline:
         rclpy_context.spin_once(node, timeout_sec=0.1)  # type: ignore[attr-defined]
+    end = time.monotonic() + 1.0  # a wrong event (a refused set) would be in by then
+    while time.monotonic() < end:
+        rclpy_context.spin_once(node, timeout_sec=0.1)  # type: ignore[attr-defined]
     changed = [(e.node, p.name, p.value.double_value) for e in events for p in e.changed_parameters]
     assert changed == [("/robots/tuned", "rate", 20.0)]
+    assert not [p for e in events for p in (*e.new_parameters, *e.deleted_parameters)]
     node.destroy_node()
     assert peers[0].interrupt() == 0

@@ -19,12 +19,8 @@ import yaml
 
 from rankmap_ros.core.files import yaml_problem
 
-_LOG_SWITCHES = {
-    "--enable-rosout-logs": ("rosout", True),
-    "--disable-rosout-logs": ("rosout", False),
-    "--enable-stdout-logs": ("stdout", True),
-    "--disable-stdout-logs": ("stdout", False),
-}
+_ROSOUT_SWITCHES = {"--enable-rosout-logs": True, "--disable-rosout-logs": False}
+_STDOUT_SWITCHES = {"--enable-stdout-logs": True, "--disable-stdout-logs": False}
 _IGNORED_FLAGS = {"--enable-external-lib-logs", "--disable-external-lib-logs"}
 
 
@@ -124,9 +120,11 @@ def parse(argv: Sequence[str] | None) -> RosArgs:
         if token == "--":
             in_ros = False
             continue
-        if token in _LOG_SWITCHES:
-            switch, enabled = _LOG_SWITCHES[token]
-            setattr(result, switch, enabled)
+        if token in _ROSOUT_SWITCHES:
+            result.rosout = _ROSOUT_SWITCHES[token]
+            continue
+        if token in _STDOUT_SWITCHES:
+            result.stdout = _STDOUT_SWITCHES[token]
             continue
         if token in _IGNORED_FLAGS:
             continue

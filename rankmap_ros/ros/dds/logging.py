@@ -1,9 +1,10 @@
 """rclpy's logger: named loggers with severities, console output in rcutils' default format.
 
 Lines look like rcutils' `[INFO] [1700000000.123456789] [node]: message` on stderr, so logs read
-the same with and without ROS. As in rcl, a node's logger and its children (`get_child`, as since
-Iron) also go to the node's /rosout publisher, where rqt_console and `ros2 topic echo /rosout`
-read them; other loggers reach the console only.
+the same with and without ROS. As in rcl, a node's logger also goes to the node's /rosout
+publisher, where rqt_console and `ros2 topic echo /rosout` read it; so does every logger named
+below it (`get_child`, as since Iron, or any dotted name under the node's). Other loggers reach
+the console only.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def remove_rosout_sink(logger_name: str, sink: RosoutSink) -> None:
 
 def _sink_for(name: str) -> RosoutSink | None:
     """The sink of the logger or of its nearest dotted parent; the first node of a name wins, as in rcl."""
+    if not _sinks:  # no node in this process publishes logs: skip the lock
+        return None
     parts = name.split(".")
     with _lock:
         for end in range(len(parts), 0, -1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,9 +12,21 @@ from rankmap_ros.ros.dds.callback_groups import CallbackGroup, MutuallyExclusive
 from rankmap_ros.ros.dds.context import Context, get_default_context
 from rankmap_ros.ros.dds.logging import RcutilsLogger
 from rankmap_ros.ros.dds.parameter_service import ParameterService, list_names
-from rankmap_ros.ros.dds.parameters import OnSet, Parameter, ParameterNotDeclaredException, ParameterStore
+from rankmap_ros.ros.dds.parameters import (
+    OnSet,
+    Parameter,
+    ParameterDescriptor,
+    ParameterNotDeclaredException,
+    ParameterStore,
+)
 from rankmap_ros.ros.dds.pubsub import Publisher, Subscription
-from rankmap_ros.ros.dds.qos import QoSProfile, as_profile, qos_profile_rosout_default, qos_profile_services_default
+from rankmap_ros.ros.dds.qos import (
+    QoSProfile,
+    as_profile,
+    qos_profile_parameter_events,
+    qos_profile_rosout_default,
+    qos_profile_services_default,
+)
 from rankmap_ros.ros.dds.service import Client, Service
 from rankmap_ros.ros.dds.time import Clock, ROSClock
 from rankmap_ros.ros.dds.timer import GuardCondition, Timer
@@ -68,7 +81,11 @@ class Node:
         self._graph = self.context.graph
         assert self._graph is not None
         self._graph.add_node(id(self), self._namespace, name)
-        self._parameter_service = ParameterService(self) if start_parameter_services else None
+        self._parameter_events = self.create_publisher(
+            get_message("rcl_interfaces/msg/ParameterEvent"), "/parameter_events", qos_profile_parameter_events
+        )
+        if start_parameter_services:
+            ParameterService(self)
         if automatically_declare_parameters_from_overrides:
             for key, value in overrides.items():
                 self.declare_parameter(key, value)
@@ -78,10 +95,11 @@ class Node:
             ros_logging.add_rosout_sink(self._logger.name, self._publish_log)
 
     def _publish_log(self, record: ros_logging.LogRecord) -> None:
-        if self._rosout is None:
+        rosout = self._rosout  # once: destroy_node may clear it from another thread
+        if rosout is None:
             return
         seconds, nanoseconds = divmod(record.stamp_ns, 1_000_000_000)
-        self._rosout.publish(
+        rosout.publish(
             get_message(LOG)(
                 stamp=get_message("builtin_interfaces/msg/Time")(sec=seconds, nanosec=nanoseconds),
                 level=int(record.severity),
@@ -280,10 +298,22 @@ class Node:
     # --- parameters ---------------------------------------------------------------------------
 
     def _parameters_event(self, new: list[Parameter], changed: list[Parameter], deleted: list[Parameter]) -> None:
-        if self._parameter_service is not None:
-            initialized = [[p for p in group if p.value is not None] for group in (new, changed, deleted)]
-            if any(initialized):
-                self._parameter_service.publish_event(*initialized)
+        """What rqt_reconfigure and `ros2 param` watchers follow; a parameter without a value is NOT_SET there."""
+        stamp_ns = time.time_ns()
+
+        def as_msgs(group: list[Parameter]) -> list[Any]:
+            unset = Parameter.Type.NOT_SET
+            return [(p if p.value is not None else Parameter(p.name, unset)).to_parameter_msg() for p in group]
+
+        self._parameter_events.publish(
+            get_message("rcl_interfaces/msg/ParameterEvent")(
+                stamp=get_message("builtin_interfaces/msg/Time")(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9),
+                node=self.get_fully_qualified_name(),
+                new_parameters=as_msgs(new),
+                changed_parameters=as_msgs(changed),
+                deleted_parameters=as_msgs(deleted),
+            )
+        )
 
     def declare_parameter(
         self, name: str, value: Any = None, descriptor: Any = None, ignore_override: bool = False
@@ -330,7 +360,7 @@ class Node:
         return [self.set_parameters_atomically([parameter]) for parameter in parameter_list]
 
     def set_parameters_atomically(self, parameter_list: Sequence[Parameter]) -> Any:
-        before = set(self._parameters.values)
+        before = {name for name, p in self._parameters.values.items() if p.value is not None}  # else new, as in rclpy
         result = self._parameters.set_atomically(parameter_list)
         if result.successful:
             now = [self._parameters.values[p.name] for p in parameter_list]
@@ -339,6 +369,8 @@ class Node:
 
     def describe_parameter(self, name: str) -> Any:
         if name not in self._parameters.values:
+            if self._parameters.allow_undeclared:
+                return ParameterDescriptor(name=name, dynamic_typing=True)
             raise ParameterNotDeclaredException(f"parameter {name!r} is not declared")
         return self._parameters.descriptors[name]
 
@@ -347,6 +379,8 @@ class Node:
 
     def get_parameter_type(self, name: str) -> Parameter.Type:
         if name not in self._parameters.values:
+            if self._parameters.allow_undeclared:
+                return Parameter.Type.NOT_SET
             raise ParameterNotDeclaredException(f"parameter {name!r} is not declared")
         return self._parameters.values[name].type_
 

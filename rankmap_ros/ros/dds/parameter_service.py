@@ -1,4 +1,4 @@
-"""A node's parameter services and /parameter_events, as rclpy starts them for every node.
+"""A node's parameter services, as rclpy starts them for every node.
 
 With them `ros2 param list/get/set/describe/dump` and rqt_reconfigure reach our nodes from a ROS 2
 machine. The answers follow rclpy's: a request naming an undeclared parameter gets an empty list,
@@ -7,7 +7,6 @@ setting one fails with the reason, and a refused set changes nothing.
 
 from __future__ import annotations
 
-import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from rankmap_ros.ros.dds.parameters import (
     ParameterUninitializedException,
     SetParametersResult,
 )
-from rankmap_ros.ros.dds.qos import qos_profile_parameter_events, qos_profile_parameters
+from rankmap_ros.ros.dds.qos import qos_profile_parameters
 from rankmap_ros.ros.dds.types import get_message, get_service
 
 if TYPE_CHECKING:
@@ -75,27 +74,12 @@ class ParameterService:
                 getattr(self, f"_{service}"),
                 qos_profile=qos_profile_parameters,
             )
-        self._events = node.create_publisher(
-            get_message("rcl_interfaces/msg/ParameterEvent"), "/parameter_events", qos_profile_parameter_events
-        )
 
     def node(self) -> Node:
         node = self._node()
         if node is None:
             raise ReferenceError("the node of these parameter services is gone")
         return node
-
-    def publish_event(self, new: list[Parameter], changed: list[Parameter], deleted: list[Parameter]) -> None:
-        """What rqt_reconfigure and `ros2 param` watchers follow."""
-        stamp_ns = time.time_ns()
-        event = get_message("rcl_interfaces/msg/ParameterEvent")(
-            stamp=get_message("builtin_interfaces/msg/Time")(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9),
-            node=self.node().get_fully_qualified_name(),
-            new_parameters=[p.to_parameter_msg() for p in new],
-            changed_parameters=[p.to_parameter_msg() for p in changed],
-            deleted_parameters=[p.to_parameter_msg() for p in deleted],
-        )
-        self._events.publish(event)
 
     def _describe_parameters(self, request: Any, response: Any) -> Any:
         try:
@@ -113,7 +97,7 @@ class ParameterService:
 
     def _get_parameter_types(self, request: Any, response: Any) -> Any:
         try:
-            response.types = [self.node().get_parameter_type(name) for name in request.names]
+            response.types = [int(self.node().get_parameter_type(name)) for name in request.names]
         except ParameterNotDeclaredException:
             response.types = []
         return response

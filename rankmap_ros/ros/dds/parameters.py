@@ -2,8 +2,9 @@
 
 Descriptors and results are the rcl_interfaces messages, as in rclpy, so node code builds
 `ParameterDescriptor(description=..., read_only=True, floating_point_range=[FloatingPointRange(...)])`
-the same way in both worlds. Static typing (the default since Galactic) is enforced, as are ranges
-and read-only; `add_on_set_parameters_callback` callbacks can refuse a change.
+the same way in both worlds. Static typing (the default since Galactic) is enforced as strictly as
+rclpy does it (an integer is no double: `-p rate:=30` for a double fails here as it fails on a
+robot), as are ranges and read-only; `add_on_set_parameters_callback` callbacks can refuse a change.
 """
 
 from __future__ import annotations
@@ -102,12 +103,7 @@ class _Type(IntEnum):
             return False
         if found == self:
             return True
-        empty_array = isinstance(value, (list, tuple)) and not value
-        return (
-            (self == _Type.DOUBLE_ARRAY and found == _Type.INTEGER_ARRAY)
-            or (empty_array and self.name.endswith("_ARRAY"))
-            or (self == _Type.DOUBLE and found == _Type.INTEGER)
-        )
+        return isinstance(value, (list, tuple)) and not value and self.name.endswith("_ARRAY")
 
 
 class Parameter:
@@ -120,9 +116,7 @@ class Parameter:
             type_ = _Type.from_parameter_value(value)
         if not type_.check(value):
             raise ValueError(f"type {type_.name} and value {value!r} of parameter {name!r} do not match")
-        if type_ == _Type.DOUBLE and isinstance(value, int):
-            value = float(value)
-        if type_ == _Type.DOUBLE_ARRAY and value is not None:
+        if type_ == _Type.DOUBLE_ARRAY and value is not None:  # [1, 2.5]: a double array of floats
             value = [float(v) for v in value]
         self._name = name
         self._type = type_
@@ -253,9 +247,6 @@ class ParameterStore:
             return Parameter(name, _Type.NOT_SET, None)
         raise ParameterNotDeclaredException(f"parameter {name!r} is not declared")
 
-    def set(self, parameters: Sequence[Parameter]) -> list[Any]:
-        return [self.set_atomically([p]) for p in parameters]
-
     def set_atomically(self, parameters: Sequence[Parameter]) -> Any:
         """All of them or, with the first reason to refuse, none."""
         for parameter in parameters:
@@ -269,6 +260,8 @@ class ParameterStore:
             declared = _Type(descriptor.type) if descriptor is not None else _Type.NOT_SET
             typed = declared not in (_Type.NOT_SET, given.type_) and not descriptor.dynamic_typing
             self.values[given.name] = Parameter(given.name, declared, given.value) if typed else given
+            if descriptor is None:  # allowed undeclared: any type later, as rclpy gives it
+                self.descriptors[given.name] = ParameterDescriptor(name=given.name, dynamic_typing=True)
         return SetParametersResult(successful=True, reason="")
 
     def _refusal(self, parameters: list[Parameter], descriptor_for: dict[str, Any]) -> str:
