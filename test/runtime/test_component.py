@@ -171,6 +171,21 @@ def test_a_late_real_time_frame_is_dropped_for_the_newest_one_at_once(platform, 
     # nothing about B and is not judged on it. Rounds go on (up to 12) until 4 are judged, and one
     # of them may go wrong: on a shared host a stall between two submissions can reorder them
     # (seen once under fifo in a full run); a policy that does not serve B next fails them all.
+    # The timing rests on b, the fastest of a few ResNet-50 jobs measured first; a host that slows
+    # down after that measurement (seen in a fresh-clone run: 0 of 12 rounds judged) gets one more
+    # trial, with b measured again.
+    for _ in range(2):
+        judged, rounds, dropped = _late_frame_trial(platform, policy)
+        if len(judged) >= 2:
+            break
+    assert dropped >= rounds, "every A dropped"
+    assert len(judged) >= 2, f"the host was too busy: B could make it in {len(judged)} of {rounds} rounds"
+    assert sum(served_next for served_next, _ in judged) >= len(judged) - 1, f"B served next: {judged}"
+    assert sum(in_time for _, in_time in judged) >= len(judged) / 2, f"B in time: {judged}"
+
+
+def _late_frame_trial(platform, policy) -> tuple[list[tuple[bool, bool]], int, int]:
+    """Rounds of the test above: (per judged round: B served next, B in time), rounds run, A drops."""
     big, small = (1, 3, 224, 224), (1, 3, 227, 227)
     probe = Workload((DnnSpec("bg", "resnet50"), DnnSpec("det", "squeezenet_v2")))
     with Pipeline(platform, probe, source="external", policy=policy, executor="component") as pipeline:
@@ -213,10 +228,7 @@ def test_a_late_real_time_frame_is_dropped_for_the_newest_one_at_once(platform, 
                     )
                 )
         counters = pipeline.realtime_counters()
-    assert counters["det"]["dropped"] >= rounds, "every A dropped"
-    assert len(judged) >= 2, f"the host was too busy: B could make it in {len(judged)} of {rounds} rounds"
-    assert sum(served_next for served_next, _ in judged) >= len(judged) - 1, f"B served next: {judged}"
-    assert sum(in_time for _, in_time in judged) >= len(judged) / 2, f"B in time: {judged}"
+    return judged, rounds, counters["det"]["dropped"]
 
 
 def test_a_component_process_that_cannot_start_stops_the_ones_already_started(platform, monkeypatch):
