@@ -167,6 +167,17 @@ def cmd_status(args: argparse.Namespace) -> None:
     emit(args, to_data(state), f"{head}\n{body}")
 
 
+def cmd_logs(args: argparse.Namespace) -> None:
+    import json
+
+    from rankmap_ros.ros.log_watch import LEVELS, LogLine, watch
+
+    def show(line: LogLine) -> None:
+        print(json.dumps(asdict(line)) if args.json else line.console(), flush=True)
+
+    watch(args.seconds, LEVELS[args.level], tuple(args.name), show)
+
+
 def cmd_bench_transport(args: argparse.Namespace) -> None:
     from rankmap_ros.ros.bench_transport import report, run
 
@@ -205,6 +216,17 @@ def register(sub: Any, experiments: Any) -> None:
     _timeout(p)
     p = add_command(sub, "status", cmd_status, "the mapping in force with predicted and measured rates")
     _timeout(p)
+    p = add_command(sub, "logs", cmd_logs, "the nodes' log lines from /rosout (what rqt_console shows)")
+    p.add_argument(
+        "--level",
+        default="info",
+        choices=["debug", "info", "warn", "error", "fatal"],
+        help="lowest level shown (default info)",
+    )
+    p.add_argument(
+        "--name", action="append", default=[], help="a logger, with those below it (e.g. rankmap_manager); repeatable"
+    )
+    p.add_argument("--seconds", type=NON_NEGATIVE, default=0.0, help="stop after this long (default: at Ctrl-C)")
     bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "transport", cmd_bench_transport, "ROS transport: service round trip, 640x480 image stream")
     p.add_argument("--calls", type=integer(1), default=1000, help="status calls to time (default 1000)")

@@ -122,3 +122,30 @@ def test_check_dnns_runs_the_managers_start_up_checks_offline(capsys: pytest.Cap
     code, out, _ = rankmap(capsys, "check-dnns", str(example))
     assert code == 0 and "3 DNN(s) would start" in out
     assert rankmap(capsys, "check-dnns")[0] == 2
+
+
+def test_logs_shows_rosout_lines_filtered_by_level_and_logger(peers: list[Peer]) -> None:
+    from rankmap_ros.ros.log_watch import LogLine, wanted
+
+    peers.append(Peer("chatty"))
+    assert peers[0].line()["ready"]
+    command = [sys.executable, "-m", "rankmap_ros", "logs", "--seconds", "2.5"]
+    # started after the node logged: its lines come from /rosout's 10 s history
+
+    def run(*extra: str) -> str:
+        return subprocess.run([*command, *extra], capture_output=True, text=True, timeout=60, check=True).stdout
+
+    warnings = run("--level", "warn")
+    assert "[WARN]" in warnings and "[robot.chatty.planner]: terrain starved" in warnings
+    assert "planning with 3 DNNs" not in warnings
+    named = run("--name", "robot.chatty", "--json")
+    lines = [json.loads(text) for text in named.splitlines()]
+    assert {(x["name"], x["level"], x["text"]) for x in lines} == {
+        ("robot.chatty", 20, "planning with 3 DNNs"),
+        ("robot.chatty.planner", 30, "terrain starved"),
+    }
+    assert all(x["function"] == "chatty" and x["file"].endswith("ros_peers.py") for x in lines)
+    assert peers[0].interrupt() == 0
+    line = LogLine(0, 30, "rankmap_manager.planner", "", "", "", 0)
+    assert wanted(line, 30, ("rankmap_manager",)) and wanted(line, 20, ())
+    assert not wanted(line, 40, ()) and not wanted(line, 10, ("rankmap_manager_2", "camera"))
