@@ -170,12 +170,13 @@ def cmd_status(args: argparse.Namespace) -> None:
 def cmd_logs(args: argparse.Namespace) -> None:
     import json
 
-    from rankmap_ros.ros.log_watch import LEVELS, LogLine, watch
+    from rankmap_ros.ros.dds.logging import parse_severity
+    from rankmap_ros.ros.log_watch import LogLine, watch
 
     def show(line: LogLine) -> None:
         print(json.dumps(asdict(line)) if args.json else line.console(), flush=True)
 
-    watch(args.seconds, LEVELS[args.level], tuple(args.name), show)
+    watch(args.seconds, int(parse_severity(args.level)), tuple(args.name), show)
 
 
 def cmd_bench_transport(args: argparse.Namespace) -> None:

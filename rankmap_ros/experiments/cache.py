@@ -6,6 +6,7 @@ read anyway (left by an older version, or damaged) counts as missing: that step 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,17 @@ def read_cached(path: Path | None) -> Any | None:
 def write_cached(path: Path | None, data: Any) -> None:
     if path is not None:
         write_text_atomic(path, json.dumps(data))
+
+
+def cache_dir(out_dir: Path, depends_on: list[Any]) -> Path:
+    """A directory per set of what the cached rows depend on, so other settings never reuse a row."""
+    text = json.dumps(depends_on, sort_keys=True)
+    return Path(out_dir) / "cache" / hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def source_digest(*files: str) -> str:
+    """The digest of source files: a change to the code a row came from must not reuse it."""
+    return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()
 
 
 def write_report(out_dir: Path | None, stem: str, report: Any, plot: Callable[[Path, Any], None]) -> None:

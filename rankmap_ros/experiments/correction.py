@@ -22,8 +22,6 @@ and its thresholds. Everything here is simulated.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import statistics
 import sys
@@ -45,7 +43,7 @@ from rankmap_ros.core.platform import MeasuredUnits, Platform, load_platform
 from rankmap_ros.core.simulator import model_costs
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import read_cached, write_cached, write_report
+from rankmap_ros.experiments.cache import cache_dir, read_cached, source_digest, write_cached, write_report
 from rankmap_ros.experiments.paper import critical_priorities, make_mixes
 
 STRATEGIES = ("none", "per_dnn", "mapping", "oracle")
@@ -170,9 +168,8 @@ def run_correction(
     cache = None
     if out_dir is not None:
         # the correction's source and this module's: a change to the formula or the truths must not reuse a row
-        code = hashlib.sha256(b"".join(Path(m).read_bytes() for m in (correction.__file__, __file__))).hexdigest()
-        text = json.dumps([settings, plat.to_dict(), zoo.names(), STRATEGIES, _constants(), code], sort_keys=True)
-        cache = Path(out_dir) / "cache" / hashlib.sha256(text.encode()).hexdigest()[:16]
+        code = source_digest(correction.__file__, __file__)
+        cache = cache_dir(out_dir, [settings, plat.to_dict(), zoo.names(), STRATEGIES, _constants(), code])
     rows = []
     for index, models in enumerate(tqdm(mixes, desc="measured correction (simulated)", file=sys.stderr, disable=None)):
         path = None if cache is None else cache / f"mix_{index:03d}.json"

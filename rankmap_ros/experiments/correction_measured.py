@@ -12,8 +12,6 @@ was from what it measured. Everything here is measured.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 import sys
 from collections.abc import Sequence
@@ -31,7 +29,7 @@ from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import read_cached, write_cached, write_report
+from rankmap_ros.experiments.cache import cache_dir, read_cached, source_digest, write_cached, write_report
 from rankmap_ros.experiments.correction import judged
 from rankmap_ros.experiments.paper import critical_priorities
 
@@ -65,9 +63,8 @@ def run_correction_measured(
     settings = {"rounds": rounds, "seconds": seconds, "warmup_s": warmup_s, "budget": budget, "seed": seed}
     cache = None
     if out_dir is not None:
-        code = hashlib.sha256(b"".join(Path(m).read_bytes() for m in (correction.__file__, __file__))).hexdigest()
-        text = json.dumps([settings, platform.to_dict(), code], sort_keys=True)
-        cache = Path(out_dir) / "cache" / hashlib.sha256(text.encode()).hexdigest()[:16]
+        code = source_digest(correction.__file__, __file__)
+        cache = cache_dir(out_dir, [settings, platform.to_dict(), code])
     rows = []
     bar = tqdm(
         total=len(workloads) * rounds * len(STRATEGIES), desc="measured correction", file=sys.stderr, disable=None

@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rankmap_ros.ros.dds.logging import console_line
 from rankmap_ros.ros.rclpy_compat import DurabilityPolicy, ExternalShutdownException, Node, QoSProfile, msg, rclpy
-
-LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40, "fatal": 50}
-LABELS = {10: "DEBUG", 20: "INFO", 30: "WARN", 40: "ERROR", 50: "FATAL"}
 
 
 @dataclass(frozen=True)
@@ -29,10 +27,8 @@ class LogLine:
     line: int
 
     def console(self) -> str:
-        """rcutils' console format, as the node itself prints it."""
-        seconds, nanoseconds = divmod(self.stamp_ns, 1_000_000_000)
-        label = LABELS.get(self.level, str(self.level))
-        return f"[{label}] [{seconds}.{nanoseconds:09d}] [{self.name}]: {self.text}"
+        """As the node itself prints it."""
+        return console_line(self.level, self.stamp_ns, self.name, self.text)
 
 
 def wanted(line: LogLine, level: int, names: tuple[str, ...]) -> bool:

@@ -798,17 +798,18 @@ class Manager(Node):
         wait = RATE_WINDOW_S if again else 2 * RATE_WINDOW_S
         if now - settled < wait or not all(c is not None and c.full_window(now) for c in chains):
             return  # still loading a model, perhaps
+        measured = [(c, c.rate(now)) for c in chains if c is not None]
         rates = {
-            c.config.dnn: c.rate(now)
-            for c in chains
-            if c is not None and not (c.keeps_up(now) and c.rate(now) < plan.base_predicted.get(c.config.dnn, 0.0))
+            c.config.dnn: r
+            for c, r in measured
+            if not (c.keeps_up(now) and r < plan.base_predicted.get(c.config.dnn, 0.0))
         }
         plan.measured = True
         noted = self.measured.record(plan.base_model, plan.mapping, plan.base_predicted, rates)
         plan.errors.update({n: math.exp(e) - 1 for n, e in noted.items()})
         if noted:
             self._save_measured()
-            errors = ", ".join(f"{n} {math.exp(e) - 1:+.0%}" for n, e in noted.items())
+            errors = ", ".join(f"{n} {plan.errors[n]:+.0%}" for n in noted)
             self.get_logger().info(f"measured against the model: {errors}")
 
     def _save_measured(self) -> None:

@@ -125,6 +125,12 @@ def parse_severity(text: str | int) -> LoggingSeverity:
         raise ValueError(f"unknown log level {text!r} (DEBUG, INFO, WARN, ERROR, FATAL)") from None
 
 
+def console_line(severity: int, stamp_ns: int, name: str, message: str) -> str:
+    """rcutils' default console format: `[INFO] [1700000000.123456789] [node]: message`."""
+    label = LoggingSeverity(severity).name if severity in LoggingSeverity._value2member_map_ else str(severity)
+    return f"[{label}] [{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}] [{name}]: {message}"
+
+
 def set_logger_level(name: str, level: LoggingSeverity | str | int) -> None:
     with _lock:
         _levels[name] = parse_severity(level)
@@ -185,9 +191,7 @@ class RcutilsLogger:
             self._last[site] = now
         stamp = time.time_ns()
         if _output.console:
-            label = "WARN" if severity == LoggingSeverity.WARN else severity.name
-            line = f"[{label}] [{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}] [{self.name}]: {message}\n"
-            sys.stderr.write(line)
+            sys.stderr.write(console_line(severity, stamp, self.name, str(message)) + "\n")
             sys.stderr.flush()
         code = caller.f_code
         _publish(LogRecord(stamp, severity, self.name, str(message), code.co_filename, code.co_name, caller.f_lineno))
