@@ -3,7 +3,8 @@
 The manager (rankmap.launch.py), a synthetic 640x480 rgb8 camera on /camera/image_raw, and a
 perception node that registers squeezenet_v2, mobilenet_v2 and shufflenet with priorities 3, 2, 1
 and raises shufflenet's to 6 after `change_after` seconds. The manager's override arguments
-(`platform`, `host_split`, `dnns_file`, `measurements_file`) pass through to rankmap.launch.py.
+(`platform`, `host_split`, `dnns_file`, `measurements_file`) pass through to rankmap.launch.py;
+`use_sim_time` reaches every node.
 Without ROS 2: `rankmap demo`.
 """
 
@@ -23,8 +24,11 @@ def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("rankmap_ros")
     manager = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "rankmap.launch.py"])),
-        launch_arguments={name: LaunchConfiguration(name) for name in ("params_file", *MANAGER_OVERRIDES)}.items(),
+        launch_arguments={
+            name: LaunchConfiguration(name) for name in ("params_file", "use_sim_time", *MANAGER_OVERRIDES)
+        }.items(),
     )
+    sim_time = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
     return LaunchDescription(
         [
             DeclareLaunchArgument(
@@ -36,6 +40,7 @@ def generate_launch_description() -> LaunchDescription:
                 DeclareLaunchArgument(name, default_value="", description="see rankmap.launch.py")
                 for name in MANAGER_OVERRIDES
             ),
+            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock time"),
             DeclareLaunchArgument("camera_rate", default_value="30.0", description="camera frames/s"),
             DeclareLaunchArgument(
                 "change_after", default_value="20.0", description="seconds until the priority change"
@@ -47,7 +52,7 @@ def generate_launch_description() -> LaunchDescription:
                 name="camera",
                 namespace="camera",
                 # typed: `camera_rate:=30` would otherwise reach the double parameter as an integer
-                parameters=[{"rate": ParameterValue(LaunchConfiguration("camera_rate"), value_type=float)}],
+                parameters=[{"rate": ParameterValue(LaunchConfiguration("camera_rate"), value_type=float)}, sim_time],
                 output="screen",
             ),
             Node(
@@ -58,7 +63,8 @@ def generate_launch_description() -> LaunchDescription:
                     {
                         "input_topic": "/camera/image_raw",
                         "change_after": ParameterValue(LaunchConfiguration("change_after"), value_type=float),
-                    }
+                    },
+                    sim_time,
                 ],
                 output="screen",
             ),

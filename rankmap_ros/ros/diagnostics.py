@@ -49,15 +49,22 @@ def format_value(value: object) -> str:
 
 
 class Updater:
-    """Publishes the statuses that `collect()` returns, every `period` seconds."""
+    """Publishes the statuses that `collect()` returns, every `period` seconds of `clock`."""
 
-    def __init__(self, node: Any, hardware_id: str, collect: Callable[[], list[Status]], period: float = 1.0) -> None:
+    def __init__(
+        self,
+        node: Any,
+        hardware_id: str,
+        collect: Callable[[], list[Status]],
+        period: float = 1.0,
+        clock: Any = None,
+    ) -> None:
         self._node = node
         self.hardware_id = hardware_id
         self._collect = collect
         self._prefix = f"{node.get_name()}: "
         self._publisher = node.create_publisher(DiagnosticArray, endpoints.DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
-        self._timer = node.create_timer(period, self.update)
+        self._timer = node.create_timer(period, self.update, clock=clock)  # None: the node's clock
 
     def update(self) -> None:
         statuses = [self._message(s) for s in self._collect()]

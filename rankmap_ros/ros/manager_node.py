@@ -29,6 +29,8 @@ from rankmap_ros.ros.diagnostics import Status
 from rankmap_ros.ros.dnns_file import register_file
 from rankmap_ros.ros.parent import follow_parent
 from rankmap_ros.ros.rclpy_compat import (
+    Clock,
+    ClockType,
     DurabilityPolicy,
     ExternalShutdownException,
     FloatingPointRange,
@@ -335,10 +337,14 @@ class Manager(Node):
         )
         self.rate_pub = self.create_publisher(msg(endpoints.THROUGHPUT_TYPE), self._rel(endpoints.THROUGHPUT_TOPIC), 10)
         timers = MutuallyExclusiveCallbackGroup()
-        self.create_timer(SUPERVISE_PERIOD_S, self.supervise, callback_group=timers)
+        # Executors compute in wall time whatever the simulation does: under `use_sim_time` a paused
+        # or slow simulation must not pause supervision or hide a crashed executor from rqt.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(SUPERVISE_PERIOD_S, self.supervise, callback_group=timers, clock=steady)
         hardware_id = f"{socket.gethostname()}/{self.platform.name}"
-        self.updater = diagnostics.Updater(self, hardware_id, self.collect_diagnostics, v["diagnostics_period"])
-        self.create_timer(v["diagnostics_period"], self.publish_rates, callback_group=timers)
+        period = v["diagnostics_period"]
+        self.updater = diagnostics.Updater(self, hardware_id, self.collect_diagnostics, period, clock=steady)
+        self.create_timer(period, self.publish_rates, callback_group=timers, clock=steady)
         if started_with:
             self._replan(f"registered {started_with} DNN(s) of {v['dnns_file']}")
         self.planner_thread = threading.Thread(target=self._plan_loop, name="planner", daemon=True)

@@ -5,6 +5,7 @@ and two best-effort DNNs publish (three DNNs on two components: some share one);
 a component reports its container's pid; a killed container is replaced and every chain it ran
 comes back in it; unregistering a DNN unloads its stages while the container serves on; a
 component whose container keeps dying is planned out; shutdown leaves no process or shared memory.
+The manager runs with `use_sim_time` and a simulation paused at 1000 s, as under Gazebo.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     bulk = {"name": "bulk", "model": "mobilenet_v2", "input_topic": CAMERA_TOPIC}
     dnns.write_text(json.dumps({"dnns": [{**fast, "deadline": DEADLINE}, bulk]}))  # JSON is YAML
     params = {"scheduling_policy": "edf", "executor": "component", "plan_with_input_rates": "false"}
+    params["use_sim_time"] = "true"  # as a Gazebo launch sets it: stamps follow /clock, supervision does not
     s = start_stack({**params, "dnns_file": str(dnns)})
     try:
         yield s
@@ -104,6 +106,27 @@ def test_stages_of_a_component_share_its_container(stack: Stack) -> None:
         assert time.monotonic() < deadline, "no deadline miss rate in the status"
         time.sleep(0.5)
     assert fast.deadline_miss_rate <= 0.2, fast.deadline_miss_rate
+
+
+def test_under_use_sim_time_stamps_follow_clock_while_supervision_keeps_wall_time(stack: Stack) -> None:
+    """A simulation paused at 1000 s: the manager stamps 1000 s, and diagnostics (and supervision,
+    which the next tests rely on to replace containers) go on at their wall-time period."""
+    from rankmap_ros.ros.rclpy_compat import QoSProfile, ReliabilityPolicy, Time, msg
+
+    clock_type = msg("rosgraph_msgs/msg/Clock")
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # a simulator's
+    publisher = stack.node.create_publisher(clock_type, "/clock", qos)
+
+    def stamped_by_the_simulation() -> bool:
+        publisher.publish(clock_type(clock=Time(seconds=1000).to_msg()))
+        return bool(stack.diagnostics) and stack.diagnostics[-1][1].header.stamp.sec == 1000
+
+    stack.spin_until(stamped_by_the_simulation, 20.0, "diagnostics stamped with /clock time")
+    start = len(stack.diagnostics)
+    began = time.monotonic()
+    stack.spin_until(lambda: len(stack.diagnostics) >= start + 3, 10.0, "diagnostics while the simulation is paused")
+    assert time.monotonic() - began < 6.0
+    assert all(array.header.stamp.sec == 1000 for _, array in stack.diagnostics[start:])
 
 
 def test_a_killed_container_is_replaced_with_every_chain_it_ran(stack: Stack) -> None:

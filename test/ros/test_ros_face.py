@@ -404,6 +404,10 @@ def test_manager_launch_arguments_override_only_when_given(monkeypatch: pytest.M
     for bad in ({"respawn": "yes please"}, {"respawn_delay": "soon"}):
         with pytest.raises(ValueError, match="respawn"):
             _run_launch_file(path, bad, monkeypatch)
+    with pytest.raises(ValueError, match="use_sim_time must be true or false"):
+        _run_launch_file(path, {"use_sim_time": "sim"}, monkeypatch)
+    simulated = _run_launch_file(path, {"use_sim_time": "True"}, monkeypatch).nodes["rankmap_manager"]
+    assert simulated["parameters"][1] == {"use_sim_time": True}
     given = {"dnns_file": "/robot/dnns.yaml", "host_split": "0:1", "platform": ""}
     manager = _run_launch_file(path, given, monkeypatch).nodes["rankmap_manager"]
     params_file, overrides = manager["parameters"]
@@ -417,6 +421,9 @@ def test_manager_launch_arguments_override_only_when_given(monkeypatch: pytest.M
     assert names <= _run_launch_file(path, {}, monkeypatch).declared
     demo = _run_launch_file(ROOT / "launch" / "demo.launch.py", {}, monkeypatch)
     assert names <= demo.declared and names <= demo.used  # declared and passed on to the included manager
+    for node in demo.nodes.values():  # a simulation's /clock reaches the camera and perception node too
+        (sim_time,) = (table["use_sim_time"] for table in node["parameters"] if "use_sim_time" in table)
+        assert sim_time.args[0].args == ("use_sim_time",) and sim_time.kwargs == {"value_type": bool}
 
 
 def test_launch_files_reference_what_exists() -> None:

@@ -177,7 +177,7 @@ def test_parameter_services_answer_as_rclpy_does(rclpy_context: object, peers: l
         return [Parameter.from_parameter_msg(p).value for p in as_parameters]
 
     listed = call("list_parameters", prefixes=[], depth=0).result
-    assert set(listed.names) == {"rate", "workers", "platform", "planner.budget", "models"}
+    assert set(listed.names) == {"rate", "workers", "platform", "planner.budget", "models", "use_sim_time"}
     assert list(listed.prefixes) == ["planner"]
     assert "planner.budget" not in call("list_parameters", prefixes=[], depth=1).result.names
     assert values("rate", "workers", "models") == [12.5, 2, ["a"]]
@@ -210,3 +210,58 @@ def test_parameter_services_answer_as_rclpy_does(rclpy_context: object, peers: l
     assert not [p for e in events for p in (*e.new_parameters, *e.deleted_parameters)]
     node.destroy_node()
     assert peers[0].interrupt() == 0
+
+
+def test_use_sim_time_makes_the_node_clock_and_its_timers_follow_clock(rclpy_context: object) -> None:
+    """Gazebo and `ros2 bag play --clock` drive time through /clock for nodes launched with use_sim_time."""
+    from rankmap_ros.ros.dds.node import Node
+    from rankmap_ros.ros.dds.parameters import Parameter
+    from rankmap_ros.ros.dds.time import Clock, ClockType, Time
+    from rankmap_ros.ros.dds.time_source import CLOCK_QOS
+    from rankmap_ros.ros.rclpy_compat import msg
+
+    wall = Node("wall_clock")
+    assert wall.get_parameter("use_sim_time").value is False and not wall.get_clock().ros_time_is_active
+    assert abs(wall.get_clock().now().nanoseconds / 1e9 - time.time()) < 1
+    wall.destroy_node()
+
+    simulator = Node("simulator")
+    clock_type = msg("rosgraph_msgs/msg/Clock")
+    publisher = simulator.create_publisher(clock_type, "/clock", CLOCK_QOS)
+    node = Node("follower", cli_args=["--ros-args", "-p", "use_sim_time:=true"])
+    assert node.get_clock().ros_time_is_active and node.get_clock().now().nanoseconds == 0  # no /clock yet
+    deadline = time.monotonic() + 10
+    while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def at(seconds: float, spin_s: float = 0.3) -> None:
+        publisher.publish(clock_type(clock=Time(seconds=seconds).to_msg()))
+        end = time.monotonic() + spin_s
+        while time.monotonic() < end:
+            rclpy_context.spin_once(node, timeout_sec=0.05)  # type: ignore[attr-defined]
+
+    at(100.0)
+    assert node.get_clock().now().nanoseconds == 100 * 10**9
+    fired: list[float] = []
+    steady: list[int] = []
+    node.create_timer(1.0, lambda: fired.append(node.get_clock().now().nanoseconds / 1e9))
+    node.create_timer(0.1, lambda: steady.append(1), clock=Clock(clock_type=ClockType.STEADY_TIME))
+    at(100.0, spin_s=1.5)  # the simulation paused: 1.5 s of wall time are no simulated second
+    assert fired == [] and len(steady) >= 5
+    at(100.5)
+    at(101.2)
+    assert fired == [101.2]
+    at(105.0)  # a jump over three periods fires once, as rcl's timers do
+    assert fired == [101.2, 105.0]
+    at(50.0)  # back in time (a bag played in a loop): the period starts again from there
+    at(50.5)
+    assert fired == [101.2, 105.0]
+    at(51.0)
+    assert fired == [101.2, 105.0, 51.0]
+
+    (refused,) = node.set_parameters([Parameter("use_sim_time", value="yes")])
+    assert not refused.successful and node.get_clock().ros_time_is_active
+    assert node.set_parameters([Parameter("use_sim_time", value=False)])[0].successful
+    assert abs(node.get_clock().now().nanoseconds / 1e9 - time.time()) < 1  # wall time again
+    node.destroy_node()
+    simulator.destroy_node()

@@ -29,6 +29,7 @@ from rankmap_ros.ros.dds.qos import (
 )
 from rankmap_ros.ros.dds.service import Client, Service
 from rankmap_ros.ros.dds.time import Clock, ROSClock
+from rankmap_ros.ros.dds.time_source import TimeSource
 from rankmap_ros.ros.dds.timer import GuardCondition, Timer
 from rankmap_ros.ros.dds.types import Message, get_message
 from rankmap_ros.ros.dds.types import Service as ServiceType
@@ -89,6 +90,7 @@ class Node:
         if automatically_declare_parameters_from_overrides:
             for key, value in overrides.items():
                 self.declare_parameter(key, value)
+        self._time_source = TimeSource(self, self._clock)
         self._rosout: Publisher | None = None
         if enable_rosout and self._args.rosout:
             self._rosout = self.create_publisher(get_message(LOG), "/rosout", qos_profile_rosout_default)
@@ -227,7 +229,8 @@ class Node:
         clock: Clock | None = None,
         autostart: bool = True,
     ) -> Timer:
-        timer = Timer(callback, timer_period_sec, callback_group or self.default_callback_group, autostart)
+        group = callback_group or self.default_callback_group
+        timer = Timer(callback, timer_period_sec, group, clock or self._clock, autostart)
         self.timers.append(timer)
         self._changed()
         return timer

@@ -1,8 +1,10 @@
-"""rclpy's Time, Duration and Clock (system time; no /clock simulation time)."""
+"""rclpy's Time, Duration and Clocks; a node's ROS clock follows /clock while `use_sim_time` is true."""
 
 from __future__ import annotations
 
+import threading
 import time as _time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -86,8 +88,6 @@ class Time:
 
 
 class Clock:
-    """ROS_TIME follows the system clock here: there is no /clock subscription."""
-
     def __init__(self, *, clock_type: ClockType = ClockType.SYSTEM_TIME) -> None:
         self.clock_type = clock_type
 
@@ -95,11 +95,66 @@ class Clock:
         source = _time.monotonic_ns if self.clock_type == ClockType.STEADY_TIME else _time.time_ns
         return Time(nanoseconds=source(), clock_type=self.clock_type)
 
+    def _timer_ns(self) -> int:
+        """What timers on this clock count in: monotonic, so a wall-clock step (NTP) moves no timer."""
+        return _time.monotonic_ns()
+
+
+JumpHandler = Callable[[int, int, bool], None]
+
 
 class ROSClock(Clock):
+    """System time, or the last /clock time while simulation time is active (time_source.py).
+
+    Timers on this clock register a jump handler, called with the timer time before and after a
+    jump and whether simulation time was switched on or off; a switch keeps each timer's time left,
+    and time going back (a bag played in a loop) restarts the timers' periods, as rcl's do.
+    """
+
     def __init__(self) -> None:
         super().__init__(clock_type=ClockType.ROS_TIME)
+        self._lock = threading.Lock()
+        self._active = False
+        self._override_ns = 0  # zero: no /clock message yet, as in rcl
+        self._jump_handlers: list[JumpHandler] = []
 
     @property
     def ros_time_is_active(self) -> bool:
-        return False
+        return self._active
+
+    def now(self) -> Time:
+        with self._lock:
+            if self._active:
+                return Time(nanoseconds=self._override_ns, clock_type=ClockType.ROS_TIME)
+        return Time(nanoseconds=_time.time_ns(), clock_type=ClockType.ROS_TIME)
+
+    def _timer_ns(self) -> int:
+        with self._lock:
+            return self._override_ns if self._active else _time.monotonic_ns()
+
+    def _set_ros_time_is_active(self, enabled: bool) -> None:
+        with self._lock:
+            if enabled == self._active:
+                return
+            before = self._override_ns if self._active else _time.monotonic_ns()
+            self._active = enabled
+            after = self._override_ns if enabled else _time.monotonic_ns()
+            handlers = list(self._jump_handlers)
+        for handler in handlers:
+            handler(before, after, True)
+
+    def set_ros_time_override(self, time: Time) -> None:
+        with self._lock:
+            before, self._override_ns = self._override_ns, time.nanoseconds
+            handlers = list(self._jump_handlers) if self._active and time.nanoseconds < before else []
+        for handler in handlers:
+            handler(before, time.nanoseconds, False)
+
+    def _add_jump_handler(self, handler: JumpHandler) -> None:
+        with self._lock:
+            self._jump_handlers.append(handler)
+
+    def _remove_jump_handler(self, handler: JumpHandler) -> None:
+        with self._lock:
+            if handler in self._jump_handlers:
+                self._jump_handlers.remove(handler)

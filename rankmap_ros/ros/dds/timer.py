@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cyclonedds.core import GuardCondition as DdsGuardCondition
 
 from rankmap_ros.ros.dds.pubsub import delete_entity
+from rankmap_ros.ros.dds.time import Clock, ROSClock
 
 if TYPE_CHECKING:
     from cyclonedds.domain import DomainParticipant
@@ -18,25 +18,45 @@ if TYPE_CHECKING:
 
 
 class Timer:
-    """Fires every period on the monotonic clock; a late timer skips missed periods, as rcl's does."""
+    """Fires every period of its clock; a late timer skips missed periods, as rcl's does.
+
+    On a node's ROS clock (rclpy's default) it counts simulation time while `use_sim_time` is
+    true: a paused simulation pauses it. The executor waits the simulated time left in wall time
+    and is woken by each /clock message, whose callback moves the clock.
+    """
 
     condition = None
 
     def __init__(
-        self, callback: Callable[[], None], period_sec: float, callback_group: CallbackGroup, autostart: bool = True
+        self,
+        callback: Callable[[], None],
+        period_sec: float,
+        callback_group: CallbackGroup,
+        clock: Clock,
+        autostart: bool = True,
     ):
         if period_sec < 0:
             raise ValueError("a timer period cannot be negative")
         self.callback = callback
         self.callback_group = callback_group
+        self.clock = clock
         self.timer_period_ns = int(period_sec * 1e9)
         self._lock = threading.Lock()
         self._canceled = not autostart
-        self._next = time.monotonic_ns() + self.timer_period_ns
+        self._next = clock._timer_ns() + self.timer_period_ns
+        if isinstance(clock, ROSClock):
+            clock._add_jump_handler(self._on_jump)
+
+    def _on_jump(self, before_ns: int, after_ns: int, clock_change: bool) -> None:
+        with self._lock:
+            if clock_change:
+                self._next += after_ns - before_ns
+            else:
+                self._next = after_ns + self.timer_period_ns
 
     def time_until_next_call(self) -> int | None:
         """Nanoseconds until due (<= 0 when due), None when canceled."""
-        return None if self._canceled else self._next - time.monotonic_ns()
+        return None if self._canceled else self._next - self.clock._timer_ns()
 
     def is_ready(self) -> bool:
         due = self.time_until_next_call()
@@ -51,11 +71,11 @@ class Timer:
     def reset(self) -> None:
         with self._lock:
             self._canceled = False
-            self._next = time.monotonic_ns() + self.timer_period_ns
+            self._next = self.clock._timer_ns() + self.timer_period_ns
 
     def take(self) -> Callable[[], None] | None:
         with self._lock:
-            now = time.monotonic_ns()
+            now = self.clock._timer_ns()
             if self._canceled or now < self._next:
                 return None
             period = max(self.timer_period_ns, 1)
@@ -65,6 +85,8 @@ class Timer:
 
     def destroy(self) -> None:
         self.cancel()
+        if isinstance(self.clock, ROSClock):
+            self.clock._remove_jump_handler(self._on_jump)
 
 
 class GuardCondition:
