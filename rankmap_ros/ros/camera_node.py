@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from rankmap_ros.ros import image_codec
 from rankmap_ros.ros.parent import follow_parent
 from rankmap_ros.ros.rclpy_compat import (
     ExternalShutdownException,
@@ -30,7 +31,7 @@ from rankmap_ros.ros.rclpy_compat import (
 
 Image = msg("sensor_msgs/msg/Image")
 CompressedImage = msg("sensor_msgs/msg/CompressedImage")
-CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+ENCODINGS = ("rgb8", "bgr8", "mono8", "bayer_rggb8")  # bayer: as a raw machine-vision camera sends
 COMPRESSIONS = ("", "jpeg", "png")
 
 
@@ -47,7 +48,7 @@ class Camera(Node):
         size = [IntegerRange(from_value=16, to_value=4096)]
         self.declare_parameter("width", 640, describe("pixels", integer_range=size))
         self.declare_parameter("height", 480, describe("pixels", integer_range=size))
-        self.declare_parameter("encoding", "rgb8", describe("rgb8, bgr8 or mono8"))
+        self.declare_parameter("encoding", "rgb8", describe(", ".join(ENCODINGS)))
         self.declare_parameter("frame_id", "camera_optical_frame", describe("header.frame_id"))
         padding = [IntegerRange(from_value=0, to_value=4096)]
         self.declare_parameter("step_padding", 0, describe("extra bytes at the end of each row", integer_range=padding))
@@ -55,8 +56,8 @@ class Camera(Node):
         self.width = self.get_parameter("width").value
         self.height = self.get_parameter("height").value
         self.encoding = self.get_parameter("encoding").value
-        if self.encoding not in CHANNELS:
-            raise ValueError(f"encoding must be one of {', '.join(CHANNELS)}, got {self.encoding!r}")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         self.compression = self.get_parameter("compressed").value
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compressed must be jpeg, png or empty, got {self.compression!r}")
@@ -80,15 +81,21 @@ class Camera(Node):
     def frame(self) -> np.ndarray:
         rgb = ((self.base + self.count * 4) % 256).astype(np.uint8)
         cv2.putText(rgb, str(self.count), (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 255), 3)
+        return rgb
+
+    def encode(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, channels) pixels in this camera's encoding."""
         if self.encoding == "bgr8":
             return rgb[..., ::-1]
         if self.encoding == "mono8":
             return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None]
+        if self.encoding == "bayer_rggb8":
+            return image_codec.bayer_mosaic(rgb, "rggb")[..., None]
         return rgb
 
     def tick(self) -> None:
-        frame = self.frame()
-        pixels = frame.reshape(self.height, -1)
+        rgb = self.frame()
+        pixels = self.encode(rgb).reshape(self.height, -1)
         if self.padding:
             pixels = np.pad(pixels, ((0, 0), (0, self.padding)))
         image = Image(
@@ -102,17 +109,17 @@ class Camera(Node):
         image.header.frame_id = self.frame_id
         self.publisher.publish(image)
         if self.compressed is not None:
-            self.compressed.publish(self.compress(frame, image.header))
+            self.compressed.publish(self.compress(rgb, image.header))
         self.count += 1
 
-    def compress(self, frame: np.ndarray, header: Any) -> Any:
-        """The frame as image_transport's compressed plugin sends it (OpenCV writes BGR)."""
-        pixels = frame[..., ::-1] if self.encoding == "rgb8" else frame
-        ok, data = cv2.imencode(".jpg" if self.compression == "jpeg" else ".png", np.ascontiguousarray(pixels))
+    def compress(self, rgb: np.ndarray, header: Any) -> Any:
+        """The frame as image_transport's compressed plugin sends it: colour as BGR (OpenCV's order)."""
+        mono = self.encoding == "mono8"
+        pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if mono else np.ascontiguousarray(rgb[..., ::-1])
+        ok, data = cv2.imencode(".jpg" if self.compression == "jpeg" else ".png", pixels)
         if not ok:
             raise RuntimeError(f"OpenCV could not encode a {self.compression} frame")
-        stored = "mono8" if self.encoding == "mono8" else "bgr8"
-        fmt = f"{self.encoding}; {self.compression} compressed {stored}"
+        fmt = f"{self.encoding}; {self.compression} compressed {'mono8' if mono else 'bgr8'}"
         return CompressedImage(header=header, format=fmt, data=array.array("B", data.tobytes()))
 
 

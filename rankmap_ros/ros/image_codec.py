@@ -2,7 +2,9 @@
 
 cv_bridge on Humble/Jazzy is built against NumPy 1.x (vision_opencv#535); reading the buffer with
 numpy (honouring `step`, which may exceed width × bytes per pixel) avoids it for the encodings
-cameras actually send. A CompressedImage (image_transport's `compressed`: JPEG or PNG) is
+cameras actually send: 8-bit colour and mono, their 16-bit forms (scaled to 8 bits), packed YUV
+4:2:2 from webcams, and Bayer mosaics from raw machine-vision cameras (demosaicked here, as
+image_proc would). A CompressedImage (image_transport's `compressed`: JPEG or PNG) is
 decoded by OpenCV; its `format` only describes what was compressed, so it is not needed.
 """
 
@@ -14,17 +16,49 @@ from typing import Any
 import cv2
 import numpy as np
 
-# Channels and the OpenCV conversion to RGB for each supported encoding.
-_ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "rgb8": (3, None),
-    "bgr8": (3, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, cv2.COLOR_GRAY2RGB),
-    "8UC1": (1, cv2.COLOR_GRAY2RGB),
-    "8UC3": (3, None),
-}
+
+@dataclass(frozen=True)
+class _Layout:
+    """How an encoding's pixels lie in `data`, and OpenCV's conversion of them to RGB."""
+
+    channels: int  # values per pixel as stored (2 for packed YUV 4:2:2, 1 for a Bayer mosaic)
+    depth: int  # bytes per value: 1, or 2 (scaled to 8 bits, `is_bigendian` honoured)
+    conversion: int | None
+
+
+def _encodings() -> dict[str, _Layout]:
+    table = {
+        "rgb8": _Layout(3, 1, None),
+        "bgr8": _Layout(3, 1, cv2.COLOR_BGR2RGB),
+        "rgba8": _Layout(4, 1, cv2.COLOR_RGBA2RGB),
+        "bgra8": _Layout(4, 1, cv2.COLOR_BGRA2RGB),
+        "mono8": _Layout(1, 1, cv2.COLOR_GRAY2RGB),
+        "8UC1": _Layout(1, 1, cv2.COLOR_GRAY2RGB),
+        "8UC3": _Layout(3, 1, None),
+        # thermal and machine-vision cameras
+        "mono16": _Layout(1, 2, cv2.COLOR_GRAY2RGB),
+        "16UC1": _Layout(1, 2, cv2.COLOR_GRAY2RGB),
+        "rgb16": _Layout(3, 2, None),
+        "bgr16": _Layout(3, 2, cv2.COLOR_BGR2RGB),
+        "rgba16": _Layout(4, 2, cv2.COLOR_RGBA2RGB),
+        "bgra16": _Layout(4, 2, cv2.COLOR_BGRA2RGB),
+        # V4L2 webcams: UYVY and YUYV
+        "yuv422": _Layout(2, 1, cv2.COLOR_YUV2RGB_UYVY),
+        "yuv422_yuy2": _Layout(2, 1, cv2.COLOR_YUV2RGB_YUY2),
+    }
+    # Raw sensors (Spinnaker, Pylon, Aravis drivers). OpenCV names a mosaic by its second row's
+    # first two pixels, so ROS's rggb is OpenCV's BG (as cv_bridge maps it; checked by a test).
+    bayer = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB}
+    bayer |= {"gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+    for pattern, code in bayer.items():
+        table[f"bayer_{pattern}8"] = _Layout(1, 1, code)
+        table[f"bayer_{pattern}16"] = _Layout(1, 2, code)
+    return table
+
+
+_ENCODINGS = _encodings()
 ENCODINGS = tuple(_ENCODINGS)
+_PAIRED = (cv2.COLOR_YUV2RGB_UYVY, cv2.COLOR_YUV2RGB_YUY2)  # two pixels share their U and V
 # torchvision's ImageNet statistics, which every classifier of the zoo is defined against.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,18 +88,37 @@ def image_to_rgb(image: Any) -> np.ndarray:
     encoding = image.encoding
     if encoding not in _ENCODINGS:
         raise ImageError(f"image encoding {encoding!r} is not supported (use one of {', '.join(ENCODINGS)})")
-    channels, conversion = _ENCODINGS[encoding]
+    layout = _ENCODINGS[encoding]
     height, width, step = int(image.height), int(image.width), int(image.step)
+    row = width * layout.channels * layout.depth
     data = _buffer(image.data)
-    if step < width * channels or data.size < height * step:
+    if step < row or data.size < height * step:
         raise ImageError(
-            f"{encoding} image {width}x{height} needs step >= {width * channels} and {height} rows of it, "
+            f"{encoding} image {width}x{height} needs step >= {row} and {height} rows of it, "
             f"got step {step} and {data.size} bytes"
         )
-    pixels = data[: height * step].reshape(height, step)[:, : width * channels].reshape(height, width, channels)
-    if conversion is None:
+    if layout.conversion in _PAIRED and width % 2:
+        raise ImageError(f"{encoding} image needs an even width, got {width}")
+    rows = data[: height * step].reshape(height, step)[:, :row]
+    if layout.depth == 2:
+        values = np.ascontiguousarray(rows).view(">u2" if image.is_bigendian else "<u2").astype(np.uint16)
+        rows = cv2.convertScaleAbs(values, alpha=255.0 / 65535.0)  # 0..65535 -> 0..255, rounded
+    pixels = rows.reshape(height, width, layout.channels)
+    if layout.conversion is None:
         return pixels
-    return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+    if layout.channels == 1:
+        pixels = pixels[..., 0]
+    return cv2.cvtColor(np.ascontiguousarray(pixels), layout.conversion)
+
+
+def bayer_mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """What a raw sensor behind colour filters `pattern` (rggb, bggr, gbrg, grbg) reads of `rgb`."""
+    if sorted(pattern) != ["b", "g", "g", "r"]:
+        raise ValueError(f"a Bayer pattern is rggb, bggr, gbrg or grbg, not {pattern!r}")
+    out = np.zeros(rgb.shape[:2], rgb.dtype)
+    for index, colour in enumerate(pattern):
+        out[index // 2 :: 2, index % 2 :: 2] = rgb[index // 2 :: 2, index % 2 :: 2, "rgb".index(colour)]
+    return out
 
 
 # image_transport names the compressed stream of `<base>` `<base>/compressed`.

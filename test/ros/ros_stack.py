@@ -84,7 +84,7 @@ def _ros_args(params: dict[str, str]) -> list[str]:
     return out
 
 
-def start_stack(params: dict[str, str]) -> Stack:
+def start_stack(params: dict[str, str], encoding: str = "rgb8") -> Stack:
     """Manager (with `params` over MANAGER_PARAMS), a 15 Hz 320x240 camera, and a client node."""
     params = {**MANAGER_PARAMS, **params}
     python = [sys.executable, "-m"]
@@ -92,6 +92,7 @@ def start_stack(params: dict[str, str]) -> Stack:
     manager = subprocess.Popen(manager_command, stdin=subprocess.DEVNULL)
     camera_args = ["-r", "__ns:=/test_camera", "-p", "rate:=15.0", "-p", "width:=320", "-p", "height:=240"]
     camera_args += ["-p", f"frame_id:={FRAME_ID}", "-p", "step_padding:=8", "-p", "compressed:=jpeg"]
+    camera_args += ["-p", f"encoding:={encoding}"]
     camera = subprocess.Popen([*python, "rankmap_ros.ros.camera_node", "--ros-args", *camera_args])
     from rankmap_ros.ros import dds, endpoints
     from rankmap_ros.ros.dds.context import SignalHandlerOptions

@@ -29,7 +29,7 @@ Image = msg("sensor_msgs/msg/Image")
 
 def _image(pixels: np.ndarray, encoding: str, padding: int = 0) -> object:
     h, w = pixels.shape[:2]
-    rows = pixels.reshape(h, -1)
+    rows = np.ascontiguousarray(pixels.reshape(h, -1)).view(np.uint8)  # bytes as stored (16-bit: 2 a value)
     rows = np.pad(rows, ((0, 0), (0, padding)))
     return Image(height=h, width=w, encoding=encoding, step=rows.shape[1], data=rows.tobytes())
 
@@ -69,11 +69,49 @@ def test_compressed_images_decode_like_raw_ones() -> None:
         image_codec.to_rgb(compressed(format="jpeg", data=b"\xff\xd8bad"))
 
 
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_raw_bayer_images_of_machine_vision_cameras_keep_their_colours(pattern: str) -> None:
+    """Spinnaker or Pylon drivers publish `image_raw` as bayer_rggb8 (or 16): demosaicked to RGB."""
+    rgb = np.zeros((8, 10, 3), np.uint8)
+    rgb[...] = (200, 40, 90)  # a red: a mosaic read with the wrong pattern turns it green or blue
+    decoded = image_codec.image_to_rgb(_image(image_codec.bayer_mosaic(rgb, pattern), f"bayer_{pattern}8", padding=3))
+    assert np.array_equal(decoded[2:-2, 2:-2], rgb[2:-2, 2:-2])
+    deep = image_codec.bayer_mosaic(rgb.astype(np.uint16) * 257, pattern)
+    for big_endian in (False, True):
+        image = _image(deep.astype(">u2" if big_endian else "<u2"), f"bayer_{pattern}16")
+        image.is_bigendian = int(big_endian)
+        assert np.array_equal(image_codec.image_to_rgb(image)[2:-2, 2:-2], rgb[2:-2, 2:-2]), big_endian
+
+
+def test_webcam_yuv422_and_16_bit_images_decode() -> None:
+    # BT.601 video range, as V4L2 webcams send it: red, then blue, each over a pair of pixels
+    red, blue = (81, 90, 240), (41, 240, 110)  # (Y, U, V)
+    uyvy = np.array([[[u, y, v, y] for y, u, v in (red, blue)]] * 2, np.uint8).reshape(2, 4, 2)
+    yuyv = np.array([[[y, u, y, v] for y, u, v in (red, blue)]] * 2, np.uint8).reshape(2, 4, 2)
+    for pixels, encoding in ((uyvy, "yuv422"), (yuyv, "yuv422_yuy2")):
+        decoded = image_codec.image_to_rgb(_image(pixels, encoding, padding=2)).astype(int)
+        assert np.abs(decoded[:, :2] - (255, 0, 0)).max() <= 3, (encoding, decoded)
+        assert np.abs(decoded[:, 2:] - (0, 0, 255)).max() <= 3, (encoding, decoded)
+    with pytest.raises(image_codec.ImageError, match="even width"):
+        image_codec.image_to_rgb(Image(height=1, width=3, encoding="yuv422", step=6, data=bytes(6)))
+
+    thermal = np.array([[0, 128 * 257, 65535]], np.uint16)  # mono16: full range to 0..255
+    for big_endian in (False, True):
+        image = _image(thermal.astype(">u2" if big_endian else "<u2"), "mono16", padding=4)
+        image.is_bigendian = int(big_endian)
+        assert image_codec.image_to_rgb(image)[..., 0].tolist() == [[0, 128, 255]], big_endian
+    rgb = np.random.default_rng(2).integers(0, 256, (3, 5, 3), dtype=np.uint16)
+    deep = _image((rgb * 257)[..., ::-1].astype("<u2"), "bgr16")
+    assert np.array_equal(image_codec.image_to_rgb(deep), rgb)
+
+
 def test_bad_images_are_refused_clearly() -> None:
     with pytest.raises(image_codec.ImageError, match="not supported"):
-        image_codec.image_to_rgb(Image(height=1, width=1, encoding="yuv422", step=2, data=b"\0\0"))
+        image_codec.image_to_rgb(Image(height=1, width=1, encoding="32FC1", step=4, data=b"\0" * 4))
     with pytest.raises(image_codec.ImageError, match="needs step"):
         image_codec.image_to_rgb(Image(height=2, width=2, encoding="rgb8", step=6, data=b"\0" * 6))
+    with pytest.raises(image_codec.ImageError, match="needs step >= 12"):  # 16-bit: two bytes a value
+        image_codec.image_to_rgb(Image(height=1, width=2, encoding="rgb16", step=6, data=b"\0" * 6))
 
 
 def test_classification_keeps_the_source_header() -> None:

@@ -29,7 +29,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def stack(models_dir: Path) -> Iterator[Stack]:
     # priority changes must move the mapping here; at 15 Hz every DNN keeps up with the camera,
     # so planned with input rates there would be nothing worth moving (tested in test_ros_face)
-    s = start_stack({"allowed_model_dirs": f"['{models_dir}']", "plan_with_input_rates": "false"})
+    # the camera sends raw Bayer frames, as a machine-vision camera's driver does (other modules: rgb8)
+    params = {"allowed_model_dirs": f"['{models_dir}']", "plan_with_input_rates": "false"}
+    s = start_stack(params, encoding="bayer_rggb8")
     try:
         yield s
     finally:
