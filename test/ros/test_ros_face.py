@@ -459,9 +459,11 @@ def test_manager_launch_arguments_override_only_when_given(monkeypatch: pytest.M
     assert names <= _run_launch_file(path, {}, monkeypatch).declared
     demo = _run_launch_file(ROOT / "launch" / "demo.launch.py", {}, monkeypatch)
     assert names <= demo.declared and names <= demo.used  # declared and passed on to the included manager
-    for node in demo.nodes.values():  # a simulation's /clock reaches the camera and perception node too
-        (sim_time,) = (table["use_sim_time"] for table in node["parameters"] if "use_sim_time" in table)
-        assert sim_time.args[0].args == ("use_sim_time",) and sim_time.kwargs == {"value_type": bool}
+    for node in demo.nodes.values():  # left alone unless given: an enclosing launch's SetParameter holds
+        assert not [table for table in node["parameters"] if "use_sim_time" in table]
+    simulated = _run_launch_file(ROOT / "launch" / "demo.launch.py", {"use_sim_time": "true"}, monkeypatch)
+    for node in simulated.nodes.values():  # a simulation's /clock reaches the camera and perception node too
+        assert {"use_sim_time": True} in node["parameters"], node["executable"]
 
 
 def test_launch_files_reference_what_exists() -> None:

@@ -246,18 +246,25 @@ def test_use_sim_time_makes_the_node_clock_and_its_timers_follow_clock(rclpy_con
     steady: list[int] = []
     node.create_timer(1.0, lambda: fired.append(node.get_clock().now().nanoseconds / 1e9))
     node.create_timer(0.1, lambda: steady.append(1), clock=Clock(clock_type=ClockType.STEADY_TIME))
-    at(100.0, spin_s=1.5)  # the simulation paused: 1.5 s of wall time are no simulated second
+    at(100.9999)
+    cpu = time.process_time()
+    at(100.9999, spin_s=1.5)  # the simulation paused 0.1 ms before the timer: wall time does not count
     assert fired == [] and len(steady) >= 5
+    assert time.process_time() - cpu < 0.15  # waiting for /clock, not waking every 0.1 ms of wall time
     at(100.5)
     at(101.2)
     assert fired == [101.2]
     at(105.0)  # a jump over three periods fires once, as rcl's timers do
     assert fired == [101.2, 105.0]
-    at(50.0)  # back in time (a bag played in a loop): the period starts again from there
+    at(105.3)
+    at(105.2)  # back, but not before the last call: the deadline (106 s) stands, as in rcl
+    at(106.0)
+    assert fired == [101.2, 105.0, 106.0]
+    at(50.0)  # back before the last call (a bag played in a loop): the period starts again from there
     at(50.5)
-    assert fired == [101.2, 105.0]
+    assert fired == [101.2, 105.0, 106.0]
     at(51.0)
-    assert fired == [101.2, 105.0, 51.0]
+    assert fired == [101.2, 105.0, 106.0, 51.0]
 
     (refused,) = node.set_parameters([Parameter("use_sim_time", value="yes")])
     assert not refused.successful and node.get_clock().ros_time_is_active

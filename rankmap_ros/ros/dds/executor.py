@@ -126,7 +126,7 @@ class Executor:
         entities = self._eligible()
         self._sync_waitset(entities)
         timers = [e for e in entities if e.condition is None]
-        due = [t.time_until_next_call() for t in timers]
+        due = [t.wait_ns() for t in timers]
         wait_s = [d / 1e9 for d in due if d is not None]
         if timeout_sec is not None and timeout_sec >= 0:
             wait_s.append(timeout_sec)

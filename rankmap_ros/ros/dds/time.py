@@ -106,14 +106,14 @@ JumpHandler = Callable[[int, int, bool], None]
 class ROSClock(Clock):
     """System time, or the last /clock time while simulation time is active (time_source.py).
 
-    Timers on this clock register a jump handler, called with the timer time before and after a
-    jump and whether simulation time was switched on or off; a switch keeps each timer's time left,
-    and time going back (a bag played in a loop) restarts the timers' periods, as rcl's do.
+    Timers on this clock share its lock and register a jump handler, called under that lock with
+    the timer time before and after a jump and whether simulation time was switched on or off, so
+    a timer never compares one time base with a deadline in the other.
     """
 
     def __init__(self) -> None:
         super().__init__(clock_type=ClockType.ROS_TIME)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._active = False
         self._override_ns = 0  # zero: no /clock message yet, as in rcl
         self._jump_handlers: list[JumpHandler] = []
@@ -136,19 +136,18 @@ class ROSClock(Clock):
         with self._lock:
             if enabled == self._active:
                 return
-            before = self._override_ns if self._active else _time.monotonic_ns()
+            before = self._timer_ns()
             self._active = enabled
-            after = self._override_ns if enabled else _time.monotonic_ns()
-            handlers = list(self._jump_handlers)
-        for handler in handlers:
-            handler(before, after, True)
+            after = self._timer_ns()
+            for handler in self._jump_handlers:
+                handler(before, after, True)
 
     def set_ros_time_override(self, time: Time) -> None:
         with self._lock:
             before, self._override_ns = self._override_ns, time.nanoseconds
-            handlers = list(self._jump_handlers) if self._active and time.nanoseconds < before else []
-        for handler in handlers:
-            handler(before, time.nanoseconds, False)
+            if self._active and time.nanoseconds < before:
+                for handler in self._jump_handlers:
+                    handler(before, time.nanoseconds, False)
 
     def _add_jump_handler(self, handler: JumpHandler) -> None:
         with self._lock:

@@ -32,6 +32,8 @@ class TimeSource:
         value = node.get_parameter(USE_SIM_TIME_NAME)
         if value.type_ == Parameter.Type.BOOL:
             self._set_active(bool(value.value))
+        elif value.type_ != Parameter.Type.NOT_SET:  # declared from overrides as given, e.g. "true" quoted
+            node.get_logger().error(f"Invalid type for parameter '{USE_SIM_TIME_NAME}' {value.type_!r} should be bool")
         node.add_on_set_parameters_callback(self._on_set)
 
     def _set_active(self, enabled: bool) -> None:

@@ -21,8 +21,11 @@ class Timer:
     """Fires every period of its clock; a late timer skips missed periods, as rcl's does.
 
     On a node's ROS clock (rclpy's default) it counts simulation time while `use_sim_time` is
-    true: a paused simulation pauses it. The executor waits the simulated time left in wall time
-    and is woken by each /clock message, whose callback moves the clock.
+    true: a paused simulation pauses it, and the executor waits for /clock (each message wakes
+    it) rather than for the simulated time left. Time going back before its last call (a bag
+    played in a loop) starts its period again from there, as in rcl; switching simulation time on
+    or off keeps the time left (rcl waits a period less the time left, or, with no /clock yet,
+    stays on the old time base).
     """
 
     condition = None
@@ -41,18 +44,32 @@ class Timer:
         self.callback_group = callback_group
         self.clock = clock
         self.timer_period_ns = int(period_sec * 1e9)
-        self._lock = threading.Lock()
         self._canceled = not autostart
-        self._next = clock._timer_ns() + self.timer_period_ns
+        # on a ROS clock, its lock: a jump and a read of this timer never interleave
+        self._lock: threading.Lock | threading.RLock = threading.Lock()
         if isinstance(clock, ROSClock):
-            clock._add_jump_handler(self._on_jump)
+            self._lock = clock._lock
+        with self._lock:
+            self._last = clock._timer_ns()
+            self._next = self._last + self.timer_period_ns
+            if isinstance(clock, ROSClock):
+                clock._add_jump_handler(self._on_jump)
 
     def _on_jump(self, before_ns: int, after_ns: int, clock_change: bool) -> None:
+        """Called under the clock's lock, which is this timer's."""
+        if clock_change:
+            self._next += after_ns - before_ns
+            self._last += after_ns - before_ns
+        elif after_ns < self._last:
+            self._last, self._next = after_ns, after_ns + self.timer_period_ns
+
+    def wait_ns(self) -> int | None:
+        """How long the executor may wait for this timer: None while only /clock can make it due."""
         with self._lock:
-            if clock_change:
-                self._next += after_ns - before_ns
-            else:
-                self._next = after_ns + self.timer_period_ns
+            due = self.time_until_next_call()
+            if due is not None and due > 0 and isinstance(self.clock, ROSClock) and self.clock.ros_time_is_active:
+                return None
+            return due
 
     def time_until_next_call(self) -> int | None:
         """Nanoseconds until due (<= 0 when due), None when canceled."""
@@ -71,7 +88,8 @@ class Timer:
     def reset(self) -> None:
         with self._lock:
             self._canceled = False
-            self._next = self.clock._timer_ns() + self.timer_period_ns
+            self._last = self.clock._timer_ns()
+            self._next = self._last + self.timer_period_ns
 
     def take(self) -> Callable[[], None] | None:
         with self._lock:
@@ -80,6 +98,7 @@ class Timer:
                 return None
             period = max(self.timer_period_ns, 1)
             missed = (now - self._next) // period
+            self._last = now
             self._next += (missed + 1) * period
         return self.callback
 
