@@ -223,10 +223,10 @@ class StageExecutor(Node):
         """Decode and hand to the compute loop; a frame it has not taken yet is replaced."""
         try:
             rgb = image_codec.to_rgb(image)
-        except image_codec.ImageError as exc:
-            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+            tensor = image_codec.to_tensor(rgb, self.prep)
+        except image_codec.ImageError as exc:  # a bad frame must not end the stage (or its container)
+            self.get_logger().error(f"dropped an image: {exc}", throttle_duration_sec=5.0)
             return
-        tensor = image_codec.to_tensor(rgb, self.prep)
         if self.geometry is not None:
             self.geometry[:] = (rgb.shape[1], rgb.shape[0])
         stamp = image.header.stamp

@@ -86,10 +86,12 @@ def _buffer(data: Any) -> np.ndarray:
 def image_to_rgb(image: Any) -> np.ndarray:
     """An (H, W, 3) uint8 RGB view or copy of a sensor_msgs/Image."""
     encoding = image.encoding
+    height, width, step = int(image.height), int(image.width), int(image.step)
+    if height <= 0 or width <= 0:  # a default-built Image: some drivers send one when the camera drops out
+        raise ImageError(f"image {width}x{height} ({encoding or 'no encoding'}) is empty")
     if encoding not in _ENCODINGS:
         raise ImageError(f"image encoding {encoding!r} is not supported (use one of {', '.join(ENCODINGS)})")
     layout = _ENCODINGS[encoding]
-    height, width, step = int(image.height), int(image.width), int(image.step)
     row = width * layout.channels * layout.depth
     data = _buffer(image.data)
     if step < row or data.size < height * step:
@@ -141,7 +143,10 @@ def compressed_to_rgb(image: Any) -> np.ndarray:
 
 def to_rgb(image: Any) -> np.ndarray:
     """Either message kind as (H, W, 3) uint8 RGB."""
-    return compressed_to_rgb(image) if hasattr(image, "format") else image_to_rgb(image)
+    try:
+        return compressed_to_rgb(image) if hasattr(image, "format") else image_to_rgb(image)
+    except cv2.error as exc:  # what the checks missed is still the image's fault, not the stage's
+        raise ImageError(f"OpenCV could not convert a {getattr(image, 'encoding', 'compressed')} image: {exc}") from exc
 
 
 def to_tensor(rgb: np.ndarray, prep: Preprocess) -> np.ndarray:

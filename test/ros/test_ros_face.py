@@ -110,6 +110,9 @@ def test_bad_images_are_refused_clearly() -> None:
         image_codec.image_to_rgb(Image(height=1, width=1, encoding="32FC1", step=4, data=b"\0" * 4))
     with pytest.raises(image_codec.ImageError, match="needs step"):
         image_codec.image_to_rgb(Image(height=2, width=2, encoding="rgb8", step=6, data=b"\0" * 6))
+    for empty in (Image(), Image(height=4, width=0, encoding="rgb8")):  # a dropped-out camera's frame
+        with pytest.raises(image_codec.ImageError, match="is empty"):
+            image_codec.to_rgb(empty)
     with pytest.raises(image_codec.ImageError, match="needs step >= 12"):  # 16-bit: two bytes a value
         image_codec.image_to_rgb(Image(height=1, width=2, encoding="rgb16", step=6, data=b"\0" * 6))
 

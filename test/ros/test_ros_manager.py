@@ -291,6 +291,31 @@ def test_a_compressed_image_topic_is_decoded(stack: Stack) -> None:
     assert stack.call(endpoints.UNREGISTER_TYPE, endpoints.UNREGISTER_SERVICE, name="packed").success
 
 
+def test_blank_and_broken_images_are_dropped_not_fatal(stack: Stack) -> None:
+    """A driver that publishes an empty frame when its camera drops out, or a stranger's encoding,
+    on the camera topic: every executor drops the frame (logged) and serves on; none restarts."""
+    from rankmap_ros.ros.rclpy_compat import msg, qos_profile_sensor_data
+
+    def restarts(name: str) -> str:
+        return {kv.key: kv.value for kv in stack.latest_diagnostics()[f"dnn {name}"].values}["restarts"]
+
+    stack.spin_until(lambda: len(stack.stage_pids("squeeze")) > 0, 60.0, "squeeze running")
+    pids = {name: stack.stage_pids(name) for name in ("squeeze", "shuffle")}
+    before = {name: restarts(name) for name in pids}
+    image = msg("sensor_msgs/msg/Image")
+    publisher = stack.node.create_publisher(image, CAMERA_TOPIC, qos_profile_sensor_data)
+    bad = [image(), image(height=4, width=0, encoding="rgb8"), image(height=2, width=2, encoding="32FC1", step=8)]
+    for _ in range(5):
+        for frame in bad:
+            publisher.publish(frame)
+        stack.executor.spin_once(timeout_sec=0.2)
+    count = len(stack.results["squeeze"])
+    stack.spin_until(lambda: len(stack.results["squeeze"]) > count + 2, 30.0, "results after the bad frames")
+    stack.node.destroy_publisher(publisher)
+    assert {name: stack.stage_pids(name) for name in pids} == pids
+    assert {name: restarts(name) for name in pids} == before
+
+
 def test_undecodable_requests_do_not_stop_the_manager(stack: Stack) -> None:
     # A broken or foreign peer writes a RegisterDnn request that DDS delivers but that does not
     # decode (its name is not UTF-8): the manager drops it (logged) and answers the next request.
