@@ -250,6 +250,11 @@ class Manager(Node):
                 f"or edf), not {self.policy.value}: its loop is the component's scheduler"
             )
         shm.remove_stale()
+        if foreign := shm.stale_entries():
+            self.get_logger().warning(
+                f"{len(foreign)} shared-memory entries of dead rankmap processes belong to another user and stay "
+                f"(remove them as that user, e.g. sudo rm /dev/shm/{foreign[0]}): {', '.join(foreign[:3])}"
+            )
         self.platform = planning.load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
         discovered = v["platform"] == "host"
         if v["host_split"] and not discovered:

@@ -147,12 +147,22 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def stale_entries() -> list[str]:
+    """Segments and semaphores whose owner process is gone."""
+    return [e for e in owned_entries() if (match := _OWNED.match(e)) and not process_alive(int(match[1]))]
+
+
 def remove_stale() -> list[str]:
-    """Delete segments and semaphores whose owner process is gone; returns what was removed."""
+    """Delete segments and semaphores whose owner process is gone; returns what was removed.
+
+    Another user's leftovers (a killed run as root) cannot be removed and are skipped: names carry
+    their owner's pid and a random token, so they never stand in the way of ours.
+    """
     removed = []
-    for entry in owned_entries():
-        match = _OWNED.match(entry)
-        if match and not process_alive(int(match[1])):
+    for entry in stale_entries():
+        try:
             (SHM_DIR / entry).unlink(missing_ok=True)
-            removed.append(entry)
+        except PermissionError:
+            continue
+        removed.append(entry)
     return removed

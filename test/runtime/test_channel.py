@@ -160,6 +160,31 @@ def test_stale_segments_of_dead_owners_are_removed():
     assert not (SHM_DIR / name).exists()
 
 
+def test_another_users_stale_segments_are_skipped_not_fatal(monkeypatch):
+    """A killed run as root left entries a normal user cannot unlink: the next manager starts anyway."""
+    from pathlib import Path
+
+    from rankmap_ros.runtime.shm import stale_entries
+
+    dead = 2**22 + 12346
+    mine, foreign = f"rankmap-{dead}-0001-stale", f"rankmap-{dead}-0002-stale"
+    for name in (mine, foreign):
+        Segment.create(name, 64).close()
+    unlink = Path.unlink
+
+    def as_another_user(path: Path, missing_ok: bool = False) -> None:
+        if path.name == foreign:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", as_another_user)
+    removed = remove_stale()
+    assert mine in removed and foreign not in removed
+    assert foreign in stale_entries()  # what the manager warns about
+    monkeypatch.undo()
+    assert foreign in remove_stale()
+
+
 def test_a_ring_wakes_one_reader_for_any_of_its_channels(channels):
     # a component process waits on one doorbell for all its stages' input channels
     from rankmap_ros.runtime.shm import Semaphore, new_name
