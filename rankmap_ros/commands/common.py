@@ -36,12 +36,12 @@ def parse_workload(text: str) -> Any:
     if path.suffix in {".yaml", ".yml", ".json"}:
         import yaml
 
-        from rankmap_ros.core.files import yaml_problem
+        from rankmap_ros.core.files import load_yaml, yaml_problem
 
         if not path.is_file():
             raise CliError(f"workload file {path} does not exist")
         try:
-            data = yaml.safe_load(read_text(path, "workload file"))
+            data = load_yaml(read_text(path, "workload file"))
         except yaml.YAMLError as exc:
             raise CliError(f"workload file {path} is not valid YAML/JSON: {yaml_problem(exc)}") from exc
         return Workload.from_dict(data)

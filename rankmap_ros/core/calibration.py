@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from rankmap_ros.core.files import load_yaml
 from rankmap_ros.core.platform import Platform, PlatformError, load_platform, parse_platform
 from rankmap_ros.core.simulator import costs_of_units, model_costs, units_at
 from rankmap_ros.core.zoo import get_spec
@@ -78,7 +79,7 @@ def load_anchors(name_or_path: str | Path) -> tuple[Anchor, ...]:
             text = path.read_text()
         else:
             text = resources.files("rankmap_ros").joinpath(f"data/calibration/{name_or_path}.yaml").read_text()
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except FileNotFoundError:
         raise AnchorError(f"no anchors for {str(name_or_path)!r}: give an anchors YAML file") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

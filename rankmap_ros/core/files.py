@@ -1,5 +1,5 @@
 """Files a reader may open while they are written (a manager, a resumed run): whole or not at all;
-the per-user cache those files may live in; what to say of a YAML file that does not parse."""
+the per-user cache those files may live in; YAML read strictly, and what to say when it fails."""
 
 from __future__ import annotations
 
@@ -40,3 +40,30 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     if mark is not None and problem:
         return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     return " ".join(str(exc).split())
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: keys it brings may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: SafeLoader refuses it with its own message
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> object:
+    """`yaml.safe_load`, refusing duplicate keys: in a hand-written file the first of two `dnns:`
+    or `name:` would otherwise vanish without a word."""
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rankmap_ros.core.files import yaml_problem
+from rankmap_ros.core.files import load_yaml, yaml_problem
 from rankmap_ros.core.numbers import finite_number
 
 ComponentKind = Literal["cpu", "gpu"]
@@ -240,7 +240,7 @@ def load_platform(name_or_path: str | Path) -> Platform:
         if not path.is_file():
             raise PlatformError(f"platform file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml(path.read_text())
         except yaml.YAMLError as exc:
             raise PlatformError(f"platform file {path} is not valid YAML: {yaml_problem(exc)}") from exc
         except UnicodeDecodeError:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from rankmap_ros.core import zoo
-from rankmap_ros.core.files import yaml_problem
+from rankmap_ros.core.files import load_yaml, yaml_problem
 from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.ros.registry import Registration, Registry, RequestError
 
@@ -30,7 +30,7 @@ def read_dnns_file(path: str | Path) -> list[Registration]:
     """
     try:
         path = Path(path).expanduser()
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RequestError(f"dnns_file {path} does not exist") from None
     except yaml.YAMLError as exc:
@@ -40,6 +40,8 @@ def read_dnns_file(path: str | Path) -> list[Registration]:
     entries = data.get("dnns") if isinstance(data, Mapping) else None
     if not isinstance(entries, list) or not entries:
         raise RequestError(f"dnns_file {path}: expected a mapping with a non-empty 'dnns' list")
+    if unknown := sorted(map(str, set(data) - {"dnns"})):  # a misspelt second section would be left out
+        raise RequestError(f"dnns_file {path}: unknown top-level keys {', '.join(unknown)} (known: dnns)")
     return [_entry(path, i, entry) for i, entry in enumerate(entries)]
 
 

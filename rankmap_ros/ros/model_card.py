@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rankmap_ros.core.files import yaml_problem
+from rankmap_ros.core.files import load_yaml, yaml_problem
 from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.ros.image_codec import IMAGENET_MEAN, IMAGENET_STD
 
@@ -48,7 +48,7 @@ def read_card(weights: str | Path | None, num_classes: int) -> ModelCard:
         return ModelCard()
     path = card_path(weights)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ModelCardError(f"model card {path} is not valid YAML: {yaml_problem(exc)}") from exc
     except (OSError, UnicodeDecodeError) as exc:

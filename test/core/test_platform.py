@@ -159,6 +159,10 @@ def test_bad_files(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(PlatformError, match=r"bad\.yaml: components\[1\]\.cores: expected a positive integer, got -2"):
         load_platform(bad)
+    twice = tmp_path / "twice.yaml"  # a hand-edited board file: the first `cores` would vanish silently
+    twice.write_text(yaml.safe_dump(_data()).replace("  cores:", "  cores: 3\n  cores:", 1))
+    with pytest.raises(PlatformError, match=r"not valid YAML: line \d+, column 3: key 'cores' is given twice"):
+        load_platform(twice)
 
 
 def test_unknown_component_is_named() -> None:

@@ -847,6 +847,10 @@ def test_a_dnns_file_reads_as_requests_and_mistakes_are_named(tmp_path: Path) ->
         "entry 0: name must be text": "dnns: [{name: 3, model: alexnet, input_topic: /cam}]",
         "entry 0: priority must be a finite number, got nan": f"dnns: [{entry}, priority: .nan}}]",
         "entry 0: period must be a finite number, got True": f"dnns: [{entry}, period: true}}]",
+        # PyYAML keeps the last of two keys: the first section's DNNs, or a name, would vanish
+        "line 2, column 1: key 'dnns' is given twice": f"dnns: [{entry}}}]\ndnns: [{entry}}}]",
+        "line 1, column 53: key 'name' is given twice": f"dnns: [{entry}, name: b}}]",
+        "unknown top-level keys dnn_extra (known: dnns)": f"dnns: [{entry}}}]\ndnn_extra: [{entry}}}]",
     }
     for expected, text in bad.items():
         path = tmp_path / "dnns.yaml"
