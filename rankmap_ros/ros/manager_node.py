@@ -621,6 +621,13 @@ class Manager(Node):
         for name, chain in list(self.waiting.items()):
             if changed(name, chain):  # a new mapping for it (or none): a fresh start, not the backoff
                 del self.waiting[name]
+        for name, chain in [*self.chains.items(), *self.waiting.items()]:
+            # a priority change that moved nothing still reorders best-effort jobs on shared
+            # components: running stages take it for their next job, restarts keep it
+            if chain.config.priority != dnns[name].priority:
+                chain.config = replace(chain.config, priority=dnns[name].priority)
+                if not chain.stopped:
+                    chain.board.set_priority(chain.config.priority)
         for chain in to_stop:
             stop_chain(chain)
         if outcome is None:
@@ -1075,6 +1082,8 @@ def stage_statuses(chain: Chain) -> list[Status]:
             keys += ("late_drops", "preempted")
         for key in keys:
             status.add(key, stats[key])
+        if chain.config.policy != "time_sharing":  # what orders its best-effort jobs on the component now
+            status.add("priority", float(chain.board.rows["priority"][p.index]))
         ok = stats["state"] == "ready"
         status.summary(diagnostics.OK if ok else diagnostics.WARN, str(stats["state"]))
         out.append(status)

@@ -455,6 +455,7 @@ def start_chain(
     shapes = boundary_shapes(config.model)
     taken: list[tuple[str, int]] = []
     board = Board.create(len(stages))
+    board.set_priority(config.priority)
     channels: list[Channel] = []
     geometry = None
     chain: Chain | None = None

@@ -1,7 +1,8 @@
 """A shared-memory status board: one row per stage process, written by it, read by the owner.
 
-Each row has a single writer (its stage), so no locks: the owner reads counters that only grow
-and a state word. The board also carries the pipeline's stop flag, which every stage polls.
+Each field has a single writer, so no locks: a row's stage writes counters that only grow and
+a state word, which the owner reads; the owner writes the DNN's priority, which the stage reads
+for every job. The board also carries the pipeline's stop flag, which every stage polls.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ ROW = np.dtype(
         ("checks", "<i8"),  # unit boundaries where it looked for a more urgent job
         ("check_s", "<f8"),  # time looking for a more urgent job at unit boundaries
         ("beat_s", "<f8"),  # time.monotonic() of the loop's last stamp (ROS component containers)
+        # written by the owner before the stage starts and whenever it changes: the DNN's priority
+        # in force, which orders best-effort jobs under an arbitrated policy (core.realtime.job_key)
+        ("priority", "<f8"),
         ("error", "S240"),
     ]
 )
@@ -84,6 +88,10 @@ class Board:
         if error:
             self.rows["error"][row] = error.encode(errors="ignore")[:240]
         self.rows["state"][row] = int(state)
+
+    def set_priority(self, value: float, rows: slice = slice(None)) -> None:
+        """The owner's: a running stage takes it for its next job, no restart needed."""
+        self.rows["priority"][rows] = value
 
     def error(self, row: int) -> str:
         return bytes(self.rows["error"][row]).decode(errors="ignore")

@@ -253,7 +253,7 @@ class ComponentLoop:
         # free to take it, for it was put early only because the channel has room.
         put = now - frame.queued_s
         arrival = put if source.policy == "drop_oldest" else max(put, h.idle_since)
-        key = job_key(self.policy, spec.task, origin, arrival, spec.priority)
+        key = job_key(self.policy, spec.task, origin, arrival, float(row["priority"][0]))
         h.job = _Job(frame.header, frame.array, key, frame.queued_s, now_pc)
         h.job.busy_s, h.job.cpu_s = source.last_convert_s, source.last_convert_cpu_s
 

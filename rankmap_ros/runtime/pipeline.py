@@ -690,6 +690,7 @@ class Pipeline:
         task = first.task
         chain = _Chain(name, first.model, [], [], first.input_shape, task)
         self._chains[name] = chain
+        board.set_priority(first.priority, slice(first_row, first_row + len(specs)))
         channels = chain.channels
         policy = "drop_oldest" if self.source == "external" or task.realtime else "block"
         channels.append(Channel.create("in", self.slots, tensor_bytes(first.input_shape), policy))

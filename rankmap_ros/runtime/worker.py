@@ -340,7 +340,7 @@ def serve_units(
         if drop and estimate.drop(task, origin, now, 0):
             row["dropped"] += 1
             continue
-        key = job_key(policy, task, origin, now - frame.queued_s, spec.priority)
+        key = job_key(policy, task, origin, now - frame.queued_s, float(row["priority"][0]))
         if not arbiter.request(slot, key, stop):
             return
         t2 = time.perf_counter()

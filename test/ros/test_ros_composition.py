@@ -129,6 +129,28 @@ def test_under_use_sim_time_stamps_follow_clock_while_supervision_keeps_wall_tim
     assert all(array.header.stamp.sec == 1000 for _, array in stack.diagnostics[start:])
 
 
+def test_a_priority_change_reaches_the_running_stages(stack: Stack) -> None:
+    """Under an arbitrated policy best-effort jobs go by priority: a change that moves no stage
+    must still reach the stages in their containers, at once and without restarting them."""
+    from rankmap_ros.ros import endpoints
+
+    def stages(dnn: str, key: str) -> dict[str, str]:
+        diagnostics = stack.latest_diagnostics().items()
+        return {name: _values(status)[key] for name, status in diagnostics if name.startswith(f"stage {dnn}[")}
+
+    stack.spin_until(lambda: set(stages("bulk", "priority").values()) == {"1.000"}, 20.0, "bulk at priority 1")
+    frames = stages("bulk", "frames")
+    answer = stack.call(
+        endpoints.SET_PRIORITIES_TYPE, endpoints.SET_PRIORITIES_SERVICE, mode="static", names=["bulk"], priorities=[4.0]
+    )
+    assert answer.success, answer.message
+    stack.spin_until(lambda: set(stages("bulk", "priority").values()) == {"4.000"}, 20.0, "bulk at priority 4")
+    assert set(stages("extra", "priority").values()) == {"1.000"}
+    now = stages("bulk", "frames")
+    if now.keys() == frames.keys():  # the plan kept bulk's stages where they were: the same, still counting
+        assert all(int(now[name]) >= int(frames[name]) for name in now), (frames, now)
+
+
 def test_a_killed_container_is_replaced_with_every_chain_it_ran(stack: Stack) -> None:
     containers = _containers(stack)
     victim, info = next(iter(containers.items()))

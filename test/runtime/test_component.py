@@ -340,3 +340,50 @@ def test_a_stage_that_raises_is_retired_alone_and_the_others_serve_on(platform):
         bell.unlink()
         board.detach()
         board.unlink()
+
+
+def test_a_priority_written_on_the_board_orders_the_next_jobs(platform):
+    # The manager writes a DNN's new priority on its board (no restart): the component loop keys
+    # the next best-effort job with it, so the higher priority is chosen first.
+    from rankmap_ros.core.realtime import parse_policy
+    from rankmap_ros.runtime.board import Board
+    from rankmap_ros.runtime.channel import Channel, FrameHeader
+    from rankmap_ros.runtime.component import ComponentLoop, host_stage
+    from rankmap_ros.runtime.shm import Semaphore, new_name
+    from rankmap_ros.runtime.stage import stage_specs
+
+    workload = Workload((DnnSpec("a", "squeezenet_v2"), DnnSpec("b", "squeezenet_v2")))
+    specs = stage_specs(platform, workload, Mapping.all_on(workload, "big"), policy="edf")
+    board, bell = Board.create(2), Semaphore.create(new_name("bell"), 0)
+    made: list[Channel] = []
+    hosted = []
+    for row, name in enumerate("ab"):
+        spec = specs[name][0]
+        source = Channel.create(f"{name}-in", 2, int(np.prod(spec.input_shape)) * 4, "drop_oldest")
+        sink = Channel.create(f"{name}-out", 4, int(np.prod(spec.output_shape)) * 4)
+        made += [source, sink]
+        board.set_priority(1.0 + row, slice(row, row + 1))  # a: 1, b: 2
+        hosted.append(host_stage(spec, board, row, source, sink))
+    loop = ComponentLoop(hosted, parse_policy("edf"), bell, os.getpid(), lambda: False)
+    x = np.zeros(specs["a"][0].input_shape, np.float32)
+
+    def first_chosen() -> str:
+        for h in hosted:
+            h.job = None
+            h.source.put(x, FrameHeader(0, 0, "", time.monotonic()))
+        loop._take_inputs()
+        chosen = loop._choose()
+        assert chosen is not None
+        return chosen.spec.dnn
+
+    try:
+        assert first_chosen() == "b"
+        board.set_priority(3.0, slice(0, 1))  # `rankmap priority a=3` while both run
+        assert first_chosen() == "a"
+    finally:
+        for channel in made:
+            channel.detach()
+            channel.unlink()
+        bell.unlink()
+        board.detach()
+        board.unlink()
