@@ -76,7 +76,8 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("board_row", 0, "this stage's row on the board"),
     ("geometry", "", "shared memory with the source image size (detectors)"),
     ("owner_pid", 0, "the manager's pid; the stage exits when it is gone"),
-    ("input_topic", "", "sensor_msgs/Image topic, or CompressedImage when it ends in /compressed (first stage only)"),
+    ("input_topic", "", "the sensor_msgs/Image (or CompressedImage) topic, absolute (first stage only)"),
+    ("input_compressed", False, "input_topic carries CompressedImage (image_transport's compressed)"),
     ("input_reliability", "best_effort", "best_effort (sensor data) or reliable"),
     ("input_depth", 5, "input queue depth"),
     ("output_topic", "", "result topic (last stage only)"),
@@ -210,7 +211,7 @@ class StageExecutor(Node):
                 _, _, height, width = self.spec.input_shape
                 self.prep = image_codec.Preprocess(height=height, width=width, mean=card.mean, std=card.std)
                 qos = input_qos(v["input_reliability"], v["input_depth"])
-                kind = CompressedImage if image_codec.is_compressed_topic(v["input_topic"]) else Image
+                kind = CompressedImage if v["input_compressed"] else Image
                 self.create_subscription(kind, v["input_topic"], self.on_image, qos)
         except Exception as exc:  # any build, backend or topic failure is the manager's to report
             self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")

@@ -24,7 +24,7 @@ from typing import Any
 from rankmap_ros.core.correction import Observations
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.realtime import RealTimeError, parse_policy
-from rankmap_ros.ros import diagnostics, endpoints, planning, results
+from rankmap_ros.ros import diagnostics, endpoints, image_codec, planning, results
 from rankmap_ros.ros.diagnostics import Status
 from rankmap_ros.ros.dnns_file import register_file
 from rankmap_ros.ros.parent import follow_parent
@@ -653,7 +653,9 @@ class Manager(Node):
             model=reg.model,
             weights=reg.weights,
             priority=reg.priority,
-            input_topic=reg.input_topic,
+            # resolved as this node's names are, so a launch's remapping of the manager reaches its DNNs' inputs
+            input_topic=self.resolve_topic_name(reg.input_topic),
+            input_compressed=image_codec.is_compressed_topic(reg.input_topic),
             output_topic=reg.output_topic,
             output_kind=reg.output_kind,
             namespace=self.get_namespace(),

@@ -76,6 +76,8 @@ class ChainConfig:
     policy: str = "time_sharing"
     drop_late: bool = True
     threads: tuple[tuple[str, int], ...] = ()  # (component, torch threads) of the plan (stage_threads)
+    # by the registered name (`.../compressed`), which the manager's remapping may have renamed
+    input_compressed: bool = False
 
 
 class Arbiters:
@@ -415,6 +417,7 @@ def executor_command(
         "input_shape": ",".join(map(str, shapes[start])),
         "output_shape": ",".join(map(str, shapes[stop])),
         "input_topic": config.input_topic if index == 0 else "",
+        "input_compressed": config.input_compressed,
         "input_reliability": config.input_reliability,
         "input_depth": config.input_depth,
         "output_topic": config.output_topic if last else "",

@@ -84,11 +84,13 @@ def _ros_args(params: dict[str, str]) -> list[str]:
     return out
 
 
-def start_stack(params: dict[str, str], encoding: str = "rgb8") -> Stack:
-    """Manager (with `params` over MANAGER_PARAMS), a 15 Hz 320x240 camera, and a client node."""
+def start_stack(params: dict[str, str], encoding: str = "rgb8", remaps: tuple[str, ...] = ()) -> Stack:
+    """Manager (with `params` over MANAGER_PARAMS, and `-r` `remaps`), a 15 Hz 320x240 camera, and a client node."""
     params = {**MANAGER_PARAMS, **params}
     python = [sys.executable, "-m"]
     manager_command = [*python, "rankmap_ros.ros.manager_node", *_ros_args(params)]
+    for rule in remaps:
+        manager_command += ["-r", rule]
     manager = subprocess.Popen(manager_command, stdin=subprocess.DEVNULL)
     camera_args = ["-r", "__ns:=/test_camera", "-p", "rate:=15.0", "-p", "width:=320", "-p", "height:=240"]
     camera_args += ["-p", f"frame_id:={FRAME_ID}", "-p", "step_padding:=8", "-p", "compressed:=jpeg"]
