@@ -44,12 +44,12 @@ class DnnSpec:
     input_rate: float | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.name, str) and len(self.name) > MAX_NAME_LENGTH:  # before quoting it whole
+            raise WorkloadError(f"DNN name {self.name[:20]}... is too long: at most {MAX_NAME_LENGTH} characters")
         if not isinstance(self.name, str) or not _INSTANCE_NAME.fullmatch(self.name):
             raise WorkloadError(
                 f"DNN name {self.name!r} must start with a letter and hold only letters, digits and '_'"
             )
-        if len(self.name) > MAX_NAME_LENGTH:
-            raise WorkloadError(f"DNN name {self.name[:20]}... is too long: at most {MAX_NAME_LENGTH} characters")
         try:
             canonical = zoo.canonical_name(self.model)
         except zoo.ZooError as exc:

@@ -73,6 +73,7 @@ FAILURE_WINDOW_S = 60.0
 # against the component would drop healthy components one after another.
 DNN_FAULTS = ("ZooError:", "ModelCardError:")
 SUPERVISE_PERIOD_S = 0.25
+REFUSAL_CHARS = 600
 # A chain that failed more than max_failures times within FAILURE_WINDOW_S (a crash loop the
 # manager cannot plan around, e.g. on its last component) waits 2, 4, 8 ... s before it starts
 # again, so that it does not spend the cores on starting processes that die.
@@ -488,14 +489,20 @@ class Manager(Node):
             raise
 
     def _refuse(self, response: Any, what: str, exc: Exception) -> Any:
-        """A refusal answers the caller; any other error too (with its type), and the manager serves on."""
+        """A refusal answers the caller; any other error too (with its type), and the manager serves on.
+
+        The message is cut to REFUSAL_CHARS: it may quote what the caller sent (a megabyte name),
+        and goes into the answer and /rosout.
+        """
         response.success = False
         if isinstance(exc, RequestError):
-            response.message = str(exc)
-            self.get_logger().warning(f"{what} refused: {exc}")
+            message = _cut(str(exc))
+            response.message = message
+            self.get_logger().warning(f"{what} refused: {message}")
         else:
-            response.message = f"internal error, nothing changed: {type(exc).__name__}: {exc}"
-            self.get_logger().error(f"{what} failed: {type(exc).__name__}: {exc}")
+            message = _cut(f"{type(exc).__name__}: {exc}")
+            response.message = f"internal error, nothing changed: {message}"
+            self.get_logger().error(f"{what} failed: {message}")
         return response
 
     def _planned(self) -> dict[str, Registration]:
@@ -1059,6 +1066,10 @@ def dnn_status(
         keeping = ", keeping up with its input" if keeping_up else ""
         status.summary(diagnostics.OK, f"{d.measured_rate:.2f} inferences/s{keeping}")
     return status
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= REFUSAL_CHARS else f"{message[:REFUSAL_CHARS]}... ({len(message)} characters)"
 
 
 def stage_statuses(chain: Chain) -> list[Status]:

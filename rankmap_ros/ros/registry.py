@@ -102,13 +102,13 @@ def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | N
 def check_topic(topic: str) -> None:
     if not topic.strip():
         raise RequestError("input_topic is empty: name the sensor_msgs/Image topic the DNN consumes")
+    if len(topic) > MAX_TOPIC_LENGTH:  # before quoting it whole
+        raise RequestError(f"input_topic is {len(topic)} characters long; at most {MAX_TOPIC_LENGTH}")
     if not _TOPIC.fullmatch(topic):
         raise RequestError(
             f"input_topic {topic!r} is not a valid ROS topic name: '/'-separated parts of letters, digits "
             "and '_', none starting with a digit (absolute, or relative to the manager's namespace)"
         )
-    if len(topic) > MAX_TOPIC_LENGTH:
-        raise RequestError(f"input_topic is {len(topic)} characters long; at most {MAX_TOPIC_LENGTH}")
 
 
 def check_number(what: str, value: float) -> None:

@@ -84,6 +84,20 @@ def test_bad_requests_are_refused_and_change_nothing(stack: Stack, tmp_path: Pat
         priorities=[1.0, 2.0],
     )
     assert not answer.success and "2 priorities given for 1 names" in answer.message
+    # a megabyte of what the caller sent is not echoed back (nor logged to /rosout) whole
+    huge = {"name": "9" * 1_000_000, "input_topic": "/" + "9" * 1_000_000, "model": "x" * 1_000_000}
+    for field, value in huge.items():
+        request = {"name": "bad", "model": "squeezenet_v2", field: value}
+        answer = stack.register(request.pop("name"), request.pop("model"), **request)
+        assert not answer.success and len(answer.message) < 1000, (field, len(answer.message))
+    answer = stack.call(
+        endpoints.SET_PRIORITIES_TYPE,
+        endpoints.SET_PRIORITIES_SERVICE,
+        mode="static",
+        names=["x" * 10**6],
+        priorities=[1.0],
+    )
+    assert not answer.success and answer.message.startswith("not registered: xxx") and len(answer.message) < 1000
     assert list(stack.status().dnns) == []
 
 
