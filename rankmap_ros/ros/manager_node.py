@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import socket
 import threading
 import time
@@ -59,6 +60,7 @@ from rankmap_ros.ros.supervisor import (
     check_chain,
     start_chain,
     stop_chain,
+    stop_chains,
 )
 from rankmap_ros.runtime import shm
 from rankmap_ros.runtime.board import StageState
@@ -635,8 +637,7 @@ class Manager(Node):
                 chain.config = replace(chain.config, priority=dnns[name].priority)
                 if not chain.stopped:
                     chain.board.set_priority(chain.config.priority)
-        for chain in to_stop:
-            stop_chain(chain)
+        stop_chains(to_stop)
         if outcome is None:
             return
         for name, reg in dnns.items():
@@ -994,13 +995,18 @@ class Manager(Node):
         return out
 
     def close(self) -> None:
-        """Stop planning and every executor, free the shared memory."""
+        """Stop planning and every executor, free the shared memory.
+
+        A second Ctrl-C meanwhile is ignored: raised in here it would leave executors to their
+        owner watch and shared memory to the next manager.
+        """
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         with self.lock:
             self.closing = True
             chains, self.chains = list(self.chains.values()), {}
         self.wake.set()
-        for chain in chains:
-            stop_chain(chain)
+        stop_chains(chains)
         self.planner_thread.join(timeout=5.0)
         if self.arbiters is not None:
             self.arbiters.close()

@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -540,32 +541,41 @@ def stop_chain(chain: Chain, grace_s: float = STOP_GRACE_S) -> None:
     Hosted stages are unloaded by their containers instead, between two jobs; a container that
     has not let go of a stage after `grace_s` is hung and killed (its other chains fail and restart).
     """
-    if chain.stopped:
-        return
-    chain.stopped = True
-    chain.board.request_stop()
-    if chain.containers is not None:
-        _unload(chain, grace_s)
-        release(chain.board, chain.channels, chain.geometry, [])
-        return
-    for p in chain.processes:
-        p.process.send_signal(signal.SIGTERM)
+    stop_chains([chain], grace_s)
+
+
+def stop_chains(chains: Sequence[Chain], grace_s: float = STOP_GRACE_S) -> None:
+    """`stop_chain` for many at once: every executor is told first, then all share one grace
+    period, so that a manager shutting down N DNNs waits one period, not N (launch escalates to
+    SIGTERM and SIGKILL after a few seconds)."""
+    stopping = [chain for chain in chains if not chain.stopped]
+    for chain in stopping:
+        chain.stopped = True
+        chain.board.request_stop()
+        if chain.containers is None:
+            for p in chain.processes:
+                p.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    for p in chain.processes:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-    release(chain.board, chain.channels, chain.geometry, chain.processes)
-    _give_slots(chain.slots, chain.arbiters)
-    chain.slots.clear()
+    for chain in stopping:
+        if chain.containers is not None:
+            _unload(chain, deadline)
+            release(chain.board, chain.channels, chain.geometry, [])
+            continue
+        for p in chain.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        release(chain.board, chain.channels, chain.geometry, chain.processes)
+        _give_slots(chain.slots, chain.arbiters)
+        chain.slots.clear()
 
 
-def _unload(chain: Chain, grace_s: float) -> None:
-    """Wait until no container runs one of the chain's stages; kill one that does not let go.
+def _unload(chain: Chain, deadline: float) -> None:
+    """Wait until no container runs one of the chain's stages; kill one that does not let go by
+    `deadline` (time.monotonic()).
 
     A stage still waiting to be loaded is not waited for: its container finds the chain's memory
     gone, or its board stopping, and skips it.
     """
-    deadline = time.monotonic() + grace_s
     while True:
         held = [
             p for p in chain.processes if chain.board.state(p.index) == StageState.READY and p.process.poll() is None
