@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,22 @@ from rankmap_ros.commands.common import (
     table,
 )
 
+_NAMESPACE = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _namespace(text: str) -> str:
+    """A manager's namespace as launch's `namespace:=robot1` gives it: '' (the root) or '/robot1'."""
+    namespace = "/" + text.strip("/") if text.strip("/") else ""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise CliError(f"--namespace {text!r} is not a ROS namespace ('/'-separated names of letters, digits, '_')")
+    return namespace
+
 
 def _call(args: argparse.Namespace, name: str, type_name: str, fill: dict[str, Any]) -> Any:
     from rankmap_ros.ros.service_call import ServiceCallError, call_service
 
     try:
-        return call_service(name, type_name, fill, timeout_sec=args.timeout)
+        return call_service(_namespace(args.namespace) + name, type_name, fill, timeout_sec=args.timeout)
     except ServiceCallError as exc:
         raise CliError(str(exc)) from exc
 
@@ -77,9 +88,10 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
     from rankmap_ros.ros.results import output_topic
 
     v = {name: default for name, default, *_ in PARAMETERS}
+    namespace = _namespace(args.namespace)
     try:
-        if args.params_file:
-            v.update(params_file_values(Path(args.params_file), "/rankmap_manager"))
+        if args.params_file:  # the sections that reach the manager where it runs
+            v.update(params_file_values(Path(args.params_file), f"{namespace}/rankmap_manager"))
         path = args.file or v["dnns_file"]
         if not path:
             raise CliError("give a dnns_file, or a parameters file that names one")
@@ -92,7 +104,7 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
     rows, data = [], []
     for reg in stored:
         card = read_card(reg.weights, zoo.get_spec(reg.model).num_classes)
-        topic = "/" + output_topic(reg.name, reg.output_kind)  # in the root namespace
+        topic = f"{namespace}/{output_topic(reg.name, reg.output_kind)}"
         timing = f"{reg.period:g}/{reg.task.deadline:g} s" if reg.period else "best-effort"
         names = f"{len(card.labels)} names" if card.labels else "indices"
         rows.append([reg.name, reg.model, reg.weights or "(zoo)", topic, timing, names])
@@ -186,8 +198,13 @@ def cmd_bench_transport(args: argparse.Namespace) -> None:
     emit(args, result, report(result))
 
 
-def _timeout(p: argparse.ArgumentParser) -> None:
+def _namespace_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--namespace", default="", help="the manager's namespace, as launched (default: the root)")
+
+
+def _client(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=POSITIVE, default=5.0, help="seconds to wait for the manager (default 5)")
+    _namespace_option(p)
 
 
 def register(sub: Any, experiments: Any) -> None:
@@ -204,19 +221,20 @@ def register(sub: Any, experiments: Any) -> None:
         "--deadline", type=NON_NEGATIVE, default=0.0, help="real-time: seconds each job may take (0: the period)"
     )
     p.add_argument("--output-kind", default="", choices=["", "classification", "detection", "tensor"])
-    _timeout(p)
+    _client(p)
     p = add_command(sub, "check-dnns", cmd_check_dnns, "check a manager's dnns_file as the manager would at start")
     p.add_argument("file", nargs="?", help="the dnns_file (default: the parameters file's)")
     p.add_argument("--params-file", help="the manager's parameters: platform, allowed_model_dirs, max_dnns, ...")
+    _namespace_option(p)
     p = add_command(sub, "unregister", cmd_unregister, "stop a registered DNN")
     p.add_argument("name")
-    _timeout(p)
+    _client(p)
     p = add_command(sub, "priority", cmd_priority, "set static priorities (NAME=WEIGHT ...) or --dynamic")
     p.add_argument("weights", nargs="*", metavar="NAME=WEIGHT")
     p.add_argument("--dynamic", action="store_true", help="priorities from each DNN's computational profile")
-    _timeout(p)
+    _client(p)
     p = add_command(sub, "status", cmd_status, "the mapping in force with predicted and measured rates")
-    _timeout(p)
+    _client(p)
     p = add_command(sub, "logs", cmd_logs, "the nodes' log lines from /rosout (what rqt_console shows)")
     p.add_argument(
         "--level",

@@ -237,10 +237,11 @@ def manager_stub() -> None:
         return response
 
     node = Node("manager_stub")
-    node.create_service(srv(endpoints.REGISTER_TYPE), endpoints.REGISTER_SERVICE, on_register)
-    node.create_service(srv(endpoints.UNREGISTER_TYPE), endpoints.UNREGISTER_SERVICE, on_unregister)
-    node.create_service(srv(endpoints.SET_PRIORITIES_TYPE), endpoints.SET_PRIORITIES_SERVICE, on_priorities)
-    node.create_service(srv(endpoints.STATUS_TYPE), endpoints.STATUS_SERVICE, on_status)
+    # relative, as the manager's: in its namespace when launched with one (`-r __ns:=/robot1`)
+    node.create_service(srv(endpoints.REGISTER_TYPE), endpoints.REGISTER_SERVICE[1:], on_register)
+    node.create_service(srv(endpoints.UNREGISTER_TYPE), endpoints.UNREGISTER_SERVICE[1:], on_unregister)
+    node.create_service(srv(endpoints.SET_PRIORITIES_TYPE), endpoints.SET_PRIORITIES_SERVICE[1:], on_priorities)
+    node.create_service(srv(endpoints.STATUS_TYPE), endpoints.STATUS_SERVICE[1:], on_status)
     say(ready=True)
     spin(node)
 

@@ -45,9 +45,24 @@ def test_clients_talk_to_the_manager_services(peers: list[Peer], capsys: pytest.
     assert peers[0].interrupt() == 0
 
 
+def test_clients_reach_a_manager_launched_in_a_namespace(peers: list[Peer], capsys: pytest.CaptureFixture[str]) -> None:
+    """`ros2 launch rankmap_ros rankmap.launch.py namespace:=robot1` puts the services under /robot1."""
+    peers.append(Peer("manager_stub", "--ros-args", "-r", "__ns:=/robot1"))
+    assert peers[0].line()["ready"]
+    code, out, _ = rankmap(capsys, "status", "--namespace", "robot1", "--json", "--timeout", "20")
+    assert code == 0 and json.loads(out)["planner"] == "stub", out
+    code, _, err = rankmap(capsys, "status", "--timeout", "0.5")  # the root namespace has no manager
+    assert code == 2 and "no server answers on /rankmap/status" in err
+    assert peers[0].interrupt() == 0
+
+
 def test_clients_fail_clearly_without_a_manager(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = rankmap(capsys, "status", "--timeout", "0.5")
     assert code == 2 and "no server answers on /rankmap/status" in err
+    code, _, err = rankmap(capsys, "status", "--namespace", "/robot2/", "--timeout", "0.5")
+    assert code == 2 and "no server answers on /robot2/rankmap/status" in err
+    code, _, err = rankmap(capsys, "status", "--namespace", "robot 1")
+    assert code == 2 and "--namespace 'robot 1' is not a ROS namespace" in err
     code, _, err = rankmap(capsys, "priority", "a=-1")
     assert code == 2 and "finite weight" in err
 
@@ -118,6 +133,11 @@ def test_check_dnns_runs_the_managers_start_up_checks_offline(capsys: pytest.Cap
     (bins,) = json.loads(out)["dnns"]
     assert code == 0 and bins["weights"] == str(models / "shufflenet-bins.pt") and bins["labels"] == 1000
     assert bins["output_topic"] == "/rankmap/bins/classification" and bins["period"] == 0.5
+    # a robot's file with a section for the manager in its namespace: what that manager would read
+    params.write_text(params.read_text().replace("/**/rankmap_manager:", "/robot1/rankmap_manager:"))
+    assert rankmap(capsys, "check-dnns", "--params-file", str(params))[0] == 2  # no dnns_file for /rankmap_manager
+    code, out, _ = rankmap(capsys, "check-dnns", "--params-file", str(params), "--namespace", "robot1", "--json")
+    assert code == 0 and json.loads(out)["dnns"][0]["output_topic"] == "/robot1/rankmap/bins/classification"
     example = Path(__file__).resolve().parents[2] / "config" / "dnns.yaml"
     code, out, _ = rankmap(capsys, "check-dnns", str(example))
     assert code == 0 and "3 DNN(s) would start" in out
