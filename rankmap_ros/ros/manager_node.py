@@ -47,7 +47,7 @@ from rankmap_ros.ros.rclpy_compat import (
     rclpy,
     srv,
 )
-from rankmap_ros.ros.registry import Registration, Registry, RequestError
+from rankmap_ros.ros.registry import Registration, Registry, RequestError, resolve_model
 from rankmap_ros.ros.supervisor import (
     EXECUTORS,
     RATE_WINDOW_S,
@@ -384,8 +384,13 @@ class Manager(Node):
             deadline=float(request.deadline),
         )
         try:
+            with self.lock:  # the cheap refusals first (checked again below)
+                self.registry.precheck(reg)
+            # outside the lock: a model file is checked by building the model (seconds for a large
+            # one), and supervision, status and other requests must not wait for that
+            resolved = resolve_model(reg.model, self.v["allowed_model_dirs"])
             with self.lock, self._unchanged_on_error():
-                stored = self._add(reg)
+                stored = self._with_output_topic(self.registry.register(reg, self.v["allowed_model_dirs"], resolved))
                 self._replan("registered " + reg.name)
         except Exception as exc:
             return self._refuse(response, "register", exc)
@@ -400,10 +405,6 @@ class Manager(Node):
         for reg in stored:
             self._registered(self._with_output_topic(reg))
         return len(stored)
-
-    def _add(self, reg: Registration) -> Registration:
-        """Validate and store one DNN with its output topic; the caller re-plans."""
-        return self._with_output_topic(self.registry.register(reg, self.v["allowed_model_dirs"]))
 
     def _with_output_topic(self, stored: Registration) -> Registration:
         topic = self.resolve_topic_name(results.output_topic(stored.name, stored.output_kind))

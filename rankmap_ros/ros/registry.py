@@ -144,8 +144,8 @@ class Registry:
             except planning.planner_error() as exc:
                 raise RequestError(str(exc)) from exc
 
-    def register(self, reg: Registration, allowed_dirs: Sequence[str]) -> Registration:
-        """Validate and add; returns the registration as stored (canonical model, weights file)."""
+    def precheck(self, reg: Registration) -> TaskClass:
+        """The cheap checks, in the order refusals name them: room for it, topic, numbers, timing."""
         if reg.name in self.dnns:
             raise RequestError(f"a DNN named {reg.name!r} is already registered (unregister it first)")
         if len(self.dnns) >= self.max_dnns:
@@ -156,10 +156,20 @@ class Registry:
         check_number("period", reg.period)
         check_number("deadline", reg.deadline)
         try:
-            task = reg.task
+            return reg.task
         except RealTimeError as exc:
             raise RequestError(str(exc)) from exc
-        model, weights = resolve_model(reg.model, allowed_dirs)
+
+    def register(
+        self, reg: Registration, allowed_dirs: Sequence[str], resolved: tuple[str, str | None] | None = None
+    ) -> Registration:
+        """Validate and add; returns the registration as stored (canonical model, weights file).
+
+        `resolved` is `resolve_model(reg.model, allowed_dirs)` done already, after `precheck`
+        and outside a lock: checking a model file builds the model, seconds for a large one.
+        """
+        task = self.precheck(reg)
+        model, weights = resolved or resolve_model(reg.model, allowed_dirs)
         if self.platform is not None:
             why = infeasibility(self.platform, model, task)
             if why is not None:
