@@ -40,8 +40,10 @@ def read_dnns_file(path: str | Path) -> list[Registration]:
     entries = data.get("dnns") if isinstance(data, Mapping) else None
     if not isinstance(entries, list) or not entries:
         raise RequestError(f"dnns_file {path}: expected a mapping with a non-empty 'dnns' list")
-    if unknown := sorted(map(str, set(data) - {"dnns"})):  # a misspelt second section would be left out
-        raise RequestError(f"dnns_file {path}: unknown top-level keys {', '.join(unknown)} (known: dnns)")
+    # a misspelt second section would be left out; `x-...` keys hold YAML anchors (`x-defaults: &d`)
+    if unknown := sorted(k for k in map(str, set(data) - {"dnns"}) if not k.startswith("x-")):
+        shown = ", ".join(key[:40] for key in unknown[:5])
+        raise RequestError(f"dnns_file {path}: unknown top-level keys {shown} (known: dnns, and x-... for anchors)")
     return [_entry(path, i, entry) for i, entry in enumerate(entries)]
 
 

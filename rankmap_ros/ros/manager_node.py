@@ -462,6 +462,7 @@ class Manager(Node):
             with self.lock, self._unchanged_on_error():
                 self.registry.set_priorities(request.mode, names, [float(p) for p in request.priorities])
                 self._replan(f"priorities ({request.mode})")
+                self._order_jobs()
             response.success = True
             response.message = f"priorities set ({request.mode}); re-planning"
         except Exception as exc:
@@ -511,6 +512,15 @@ class Manager(Node):
     def _planned(self) -> dict[str, Registration]:
         """The registrations the planner maps: all but the parked ones."""
         return {n: r for n, r in self.registry.dnns.items() if n not in self.parked}
+
+    def _order_jobs(self) -> None:
+        """Write the priorities in force (static or dynamic, normalised as the plan's) on the
+        running chains' boards: their stages key their next best-effort job with them, so a change
+        takes effect at once, whether or not the plan that follows moves anything."""
+        in_force = self._priorities_in_force()
+        for name, chain in self.chains.items():
+            if not chain.stopped and name in in_force:
+                chain.board.set_priority(in_force[name])
 
     def _priorities_in_force(self) -> dict[str, float]:
         """Normalised priorities of the DNNs planned (static or dynamic); a parked DNN has none."""
@@ -632,12 +642,8 @@ class Manager(Node):
             if changed(name, chain):  # a new mapping for it (or none): a fresh start, not the backoff
                 del self.waiting[name]
         for name, chain in [*self.chains.items(), *self.waiting.items()]:
-            # a priority change that moved nothing still reorders best-effort jobs on shared
-            # components: running stages take it for their next job, restarts keep it
-            if chain.config.priority != dnns[name].priority:
+            if chain.config.priority != dnns[name].priority:  # a restart starts with the weight in force
                 chain.config = replace(chain.config, priority=dnns[name].priority)
-                if not chain.stopped:
-                    chain.board.set_priority(chain.config.priority)
         stop_chains(to_stop)
         if outcome is None:
             return
@@ -651,6 +657,7 @@ class Manager(Node):
                     containers=self.containers,
                 )
                 self.below_since.pop(name, None)
+        self._order_jobs()
         summary = "; ".join(
             f"{n}: " + " ".join(f"{a}-{b - 1}@{c}" for a, b, c in stages_of(outcome.mapping, n)) for n in dnns
         )
@@ -758,6 +765,7 @@ class Manager(Node):
             self.chains[name] = start_chain(
                 chain.config, self._platform_in_use(), chain.stages, chain.restarts + 1, self.arbiters, self.containers
             )
+            self._order_jobs()
         except Exception as exc:  # e.g. shared memory exhausted: plan again rather than stop serving
             self.chains.pop(name)
             self._replan(f"{name} could not be restarted ({type(exc).__name__}: {exc})")
@@ -996,13 +1004,7 @@ class Manager(Node):
         return out
 
     def close(self) -> None:
-        """Stop planning and every executor, free the shared memory.
-
-        A second Ctrl-C meanwhile is ignored: raised in here it would leave executors to their
-        owner watch and shared memory to the next manager.
-        """
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        """Stop planning and every executor, free the shared memory."""
         with self.lock:
             self.closing = True
             chains, self.chains = list(self.chains.values()), {}
@@ -1102,7 +1104,7 @@ def stage_statuses(chain: Chain) -> list[Status]:
             keys += ("late_drops", "preempted")
         for key in keys:
             status.add(key, stats[key])
-        if chain.config.policy != "time_sharing":  # what orders its best-effort jobs on the component now
+        if chain.config.policy not in ("time_sharing", "fifo"):  # what orders its best-effort jobs now
             status.add("priority", float(chain.board.rows["priority"][p.index]))
         ok = stats["state"] == "ready"
         status.summary(diagnostics.OK if ok else diagnostics.WARN, str(stats["state"]))
@@ -1141,6 +1143,9 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # a second Ctrl-C (a terminal's, then launch's) must not cut the clean-up short: executors
+        # would be left to their owner watch and shared memory to the next manager
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.close()
             with contextlib.suppress(Exception):

@@ -556,17 +556,23 @@ def stop_chains(chains: Sequence[Chain], grace_s: float = STOP_GRACE_S) -> None:
             for p in chain.processes:
                 p.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    for chain in stopping:
-        if chain.containers is not None:
-            _unload(chain, deadline)
-            release(chain.board, chain.channels, chain.geometry, [])
-            continue
-        for p in chain.processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        release(chain.board, chain.channels, chain.geometry, chain.processes)
-        _give_slots(chain.slots, chain.arbiters)
-        chain.slots.clear()
+    errors = []
+    for chain in stopping:  # one chain's failure must not leak the others'
+        try:
+            if chain.containers is not None:
+                _unload(chain, deadline)
+                release(chain.board, chain.channels, chain.geometry, [])
+                continue
+            for p in chain.processes:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            release(chain.board, chain.channels, chain.geometry, chain.processes)
+            _give_slots(chain.slots, chain.arbiters)
+            chain.slots.clear()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def _unload(chain: Chain, deadline: float) -> None:

@@ -850,7 +850,7 @@ def test_a_dnns_file_reads_as_requests_and_mistakes_are_named(tmp_path: Path) ->
         # PyYAML keeps the last of two keys: the first section's DNNs, or a name, would vanish
         "line 2, column 1: key 'dnns' is given twice": f"dnns: [{entry}}}]\ndnns: [{entry}}}]",
         "line 1, column 53: key 'name' is given twice": f"dnns: [{entry}, name: b}}]",
-        "unknown top-level keys dnn_extra (known: dnns)": f"dnns: [{entry}}}]\ndnn_extra: [{entry}}}]",
+        "unknown top-level keys dnn_extra (known: dnns": f"dnns: [{entry}}}]\ndnn_extra: [{entry}}}]",
     }
     for expected, text in bad.items():
         path = tmp_path / "dnns.yaml"
@@ -859,6 +859,11 @@ def test_a_dnns_file_reads_as_requests_and_mistakes_are_named(tmp_path: Path) ->
             path.write_text(text)
         with pytest.raises(RequestError, match=re.escape(expected)):
             read_dnns_file(path)
+    # shared settings in an `x-` key's anchor, merged into entries
+    path.write_text(
+        "x-camera: &camera {input_topic: /cam, priority: 2}\ndnns: [{name: a, model: alexnet, <<: *camera}]"
+    )
+    assert [(r.input_topic, r.priority) for r in read_dnns_file(path)] == [("/cam", 2.0)]
     # a model file named relative to the dnns_file is found beside it, wherever the manager runs
     path.write_text("dnns: [{name: a, model: models/alexnet-ft.pt, input_topic: /cam}]")
     assert read_dnns_file(path)[0].model == str(tmp_path / "models" / "alexnet-ft.pt")

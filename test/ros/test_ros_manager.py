@@ -313,7 +313,7 @@ def test_a_compressed_image_topic_is_decoded_through_the_managers_remapping(stac
 def test_blank_and_broken_images_are_dropped_not_fatal(stack: Stack) -> None:
     """A driver that publishes an empty frame when its camera drops out, or a stranger's encoding,
     on the camera topic: every executor drops the frame (logged) and serves on; none restarts."""
-    from rankmap_ros.ros.rclpy_compat import msg, qos_profile_sensor_data
+    from rankmap_ros.ros.rclpy_compat import DurabilityPolicy, QoSProfile, msg, qos_profile_sensor_data
 
     def restarts(name: str) -> str:
         return {kv.key: kv.value for kv in stack.latest_diagnostics()[f"dnn {name}"].values}["restarts"]
@@ -321,13 +321,23 @@ def test_blank_and_broken_images_are_dropped_not_fatal(stack: Stack) -> None:
     stack.spin_until(lambda: len(stack.stage_pids("squeeze")) > 0, 60.0, "squeeze running")
     pids = {name: stack.stage_pids(name) for name in ("squeeze", "shuffle")}
     before = {name: restarts(name) for name in pids}
+    logs: list = []
+    rosout = QoSProfile(depth=1000, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    listener = stack.node.create_subscription(msg("rcl_interfaces/msg/Log"), "/rosout", logs.append, rosout)
     image = msg("sensor_msgs/msg/Image")
     publisher = stack.node.create_publisher(image, CAMERA_TOPIC, qos_profile_sensor_data)
+    stack.spin_until(lambda: publisher.get_subscription_count() >= 2, 20.0, "the executors' subscriptions")
     bad = [image(), image(height=4, width=0, encoding="rgb8"), image(height=2, width=2, encoding="32FC1", step=8)]
     for _ in range(5):
         for frame in bad:
             publisher.publish(frame)
         stack.executor.spin_once(timeout_sec=0.2)
+
+    def dropped() -> set[str]:
+        return {m.name for m in logs if "dropped an image" in m.msg}
+
+    stack.spin_until(lambda: len(dropped()) >= 2, 20.0, "the executors' 'dropped an image' lines on /rosout")
+    stack.node.destroy_subscription(listener)
     count = len(stack.results["squeeze"])
     stack.spin_until(lambda: len(stack.results["squeeze"]) > count + 2, 30.0, "results after the bad frames")
     stack.node.destroy_publisher(publisher)
