@@ -5,7 +5,9 @@ in every process that attaches and may unlink it when one of them exits, and it 
 by a process that was not started by the owner (a ROS executor node). Here a segment is a plain
 file in /dev/shm mapped with mmap, and a semaphore is a named POSIX semaphore (CPython's own
 `_multiprocessing.SemLock`, which also backs `multiprocessing.Semaphore`). Every name carries
-the owner's pid, so `remove_stale()` can delete what a killed owner left behind.
+the owner's pid and its pid namespace, so `remove_stale()` can delete what a killed owner left
+behind, and only that: containers sharing /dev/shm (`docker run --ipc=host`, common with ROS 2)
+see each other's entries, whose pids mean nothing in this namespace.
 """
 
 from __future__ import annotations
@@ -25,7 +27,18 @@ SHM_DIR = Path("/dev/shm")
 PREFIX = "rankmap"
 _SEMAPHORE = 1  # _multiprocessing's kind for a counting semaphore
 _SEM_MAX = 2**30
-_OWNED = re.compile(rf"^(?:sem\.)?{PREFIX}-(\d+)-")
+# rankmap-<pid>-p<pid namespace>-...; names without the namespace (before 2026-12-08) count as this one's
+_OWNED = re.compile(rf"^(?:sem\.)?{PREFIX}-(\d+)-(?:p(\d+)-)?")
+
+
+def _pid_namespace() -> int:
+    try:
+        return Path("/proc/self/ns/pid").stat().st_ino
+    except OSError:
+        return 0
+
+
+PID_NAMESPACE = _pid_namespace()
 
 
 class ShmError(HostRuntimeError):
@@ -33,8 +46,8 @@ class ShmError(HostRuntimeError):
 
 
 def new_name(label: str) -> str:
-    """A fresh name owned by this process: rankmap-<pid>-<random>-<label>."""
-    return f"{PREFIX}-{os.getpid()}-{secrets.token_hex(4)}-{label}"
+    """A fresh name owned by this process: rankmap-<pid>-p<pid namespace>-<random>-<label>."""
+    return f"{PREFIX}-{os.getpid()}-p{PID_NAMESPACE}-{secrets.token_hex(4)}-{label}"
 
 
 @dataclass
@@ -148,8 +161,13 @@ def process_alive(pid: int) -> bool:
 
 
 def stale_entries() -> list[str]:
-    """Segments and semaphores whose owner process is gone."""
-    return [e for e in owned_entries() if (match := _OWNED.match(e)) and not process_alive(int(match[1]))]
+    """Segments and semaphores of this pid namespace whose owner process is gone."""
+    stale = []
+    for entry in owned_entries():
+        match = _OWNED.match(entry)
+        if match and int(match[2] or PID_NAMESPACE) == PID_NAMESPACE and not process_alive(int(match[1])):
+            stale.append(entry)
+    return stale
 
 
 def remove_stale() -> list[str]:

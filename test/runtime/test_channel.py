@@ -160,6 +160,22 @@ def test_stale_segments_of_dead_owners_are_removed():
     assert not (SHM_DIR / name).exists()
 
 
+def test_entries_of_another_pid_namespace_are_not_judged_stale():
+    """Containers sharing /dev/shm (`--ipc=host`): a pid of theirs may be free here while they run."""
+    from rankmap_ros.runtime.shm import PID_NAMESPACE, new_name
+
+    dead = 2**22 + 12347
+    ours = new_name("x").replace(f"-{os.getpid()}-", f"-{dead}-", 1)
+    theirs = f"rankmap-{dead}-p{PID_NAMESPACE + 1}-0003-live"
+    for name in (ours, theirs):
+        Segment.create(name, 64).close()
+    try:
+        removed = remove_stale()
+        assert ours in removed and theirs not in removed and (SHM_DIR / theirs).exists()
+    finally:
+        (SHM_DIR / theirs).unlink(missing_ok=True)
+
+
 def test_another_users_stale_segments_are_skipped_not_fatal(monkeypatch):
     """A killed run as root left entries a normal user cannot unlink: the next manager starts anyway."""
     from pathlib import Path
