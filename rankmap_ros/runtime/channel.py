@@ -36,6 +36,9 @@ _ALIGN = 64
 _W, _R, _DROPPED, _SLOTS, _MAX_BYTES, _POLICY, _CLOSED, _MAGIC_AT = range(8)
 _CONTROL_BYTES = 8 * 8
 _READER_GRACE_S = 1.0
+# A live holder keeps the lock for one copy (milliseconds); one killed mid-copy keeps it for ever,
+# and a call with a timeout then gives up after at least this long instead of hanging with it.
+_LOCK_WAIT_MIN_S = 0.5
 
 HEADER = np.dtype(
     [
@@ -160,25 +163,36 @@ class Channel:
         return bool(self._ctl[_CLOSED])
 
     def put(self, array: np.ndarray, header: FrameHeader, timeout: float | None = None) -> bool:
-        """Write a frame; False if `block` found no space within `timeout` seconds (None: wait)."""
+        """Write a frame; False if `block` found no space within `timeout` seconds (None: wait), or
+        the channel's lock stayed held (by a peer killed mid-copy: see _LOCK_WAIT_MIN_S)."""
         array = np.ascontiguousarray(array)
         if array.nbytes > self.max_bytes or array.ndim > _MAX_DIMS:
             raise ChannelError(
                 f"channel {self.name}: a {array.dtype} array of shape {array.shape} does not fit "
                 f"(max {self.max_bytes} bytes, {_MAX_DIMS} dims)"
             )
-        if self.policy == "drop_oldest":
-            if not self._space.acquire(0):
+        if self.policy == "drop_oldest":  # never waits long, whatever `timeout` says
+            spaced, lock_wait = self._space.acquire(0), 0.0
+            if not spaced:
                 if self._replace_oldest(array, header):
                     return True
                 # Not full after all: a reader has just freed a slot and is about to signal it.
-                self._space.acquire(_READER_GRACE_S)
+                spaced = self._space.acquire(_READER_GRACE_S)
         elif not self._space.acquire(timeout):
             return False
+        else:
+            spaced, lock_wait = True, timeout
         start, cpu = time.perf_counter(), time.thread_time()
-        self._mutex.acquire()
+        if not self._lock(lock_wait):
+            if spaced:
+                self._space.release()
+            return False
         try:
             self._write(array, header)
+        except BaseException:
+            if spaced:
+                self._space.release()  # the slot was not written: still free
+            raise
         finally:
             self._mutex.release()
         self._items.release()
@@ -188,10 +202,16 @@ class Channel:
         self.last_copy_cpu_s = time.thread_time() - cpu
         return True
 
+    def _lock(self, timeout: float | None) -> bool:
+        """The channel's lock, waiting at most max(timeout, _LOCK_WAIT_MIN_S) (None: for ever)."""
+        return self._mutex.acquire(None if timeout is None else max(timeout, _LOCK_WAIT_MIN_S))
+
     def _replace_oldest(self, array: np.ndarray, header: FrameHeader) -> bool:
-        """In a full drop_oldest channel, overwrite the oldest unread frame; False if not full."""
+        """In a full drop_oldest channel, overwrite the oldest unread frame; False if not full
+        (or its lock is held by a writer killed mid-copy)."""
         start, cpu = time.perf_counter(), time.thread_time()
-        self._mutex.acquire()
+        if not self._lock(0):
+            return False
         try:
             if self._ctl[_W] - self._ctl[_R] < self.slots:
                 return False
@@ -229,7 +249,8 @@ class Channel:
         out: np.ndarray | None = None,
         convert: Callable[[np.ndarray], Any] | None = None,
     ) -> Frame | None:
-        """The oldest unread frame, or None after `timeout` seconds or once closed and empty.
+        """The oldest unread frame, or None after `timeout` seconds (at least _LOCK_WAIT_MIN_S when
+        a peer killed mid-copy holds the lock) or once closed and empty.
 
         `out`, if its shape and dtype fit, receives the data (no allocation per frame).
         `convert`, if given, is called with a view of the slot (valid only during the call, under
@@ -242,7 +263,9 @@ class Channel:
             return None
         start, cpu = time.perf_counter(), time.thread_time()
         convert_s = convert_cpu_s = 0.0
-        self._mutex.acquire()
+        if not self._lock(timeout):
+            self._items.release()  # the frame stays for the next call
+            return None
         try:
             if self._ctl[_W] == self._ctl[_R]:  # woken by close()
                 self._items.release()

@@ -219,3 +219,37 @@ def test_a_ring_wakes_one_reader_for_any_of_its_channels(channels):
         assert a.get(timeout=0).header.seq == 1 and b.get(timeout=0).header.seq == 2
     finally:
         bell.unlink()
+
+
+def test_a_write_that_fails_leaves_its_slot_free(channels):
+    ch = channels(slots=2)
+    for _ in range(3):  # a header that does not fit its int64 field
+        with pytest.raises(OverflowError):
+            ch.put(frame(0), FrameHeader(seq=2**63, stamp_ns=0), timeout=0)
+    assert ch.put(frame(1), FrameHeader(seq=1, stamp_ns=0), timeout=0)  # before: no slot left, False
+    assert ch.put(frame(2), FrameHeader(seq=2, stamp_ns=0), timeout=0)
+    assert [ch.get(timeout=0).header.seq for _ in range(2)] == [1, 2]
+
+
+def test_a_peer_killed_holding_the_lock_costs_a_timeout_not_a_hang(channels):
+    """A stage SIGKILLed mid-copy keeps the channel's lock for ever: its neighbours' calls with a
+    timeout give up (and so get to see their stop flag and owner) instead of waiting with it."""
+    import threading
+
+    ch = channels(slots=2)
+    assert ch.put(frame(1), FrameHeader(seq=1, stamp_ns=0))
+    dead = Channel.open(ch.name)
+    assert dead._mutex.acquire(0)  # the killed peer's hold
+    results: list = []
+    calls = threading.Thread(
+        target=lambda: results.extend(
+            [ch.get(timeout=0.2), ch.put(frame(2), FrameHeader(seq=2, stamp_ns=0), timeout=0.2)]
+        )
+    )
+    calls.start()
+    calls.join(timeout=5.0)
+    assert not calls.is_alive() and results == [None, False]
+    dead._mutex.release()
+    got = ch.get(timeout=1.0)
+    assert got is not None and got.header.seq == 1  # the frame was left for the next call
+    dead.detach()
