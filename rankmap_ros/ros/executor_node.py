@@ -216,7 +216,8 @@ class StageExecutor(Node):
         except Exception as exc:  # any build, backend or topic failure is the manager's to report
             self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
             raise
-        self.compute = threading.Thread(target=self._serve, name="stage", daemon=True)
+        self.compute = threading.Thread(target=self._serve_reporting, name="stage", daemon=True)
+        self.failed = False
         self.board.set_state(self.row, StageState.READY)
         self.get_logger().info(f"{self.spec.label} ready (pid {os.getpid()})")
 
@@ -250,6 +251,16 @@ class StageExecutor(Node):
             results.result_message(self.kind, ros_header, self.spec.model, output, size, self.decoding)
         )
 
+    def _serve_reporting(self) -> None:
+        """A job that raises (CUDA out of memory) ends the stage with its text on the board, for the
+        manager's log and diagnostics, not just an exit code."""
+        try:
+            self._serve()
+        except Exception as exc:
+            self.failed = True
+            self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
+            self.get_logger().error(f"{self.spec.label} failed: {type(exc).__name__}: {exc}")
+
     def _serve(self) -> None:
         # Below the threads that take images in and publish results (and below the camera and
         # the manager): on saturated cores the transport then waits for a core far less. Torch's
@@ -277,7 +288,8 @@ class StageExecutor(Node):
         self.stop.set()
         if self.compute.is_alive():
             self.compute.join(timeout=2.0)
-        self.board.set_state(self.row, StageState.STOPPED)
+        if not self.failed:
+            self.board.set_state(self.row, StageState.STOPPED)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -300,6 +312,8 @@ def main(args: list[str] | None = None) -> None:
         node.close()
         node.destroy_node()
         rclpy.try_shutdown()
+    if node.failed:
+        sys.exit(worker.EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -176,11 +176,15 @@ def stage_main(spec: StageSpec, wiring: StageWiring) -> None:
         sys.exit(EXIT_FAILED)
     board.set_state(wiring.row, StageState.READY)
     convert = backends.input_converter(spec)
-    if arbitrated:
-        with torch.inference_mode():  # one guard for every step of every job
-            serve_units(spec, units, arbiter, source, sink, board, wiring, convert)
-    else:
-        serve(run, source, sink, board, wiring, convert)
+    try:
+        if arbitrated:
+            with torch.inference_mode():  # one guard for every step of every job
+                serve_units(spec, units, arbiter, source, sink, board, wiring, convert)
+        else:
+            serve(run, source, sink, board, wiring, convert)
+    except Exception as exc:  # a job that raises (CUDA out of memory): the owner reports this, not an exit code
+        board.set_state(wiring.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
+        sys.exit(EXIT_FAILED)
     board.set_state(wiring.row, StageState.STOPPED)
 
 

@@ -328,3 +328,46 @@ def test_a_signal_while_the_pipeline_stops_waits_for_the_stop():
         pytest.fail("the first signal ends the block")
     assert in_the_block.finished and ended.value.code == 128 + signal.SIGINT
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_stage_whose_job_raises_reports_its_error_not_an_exit_code(platform, monkeypatch):
+    """A stage that fails mid-run (CUDA out of memory) leaves its error on the board for the owner."""
+    import multiprocessing as mp
+
+    from rankmap_ros.core.workload import DnnSpec
+    from rankmap_ros.runtime.board import Board, StageState
+    from rankmap_ros.runtime.channel import Channel, FrameHeader
+    from rankmap_ros.runtime.stage import stage_specs
+    from rankmap_ros.runtime.worker import EXIT_FAILED, StageWiring, stage_main
+
+    workload = Workload((DnnSpec("a", "squeezenet_v2"),))
+    (spec,) = stage_specs(platform, workload, Mapping.all_on(workload, "big"))["a"]
+    calls = []
+
+    def prepare(_spec):
+        def run(x):
+            calls.append(1)
+            if len(calls) > 2:  # after the two warm-up runs
+                raise RuntimeError("CUDA out of memory")
+            return np.zeros(_spec.output_shape, np.float32)
+
+        return run
+
+    monkeypatch.setattr(backends, "prepare", prepare)  # inherited by the forked stage
+    board = Board.create(1)
+    source = Channel.create("in", 2, int(np.prod(spec.input_shape)) * 4, "block")
+    sink = Channel.create("out", 2, int(np.prod(spec.output_shape)) * 4, "block")
+    try:
+        wiring = StageWiring(source.name, sink.name, board.name, 0, os.getpid())
+        process = mp.get_context("fork").Process(target=stage_main, args=(spec, wiring))
+        process.start()
+        source.put(np.zeros(spec.input_shape, np.float32), FrameHeader(0, 0))
+        process.join(timeout=60)
+        assert process.exitcode == EXIT_FAILED
+        assert board.state(0) == StageState.FAILED and board.error(0).startswith("RuntimeError: CUDA out of memory")
+    finally:
+        for segment in (source, sink):
+            segment.detach()
+            segment.unlink()
+        board.detach()
+        board.unlink()
