@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -88,8 +89,13 @@ class Discovery:
 
 
 def parse_core_split(text: str, available: Iterable[int] | None = None) -> tuple[CpuCluster, ...]:
-    """Parse 'big:0-3,little:4-7' into clusters; CPUs must exist and belong to one cluster only."""
+    """Parse 'big:0-3,little:4-7' into clusters; CPUs must be usable and belong to one cluster only.
+
+    Usable: in this process's affinity, or pinnable all the same (isolcpus keeps a robot's
+    real-time cores out of every affinity until a process pins itself to them).
+    """
     usable = set(os.sched_getaffinity(0) if available is None else available)
+    pinnable = available is None
     clusters: list[CpuCluster] = []
     taken: dict[int, str] = {}
     for part in (p.strip() for p in text.split(",")):
@@ -101,7 +107,7 @@ def parse_core_split(text: str, available: Iterable[int] | None = None) -> tuple
             raise DiscoveryError(f"core split: cluster {name!r} is given twice")
         cpus = _parse_cpu_list(spec, where=f"core split cluster {name!r}")
         for cpu in cpus:
-            if cpu not in usable:
+            if cpu not in usable and not (pinnable and unpinnable((cpu,)) is None):
                 raise DiscoveryError(
                     f"core split cluster {name!r}: CPU {cpu} is not available here ({_ranges(usable)})"
                 )
@@ -110,6 +116,30 @@ def parse_core_split(text: str, available: Iterable[int] | None = None) -> tuple
             taken[cpu] = name
         clusters.append(CpuCluster(name, cpus, None))
     return tuple(clusters)
+
+
+def unpinnable(cpus: tuple[int, ...]) -> str | None:
+    """Why a stage could not pin itself to `cpus`, tried as a stage does, in a passing thread.
+
+    Not the current affinity: CPUs kept out of it (isolcpus, taskset) can still be pinned to.
+    """
+    if not cpus:
+        return None
+    absent = [c for c in cpus if c >= (os.cpu_count() or 0)]  # pinning takes a set that merely overlaps
+    if absent:
+        return f"this machine has no CPU {', '.join(map(str, absent))}"
+    failed: list[OSError] = []
+
+    def pin() -> None:
+        try:
+            os.sched_setaffinity(0, cpus)  # this thread only
+        except OSError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=pin, name="cpu-check")
+    thread.start()
+    thread.join()
+    return failed[0].strerror if failed else None
 
 
 def _parse_cpu_list(spec: str, where: str) -> tuple[int, ...]:

@@ -10,12 +10,10 @@ runs on the same cores as the CPU clusters; the simulator does not model that ov
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 
 from rankmap_ros.core.platform import Component, Platform, PlatformError, load_platform, parse_platform
-from rankmap_ros.runtime.discover import discover_host, opencl_devices, opencl_id
+from rankmap_ros.runtime.discover import discover_host, opencl_devices, opencl_id, unpinnable
 
 HOST = "host"
 
@@ -60,7 +58,7 @@ def check_runs_here(platform: Platform, source: str) -> None:
 
     for c in platform.components:
         where = f"platform {source}: component {c.name!r}"
-        why = _unpinnable(c.cpus)
+        why = unpinnable(c.cpus)
         if why:
             raise PlatformError(
                 f"{where} is pinned to CPUs {sorted(c.cpus)}, which this process cannot use ({why}); "
@@ -73,30 +71,6 @@ def check_runs_here(platform: Platform, source: str) -> None:
         why = _missing_device(c)
         if why:
             raise PlatformError(f"{where}: {why}")
-
-
-def _unpinnable(cpus: tuple[int, ...]) -> str | None:
-    """Why a stage could not pin itself to `cpus`, tried as a stage does, in a passing thread.
-
-    Not the current affinity: CPUs kept out of it (isolcpus, taskset) can still be pinned to.
-    """
-    if not cpus:
-        return None
-    absent = [c for c in cpus if c >= (os.cpu_count() or 0)]  # pinning takes a set that merely overlaps
-    if absent:
-        return f"this machine has no CPU {', '.join(map(str, absent))}"
-    failed: list[OSError] = []
-
-    def pin() -> None:
-        try:
-            os.sched_setaffinity(0, cpus)  # this thread only
-        except OSError as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=pin, name="cpu-check")
-    thread.start()
-    thread.join()
-    return failed[0].strerror if failed else None
 
 
 def _missing_device(component: Component) -> str | None:

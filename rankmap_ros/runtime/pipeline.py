@@ -58,6 +58,7 @@ from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, Frame, FrameHeader
 from rankmap_ros.runtime.component import component_main
 from rankmap_ros.runtime.errors import HostRuntimeError
+from rankmap_ros.runtime.host import unpinnable
 from rankmap_ros.runtime.shm import Semaphore, new_name, remove_stale
 from rankmap_ros.runtime.stage import StageSpec, stage_specs, tensor_bytes
 from rankmap_ros.runtime.worker import StageWiring, stage_context, stage_main
@@ -293,13 +294,11 @@ class Pipeline:
         mapping.validate(self.workload, self.platform.component_names)
         for backend in sorted({self.platform.component(c).backend for c in mapping.components_used}):
             backends.require(backend)
-        usable = os.sched_getaffinity(0)
         for name in sorted(mapping.components_used):
-            missing = set(self.platform.component(name).cpus) - usable
-            if missing:
-                raise backends.BackendError(
-                    f"component {name!r} is pinned to CPUs {sorted(missing)} that this process cannot use"
-                )
+            cpus = self.platform.component(name).cpus
+            why = unpinnable(cpus)  # tried as a stage pins itself: isolated CPUs (isolcpus) are usable
+            if why:
+                raise backends.BackendError(f"component {name!r} is pinned to CPUs {sorted(cpus)}: {why}")
         return stage_specs(self.platform, self.workload, mapping, self.weights, self.seed, self.policy, self.drop_late)
 
     def start(self, mapping: Mapping) -> None:

@@ -17,6 +17,7 @@ from rankmap_ros.core.mapping import DnnMapping, Mapping, MappingError
 from rankmap_ros.core.platform import Platform, parse_platform
 from rankmap_ros.core.workload import Workload
 from rankmap_ros.runtime import backends
+from rankmap_ros.runtime.discover import parse_core_split
 from rankmap_ros.runtime.host import host_platform
 from rankmap_ros.runtime.pipeline import Pipeline, PipelineError
 from rankmap_ros.runtime.shm import owned_entries, remove_stale
@@ -371,3 +372,22 @@ def test_a_stage_whose_job_raises_reports_its_error_not_an_exit_code(platform, m
             segment.unlink()
         board.detach()
         board.unlink()
+
+
+def test_cpus_kept_out_of_the_affinity_but_pinnable_are_usable(platform):
+    """A robot that isolates cores (isolcpus, taskset) starts its nodes without them in their
+    affinity; a stage pins itself to them all the same, so a mapping on them is not refused."""
+    workload = Workload.from_models(["squeezenet_v2"])
+    pipeline = Pipeline(platform, workload)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(platform.component("big").cpus))  # this thread only, as taskset would
+    try:
+        assert pipeline.check(Mapping.all_on(workload, "little"))["squeezenet_v2"][0].component == "little"
+        little = ",".join(map(str, platform.component("little").cpus))
+        assert [c.name for c in parse_core_split(f"little:{little}")] == ["little"]  # `--split` too
+    finally:
+        os.sched_setaffinity(0, before)
+    components = [{**c, "cpus": [4096]} if c["name"] == "little" else c for c in platform.to_dict()["components"]]
+    absent = parse_platform({**platform.to_dict(), "components": components})
+    with pytest.raises(backends.BackendError, match=r"pinned to CPUs \[4096\]: this machine has no CPU 4096"):
+        Pipeline(absent, workload).check(Mapping.all_on(workload, "little"))
