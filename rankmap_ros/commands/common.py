@@ -17,8 +17,12 @@ class CliError(Exception):
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """`--json`: strict JSON, with null where a value is NaN or infinite (nothing measured yet):
+    jq and most parsers refuse Python's NaN."""
     if getattr(args, "json", False):
-        print(json.dumps(data, indent=2, sort_keys=True))
+        from rankmap_ros.core.rtsim import json_safe
+
+        print(json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False))
     else:
         print(text)
 

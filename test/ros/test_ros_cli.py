@@ -38,8 +38,10 @@ def test_clients_talk_to_the_manager_services(peers: list[Peer], capsys: pytest.
     assert code == 0 and json.loads(out)["priorities_in_force"] == [0.5]
     code, out, _ = rankmap(capsys, "status")
     assert code == 0 and "cam_cls" in out and "0-7:big" in out
-    state = json.loads(rankmap(capsys, "status", "--json")[1])
+    out = rankmap(capsys, "status", "--json")[1]
+    state = json.loads(out)
     assert state["dnns"][0]["model"] == "mobilenet_v2" and state["planner"] == "stub"
+    assert state["dnns"][0]["measured_rate"] is None and "NaN" not in out  # not measured yet: null, strict JSON
     assert rankmap(capsys, "unregister", "cam_cls")[0] == 0
     assert json.loads(rankmap(capsys, "status", "--json")[1])["dnns"] == []
     assert peers[0].interrupt() == 0
