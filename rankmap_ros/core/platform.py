@@ -398,10 +398,20 @@ class _Parser:
             raise PlatformError(f"components: expected a non-empty list, got {entries!r}")
         components = tuple(self.component(f"components[{i}]", e) for i, e in enumerate(entries))
         seen: set[str] = set()
+        owner: dict[int, str] = {}  # the planner takes components as independent: no CPU in two of them
         for i, c in enumerate(components):
             if c.name in seen:
                 raise PlatformError(f"components[{i}].name: duplicate component name {c.name!r}")
             seen.add(c.name)
+            for cpu in c.cpus:
+                if cpu in owner:
+                    again = "listed twice" if owner[cpu] == c.name else f"also in {owner[cpu]!r}"
+                    raise PlatformError(f"components[{i}].cpus: CPU {cpu} is {again}")
+                owner[cpu] = c.name
+            if c.kind == "cpu" and c.cpus and c.cores != len(c.cpus):
+                raise PlatformError(
+                    f"components[{i}].cores: {c.cores} cores, but cpus lists {len(c.cpus)} ({list(c.cpus)})"
+                )
         needed = tuple(k for k in TRANSFER_KEYS if _transfer_possible(k, components))
         raw = self.fields("transfers", d["transfers"], needed, tuple(k for k in TRANSFER_KEYS if k not in needed))
         transfers = tuple((k, self.transfer(f"transfers.{k}", raw[k])) for k in TRANSFER_KEYS if k in raw)

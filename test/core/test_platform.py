@@ -117,6 +117,10 @@ def _set(data: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, A
         (("reference_component",), "npu", "reference_component: 'npu' is not one of gpu, big, little"),
         (("calibrated",), "yes", "calibrated: expected true or false"),
         (("components",), [], "components: expected a non-empty list"),
+        # clusters sharing a core, or a core counted twice, would be planned as independent capacity
+        (("components", 1, "cpus"), [4, 4, 5, 6], "components[1].cpus: CPU 4 is listed twice"),
+        (("components", 2, "cpus"), [0, 1, 2, 7], "components[2].cpus: CPU 7 is also in 'big'"),
+        (("components", 1, "cores"), 8, "components[1].cores: 8 cores, but cpus lists 4 ([4, 5, 6, 7])"),
     ],
 )
 def test_bad_values_name_the_field(path: tuple[Any, ...], value: Any, message: str) -> None:
