@@ -107,3 +107,21 @@ def test_the_command_starts_without_torch_and_a_closed_pipe_is_no_error() -> Non
     done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=False)
     assert done.returncode == 141
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_durations_past_a_year_are_refused_before_anything_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (("run", "--workload", "alexnet", "--mapping", "all-big"), ("demo",)):
+        flag = "--duration" if argv[0] == "demo" else "--seconds"
+        code, _, err = run(capsys, *argv, flag, "1e20")  # refused by argparse: nothing started
+        assert code == 2 and "<= 3.2e+07, got 1e20" in err
+
+
+def test_calibrate_times_as_many_models_as_asked() -> None:
+    """A calibration may time more models than a workload holds (5)."""
+    from rankmap_ros.commands.common import CliError
+    from rankmap_ros.commands.runtime import _model_list
+
+    six = "squeezenet_v2, shufflenet,mobilenet_v2,alexnet,resnet50,VGG16,alexnet"
+    assert _model_list(six) == ("squeezenet_v2", "shufflenet", "mobilenet_v2", "alexnet", "resnet50", "vgg16")
+    with pytest.raises(CliError, match="unknown model 'nonet'"):
+        _model_list("alexnet,nonet")

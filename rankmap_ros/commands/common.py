@@ -106,6 +106,9 @@ def number(low: float = 0.0, *, above: bool = True, high: float = math.inf) -> C
 
 POSITIVE = number(0.0)
 NON_NEGATIVE = number(0.0, above=False)
+# durations: a window past a year is a typo, and time.sleep() overflows long before 1e20 s
+SECONDS = number(0.0, high=3.2e7)
+SECONDS_OR_ZERO = number(0.0, above=False, high=3.2e7)
 SEED = integer(0)
 
 

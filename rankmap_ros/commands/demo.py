@@ -9,7 +9,7 @@ import tempfile
 import time
 from typing import Any
 
-from rankmap_ros.commands.common import POSITIVE, CliError, add_command, command_group, integer, number, table
+from rankmap_ros.commands.common import POSITIVE, SECONDS, CliError, add_command, command_group, integer, number, table
 
 LIVE_EVERY_S = 5.0
 
@@ -173,7 +173,7 @@ def cmd_bench_ros_realtime(args: argparse.Namespace) -> None:
 def register(sub: Any, experiments: Any) -> None:
 
     p = add_command(sub, "demo", cmd_demo, "run the 3-DNN ROS demo (manager, camera, perception node) without ROS 2")
-    p.add_argument("--duration", type=POSITIVE, default=60.0, help="seconds to run (default 60)")
+    p.add_argument("--duration", type=SECONDS, default=60.0, help="seconds to run (default 60)")
     p.add_argument(
         "--split", default="", help="CPU clusters, e.g. big:0,little:1 (default: halves of this host's CPUs)"
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from rankmap_ros.commands.common import (
     POSITIVE,
+    SECONDS,
     SEED,
     CliError,
     add_command,
@@ -395,7 +396,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--measured", action="store_true", help="the truth is this host: three 3-DNN workloads run for real")
     p.add_argument("--platform", help="with --measured: 'host' (default) or a calibrated host platform file")
     p.add_argument("--split", help="with --measured: this host's CPU clusters, e.g. big:0,little:1")
-    p.add_argument("--seconds", type=POSITIVE, help="with --measured: seconds each mapping is measured (default 6)")
+    p.add_argument("--seconds", type=SECONDS, help="with --measured: seconds each mapping is measured (default 6)")
 
     p = add_command(
         experiments, "realtime", cmd_experiment_realtime, "scheduling policies on three real-time scenarios"

@@ -13,6 +13,8 @@ from typing import Any
 from rankmap_ros.commands.common import (
     NON_NEGATIVE,
     POSITIVE,
+    SECONDS,
+    SECONDS_OR_ZERO,
     CliError,
     add_command,
     command_group,
@@ -245,9 +247,9 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument(
         "--name", action="append", default=[], help="a logger, with those below it (e.g. rankmap_manager); repeatable"
     )
-    p.add_argument("--seconds", type=NON_NEGATIVE, default=0.0, help="stop after this long (default: at Ctrl-C)")
+    p.add_argument("--seconds", type=SECONDS_OR_ZERO, default=0.0, help="stop after this long (default: at Ctrl-C)")
     bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "transport", cmd_bench_transport, "ROS transport: service round trip, 640x480 image stream")
     p.add_argument("--calls", type=integer(1), default=1000, help="status calls to time (default 1000)")
-    p.add_argument("--duration", type=POSITIVE, default=10.0, help="seconds of image stream (default 10)")
+    p.add_argument("--duration", type=SECONDS, default=10.0, help="seconds of image stream (default 10)")
     p.add_argument("--rate", type=POSITIVE, default=30.0, help="image rate in Hz (default 30)")

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from rankmap_ros.commands.common import (
-    NON_NEGATIVE,
     POSITIVE,
+    SECONDS,
+    SECONDS_OR_ZERO,
     SEED,
     CliError,
     add_command,
@@ -99,14 +100,27 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise CliError(f"{len(report.failures)} stage process(es) died during the run")
 
 
+def _model_list(text: str) -> tuple[str, ...]:
+    """Zoo models to time, as many as wanted (a workload holds at most 5 DNNs; a calibration may time more)."""
+    from rankmap_ros.core import zoo
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    try:
+        models = tuple(dict.fromkeys(zoo.canonical_name(name) for name in names))
+    except zoo.ZooError as exc:
+        raise CliError(str(exc)) from exc
+    if not models:
+        raise CliError("--models names no model")
+    return models
+
+
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.calibrate import DEFAULT_MODELS, calibrate, measurements_path
     from rankmap_ros.runtime.discover import write_platform
     from rankmap_ros.runtime.profiler import PASSES
 
     base = _platform(args)
-    workload = parse_workload(args.models) if args.models else None
-    models = workload.models if workload else DEFAULT_MODELS
+    models = _model_list(args.models) if args.models else DEFAULT_MODELS
     passes = args.passes or PASSES
     result = calibrate(base, models, contention_seconds=args.contention_seconds, passes=passes, progress=_say(args))
     out = Path(args.out)
@@ -336,8 +350,8 @@ def register(sub: Any, experiments: Any) -> None:
     p = add_command(sub, "run", cmd_run, "run a mapping for real on this host and report measured throughput")
     p.add_argument("--workload", required=True, help="comma-separated zoo names, or a workload YAML/JSON file")
     p.add_argument("--mapping", required=True, help="mapping JSON file, or all-<component> (e.g. all-big)")
-    p.add_argument("--seconds", type=POSITIVE, default=5.0, help="measurement window (default 5)")
-    p.add_argument("--warmup", type=NON_NEGATIVE, default=1.0, help="seconds to run before measuring (default 1)")
+    p.add_argument("--seconds", type=SECONDS, default=5.0, help="measurement window (default 5)")
+    p.add_argument("--warmup", type=SECONDS_OR_ZERO, default=1.0, help="seconds to run before measuring (default 1)")
     _platform_args(p)
 
     p = add_command(sub, "calibrate", cmd_calibrate, "measure this host and write a calibrated host platform")
@@ -350,7 +364,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--models", help="comma-separated zoo models to time (default: four small ones)")
     p.add_argument(
         "--contention-seconds",
-        type=NON_NEGATIVE,
+        type=SECONDS_OR_ZERO,
         default=4.0,
         help="seconds of each sharing and interference run per CPU cluster; 0 skips (default 4)",
     )
@@ -372,7 +386,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--out", required=True, help="dataset .npz to write (resumed if a partial file exists)")
     p.set_defaults(resume_hint="Run the same command again to go on from OUT.partial.npz.")
     p.add_argument("--samples", type=integer(1), default=20)
-    p.add_argument("--seconds", type=POSITIVE, default=3.0, help="measurement window per sample (default 3)")
+    p.add_argument("--seconds", type=SECONDS, default=3.0, help="measurement window per sample (default 3)")
     p.add_argument("--max-dnns", type=integer(1, 5), default=5)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--quiet", action="store_true")
@@ -380,7 +394,7 @@ def register(sub: Any, experiments: Any) -> None:
     bench = command_group(sub, "bench", "benchmarks")
     p = add_command(bench, "realtime", cmd_bench_realtime, "arbiter decision cost and preemption overhead (issue 7)")
     p.add_argument("--cycles", type=integer(1), default=2000, help="decisions per process in the arbiter benchmark")
-    p.add_argument("--seconds", type=POSITIVE, default=4.0, help="measured window per preemption run")
+    p.add_argument("--seconds", type=SECONDS, default=4.0, help="measured window per preemption run")
     p.add_argument("--rounds", type=integer(1), default=2, help="rounds of the alone / np_edf / edf runs")
     p.add_argument("--split", help="CPU clusters of the host, e.g. big:0,little:1 (default: one cluster)")
     p.add_argument("--component", help="component to measure preemption on, e.g. cuda (default: the first CPU)")
@@ -400,16 +414,14 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--rounds", type=integer(1), default=6, help="interleaved rounds (default 6)")
     p.add_argument("--device", default="cpu", help="cpu (default), or cuda[:N] to run both models on a GPU")
     p.add_argument("--period", type=POSITIVE, default=0.03, help="the real-time DNN's period in the one-thread pair")
-    p.add_argument(
-        "--seconds", type=POSITIVE, default=4.0, help="each policy's window per round in the one-thread pair"
-    )
+    p.add_argument("--seconds", type=SECONDS, default=4.0, help="each policy's window per round in the one-thread pair")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="also write the JSON result here")
     p.add_argument("--quiet", action="store_true")
     p = add_command(bench, "runtime", cmd_bench_runtime, "measured runtime targets on this host (issue 5)")
     p.add_argument("--workload", default="squeezenet_v2,shufflenet,mobilenet_v2")
     _platform_args(p)
-    p.add_argument("--seconds", type=POSITIVE, default=4.0, help="measurement window per scenario (default 4)")
+    p.add_argument("--seconds", type=SECONDS, default=4.0, help="measurement window per scenario (default 4)")
     p.add_argument("--rounds", type=integer(1), default=3, help="interleaved rounds of the scenarios (default 3)")
     p.add_argument("--replacements", type=integer(0), default=50)
     p.add_argument("--random-mappings", type=integer(0), default=8)
