@@ -185,13 +185,18 @@ def _release(
     bells: dict[str, Semaphore] | None = None,
 ) -> None:
     """Stop and remove everything (also the finaliser, at exit, for a pipeline never stopped:
-    its running threads keep it alive until then, so use `with` or stop())."""
+    its running threads keep it alive until then, so use `with` or stop()).
+
+    Without the board (one chain rebuilt while the others run on) its stages cannot be asked to
+    stop, since the stop flag is the board's: they are terminated at once instead of after a grace
+    period they could not use."""
     if board:
         board[0].request_stop()
     for chain in chains.values():
         chain.running.clear()
     # a component executor's stages have no process yet when one of its processes failed to start
-    _stop_processes([s.process for chain in chains.values() for s in chain.stages if s.process is not None])
+    processes = [s.process for chain in chains.values() for s in chain.stages if s.process is not None]
+    _stop_processes(processes, STOP_GRACE_S if board else 0.0)
     for chain in chains.values():
         for thread in chain.threads:
             thread.join(timeout=STOP_GRACE_S)
@@ -214,10 +219,10 @@ def _release(
         board.clear()
 
 
-def _stop_processes(processes: list[Any]) -> None:
+def _stop_processes(processes: list[Any], grace_s: float = STOP_GRACE_S) -> None:
     # stages may share a process; one closed already (a stop interrupted by a signal's) is done
     processes = [p for p in {id(p): p for p in processes}.values() if not _closed(p)]
-    deadline = time.monotonic() + STOP_GRACE_S
+    deadline = time.monotonic() + grace_s
     for p in processes:
         p.join(timeout=max(deadline - time.monotonic(), 0.01))
     for p in processes:
