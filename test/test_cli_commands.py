@@ -102,6 +102,11 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("demo", "--duration", "0"), "--duration"),
         (("demo", "--platform", "/no/such/host.yaml"), "host.yaml"),
         (("demo", "--platform", "orange_pi_5"), "describes another machine"),
+        # a split beside a platform file was dropped without a word
+        (
+            ("run", "--workload", "alexnet", "--mapping", "all-big", "--platform", "b.yaml", "--split", "big:0"),
+            "--split applies to --platform host",
+        ),
         (("experiment", "search", "--mixes", "0"), "--mixes"),
         (("experiment", "search", "--mixes", "1", "--budget", "0"), "argument --budget: must be at least 1, got 0"),
         (("bench", "planner", "--mixes", "0"), "--mixes"),
@@ -120,7 +125,7 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("bench", "realtime", "--cycles", "0"), "argument --cycles: must be at least 1, got 0"),
         (("bench", "runtime", "--rounds", "0"), "argument --rounds: must be at least 1, got 0"),
         (("status", "--timeout", "nan"), "argument --timeout: must be a finite number > 0, got nan"),
-        (("demo", "--duration", "nan"), "argument --duration: must be a finite number > 0, got nan"),
+        (("demo", "--duration", "nan"), "argument --duration: must be a finite number > 0 and <= 3.2e+07, got nan"),
         (("demo", "--rate", "0"), "argument --rate: must be a finite number >= 0.1 and <= 240, got 0"),
     ],
 )

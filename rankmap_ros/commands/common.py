@@ -27,6 +27,14 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
+def host_split(platform: str, split: str | None) -> str | None:
+    """`--split` for `--platform host` only: a platform file names its components' CPUs itself,
+    and a split given beside one would be dropped without a word."""
+    if split and platform != "host":
+        raise CliError(f"--split applies to --platform host; {platform} names its components' CPUs itself")
+    return split
+
+
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     cells = [list(map(str, header)), *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]

@@ -17,6 +17,7 @@ from rankmap_ros.commands.common import (
     add_command,
     command_group,
     emit,
+    host_split,
     integer,
     parse_workload,
     read_text,
@@ -286,7 +287,8 @@ def _correction_measured(args: argparse.Namespace, out: Path | None) -> None:
     from rankmap_ros.experiments.correction_measured import run_correction_measured
     from rankmap_ros.runtime.host import independent_platform, resolve_platform
 
-    platform = independent_platform(resolve_platform(args.platform or "host", args.split))
+    name = args.platform or "host"
+    platform = independent_platform(resolve_platform(name, host_split(name, args.split)))
     result = run_correction_measured(
         platform, rounds=args.rounds or 3, seconds=args.seconds or 6.0, budget=args.budget, seed=args.seed, out_dir=out
     )

@@ -18,6 +18,7 @@ from rankmap_ros.commands.common import (
     add_command,
     command_group,
     emit,
+    host_split,
     integer,
     parse_workload,
     read_text,
@@ -31,7 +32,8 @@ DEFAULT_SPLIT_HELP = "explicit CPU clusters for a discovered host, e.g. big:0,li
 def _platform(args: argparse.Namespace) -> Any:
     from rankmap_ros.runtime.host import resolve_platform, unpinned_warning
 
-    platform = resolve_platform(args.platform, args.split, opencl_cpu_as_gpu=not args.no_opencl_cpu)
+    split = host_split(args.platform, args.split)
+    platform = resolve_platform(args.platform, split, opencl_cpu_as_gpu=not args.no_opencl_cpu)
     warning = unpinned_warning(platform)
     if warning:
         print(f"rankmap: warning: {warning}", file=sys.stderr)
