@@ -23,7 +23,7 @@ import yaml
 from rankmap_ros.core.files import load_yaml
 from rankmap_ros.core.platform import Platform, PlatformError, load_platform, parse_platform
 from rankmap_ros.core.simulator import costs_of_units, model_costs, units_at
-from rankmap_ros.core.zoo import get_spec
+from rankmap_ros.core.zoo import ZooError, get_spec
 
 AnchorKind = Literal["throughput", "latency_ratio"]
 
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         platform = load_platform(args.platform)
         results = evaluate(platform, load_anchors(args.anchors or platform.name))
-    except (PlatformError, AnchorError) as exc:
+    except (PlatformError, AnchorError, ZooError) as exc:  # ZooError: an anchor names an unknown model
         print(f"calibration: error: {exc}", file=sys.stderr)
         return 2
     print(f"Calibration of {platform.name} (simulated values)\n")
