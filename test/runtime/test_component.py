@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -270,6 +273,39 @@ def test_on_failure_may_restart_the_pipeline_from_the_monitor(platform):
     assert alive([victim]) == [] and owned_entries(os.getpid()) == []
 
 
+@contextlib.contextmanager
+def hosted_pair(platform, names: tuple[str, str]) -> Iterator[tuple[dict, Any, Any, list]]:
+    """Two SqueezeNet-V2 stages hosted in this process under edf, as a container hosts them, with
+    their board, doorbell and channels (removed afterwards): (specs, board, bell, hosted)."""
+    from rankmap_ros.runtime.board import Board
+    from rankmap_ros.runtime.channel import Channel
+    from rankmap_ros.runtime.component import host_stage
+    from rankmap_ros.runtime.shm import Semaphore, new_name
+    from rankmap_ros.runtime.stage import stage_specs
+
+    workload = Workload(tuple(DnnSpec(name, "squeezenet_v2") for name in names))
+    specs = stage_specs(platform, workload, Mapping.all_on(workload, "big"), policy="edf")
+    board, bell = Board.create(2), Semaphore.create(new_name("bell"), 0)
+    made: list[Channel] = []
+    try:
+        hosted = []
+        for row, name in enumerate(names):
+            spec = specs[name][0]
+            source = Channel.create(f"{name}-in", 2, int(np.prod(spec.input_shape)) * 4, "drop_oldest")
+            sink = Channel.create(f"{name}-out", 4, int(np.prod(spec.output_shape)) * 4)
+            source.ring = bell
+            made += [source, sink]
+            hosted.append(host_stage(spec, board, row, source, sink))
+        yield specs, board, bell, hosted
+    finally:
+        for channel in made:
+            channel.detach()
+            channel.unlink()
+        bell.unlink()
+        board.detach()
+        board.unlink()
+
+
 def test_a_stage_that_raises_is_retired_alone_and_the_others_serve_on(platform):
     # The ROS containers' mode (retire given): one stage's computation raises; it leaves the
     # loop with its error and FAILED on its row, while the other stage keeps answering.
@@ -279,111 +315,71 @@ def test_a_stage_that_raises_is_retired_alone_and_the_others_serve_on(platform):
     import torch
 
     from rankmap_ros.core.realtime import parse_policy
-    from rankmap_ros.runtime.board import Board, StageState
-    from rankmap_ros.runtime.channel import Channel, FrameHeader
-    from rankmap_ros.runtime.component import ComponentLoop, host_stage
-    from rankmap_ros.runtime.shm import Semaphore, new_name
-    from rankmap_ros.runtime.stage import stage_specs
+    from rankmap_ros.runtime.board import StageState
+    from rankmap_ros.runtime.channel import FrameHeader
+    from rankmap_ros.runtime.component import ComponentLoop
 
-    workload = Workload((DnnSpec("ok", "squeezenet_v2"), DnnSpec("bad", "squeezenet_v2")))
-    mapping = Mapping.all_on(workload, "big")
-    specs = stage_specs(platform, workload, mapping, policy="edf")
-    board, bell = Board.create(2), Semaphore.create(new_name("bell"), 0)
-    made: list[Channel] = []
-    hosted = []
-    for row, name in enumerate(("ok", "bad")):
-        spec = specs[name][0]
-        source = Channel.create(f"{name}-in", 2, int(np.prod(spec.input_shape)) * 4, "drop_oldest")
-        sink = Channel.create(f"{name}-out", 4, int(np.prod(spec.output_shape)) * 4)
-        source.ring = bell
-        made += [source, sink]
-        hosted.append(host_stage(spec, board, row, source, sink))
+    with hosted_pair(platform, ("ok", "bad")) as (specs, board, bell, hosted):
 
-    def boom(state):
-        raise RuntimeError("unit exploded")
+        def boom(state):
+            raise RuntimeError("unit exploded")
 
-    steps = list(hosted[1].units.steps)
-    steps[3] = boom
-    hosted[1].units = dataclasses.replace(hosted[1].units, steps=tuple(steps))
-    retired: list[tuple[str, str]] = []
-    stop = threading.Event()
+        steps = list(hosted[1].units.steps)
+        steps[3] = boom
+        hosted[1].units = dataclasses.replace(hosted[1].units, steps=tuple(steps))
+        retired: list[tuple[str, str]] = []
+        stop = threading.Event()
 
-    def retire(h, error):
-        retired.append((h.spec.dnn, error))
-        board.set_state(1 if h.spec.dnn == "bad" else 0, StageState.FAILED, error)
+        def retire(h, error):
+            retired.append((h.spec.dnn, error))
+            board.set_state(1 if h.spec.dnn == "bad" else 0, StageState.FAILED, error)
 
-    loop = ComponentLoop(list(hosted), parse_policy("edf"), bell, os.getpid(), stop.is_set, retire)
+        loop = ComponentLoop(list(hosted), parse_policy("edf"), bell, os.getpid(), stop.is_set, retire)
 
-    def serve():
-        with torch.inference_mode():  # as the containers run it
-            loop.serve()
+        def serve():
+            with torch.inference_mode():  # as the containers run it
+                loop.serve()
 
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        x = np.zeros(specs["ok"][0].input_shape, np.float32)
-        got = 0
-        for seq in range(6):
-            for h in hosted:
-                h.source.put(x, FrameHeader(seq, 0, "", time.monotonic()))
-            got += hosted[0].sink.get(timeout=10.0) is not None
-        assert got == 6, retired
-        assert retired == [("bad", "RuntimeError: unit exploded")]
-        assert board.state(1) == StageState.FAILED and "unit exploded" in board.error(1)
-        assert [h.spec.dnn for h in loop.hosted] == ["ok"]
-    finally:
-        stop.set()
-        thread.join(timeout=10.0)
-        for channel in made:
-            channel.detach()
-            channel.unlink()
-        bell.unlink()
-        board.detach()
-        board.unlink()
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            x = np.zeros(specs["ok"][0].input_shape, np.float32)
+            got = 0
+            for seq in range(6):
+                for h in hosted:
+                    h.source.put(x, FrameHeader(seq, 0, "", time.monotonic()))
+                got += hosted[0].sink.get(timeout=10.0) is not None
+            assert got == 6, retired
+            assert retired == [("bad", "RuntimeError: unit exploded")]
+            assert board.state(1) == StageState.FAILED and "unit exploded" in board.error(1)
+            assert [h.spec.dnn for h in loop.hosted] == ["ok"]
+        finally:
+            stop.set()
+            thread.join(timeout=10.0)
 
 
 def test_a_priority_written_on_the_board_orders_the_next_jobs(platform):
     # The manager writes a DNN's new priority on its board (no restart): the component loop keys
     # the next best-effort job with it, so the higher priority is chosen first.
     from rankmap_ros.core.realtime import parse_policy
-    from rankmap_ros.runtime.board import Board
-    from rankmap_ros.runtime.channel import Channel, FrameHeader
-    from rankmap_ros.runtime.component import ComponentLoop, host_stage
-    from rankmap_ros.runtime.shm import Semaphore, new_name
-    from rankmap_ros.runtime.stage import stage_specs
+    from rankmap_ros.runtime.channel import FrameHeader
+    from rankmap_ros.runtime.component import ComponentLoop
 
-    workload = Workload((DnnSpec("a", "squeezenet_v2"), DnnSpec("b", "squeezenet_v2")))
-    specs = stage_specs(platform, workload, Mapping.all_on(workload, "big"), policy="edf")
-    board, bell = Board.create(2), Semaphore.create(new_name("bell"), 0)
-    made: list[Channel] = []
-    hosted = []
-    for row, name in enumerate("ab"):
-        spec = specs[name][0]
-        source = Channel.create(f"{name}-in", 2, int(np.prod(spec.input_shape)) * 4, "drop_oldest")
-        sink = Channel.create(f"{name}-out", 4, int(np.prod(spec.output_shape)) * 4)
-        made += [source, sink]
-        board.set_priority(1.0 + row, slice(row, row + 1))  # a: 1, b: 2
-        hosted.append(host_stage(spec, board, row, source, sink))
-    loop = ComponentLoop(hosted, parse_policy("edf"), bell, os.getpid(), lambda: False)
-    x = np.zeros(specs["a"][0].input_shape, np.float32)
+    with hosted_pair(platform, ("a", "b")) as (specs, board, bell, hosted):
+        board.set_priority(1.0, slice(0, 1))
+        board.set_priority(2.0, slice(1, 2))
+        loop = ComponentLoop(hosted, parse_policy("edf"), bell, os.getpid(), lambda: False)
+        x = np.zeros(specs["a"][0].input_shape, np.float32)
 
-    def first_chosen() -> str:
-        for h in hosted:
-            h.job = None
-            h.source.put(x, FrameHeader(0, 0, "", time.monotonic()))
-        loop._take_inputs()
-        chosen = loop._choose()
-        assert chosen is not None
-        return chosen.spec.dnn
+        def first_chosen() -> str:
+            for h in hosted:
+                h.job = None
+                h.source.put(x, FrameHeader(0, 0, "", time.monotonic()))
+            loop._take_inputs()
+            chosen = loop._choose()
+            assert chosen is not None
+            return chosen.spec.dnn
 
-    try:
         assert first_chosen() == "b"
         board.set_priority(3.0, slice(0, 1))  # `rankmap priority a=3` while both run
         assert first_chosen() == "a"
-    finally:
-        for channel in made:
-            channel.detach()
-            channel.unlink()
-        bell.unlink()
-        board.detach()
-        board.unlink()
