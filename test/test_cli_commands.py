@@ -124,7 +124,7 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("dataset", "collect", "--out", "d.npz", "--max-dnns", "6"), "argument --max-dnns: must be from 1 to 5"),
         (("bench", "realtime", "--cycles", "0"), "argument --cycles: must be at least 1, got 0"),
         (("bench", "runtime", "--rounds", "0"), "argument --rounds: must be at least 1, got 0"),
-        (("status", "--timeout", "nan"), "argument --timeout: must be a finite number > 0, got nan"),
+        (("status", "--timeout", "nan"), "argument --timeout: must be a finite number > 0 and <= 3.2e+07, got nan"),
         (("demo", "--duration", "nan"), "argument --duration: must be a finite number > 0 and <= 3.2e+07, got nan"),
         (("demo", "--rate", "0"), "argument --rate: must be a finite number >= 0.1 and <= 240, got 0"),
     ],

@@ -215,7 +215,7 @@ def register(sub: Any, experiments: Any) -> None:
     )
     p.add_argument("--executor", choices=("stage", "component", "both"), default="both", help="default both")
     p.add_argument("--rounds", type=integer(1), default=2, help="rounds, executors alternating (default 2)")
-    p.add_argument("--window", type=POSITIVE, default=20.0, help="seconds measured per run (default 20)")
+    p.add_argument("--window", type=SECONDS, default=20.0, help="seconds measured per run (default 20)")
     p.add_argument("--split", default="shared:0", help="the one cluster both DNNs share (default shared:0)")
     p.add_argument("--policy", default="edf", help="an arbitrated scheduling_policy (default edf)")
     p.add_argument(

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from rankmap_ros.commands.common import (
-    POSITIVE,
     SECONDS,
     SEED,
     CliError,
@@ -364,7 +363,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--planner", choices=PLANNERS, default="rankmap")
     p.add_argument("--model", choices=MODELS, help="throughput model to plan with (default: estimator if shipped)")
     p.add_argument("--budget", type=integer(1), default=3000, help="mappings the search may evaluate (default 3000)")
-    p.add_argument("--time-limit", type=POSITIVE, help="wall seconds the search may take")
+    p.add_argument("--time-limit", type=SECONDS, help="wall seconds the search may take")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--max-stages", type=integer(1), default=3, help="most pipeline stages per DNN (default 3)")
     p.add_argument("--warm-start", help="the current mapping (JSON): re-plan starting from it")

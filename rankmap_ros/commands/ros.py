@@ -205,7 +205,7 @@ def _namespace_option(p: argparse.ArgumentParser) -> None:
 
 
 def _client(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=POSITIVE, default=5.0, help="seconds to wait for the manager (default 5)")
+    p.add_argument("--timeout", type=SECONDS, default=5.0, help="seconds to wait for the manager (default 5)")
     _namespace_option(p)
 
 

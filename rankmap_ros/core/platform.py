@@ -398,12 +398,14 @@ class _Parser:
             raise PlatformError(f"components: expected a non-empty list, got {entries!r}")
         components = tuple(self.component(f"components[{i}]", e) for i, e in enumerate(entries))
         seen: set[str] = set()
-        owner: dict[int, str] = {}  # the planner takes components as independent: no CPU in two of them
+        # the planner takes CPU clusters as independent: no core in two of them (a GPU's cpus are
+        # where its host process runs, which it may share: discovery gives every GPU the spare ones)
+        owner: dict[int, str] = {}
         for i, c in enumerate(components):
             if c.name in seen:
                 raise PlatformError(f"components[{i}].name: duplicate component name {c.name!r}")
             seen.add(c.name)
-            for cpu in c.cpus:
+            for cpu in c.cpus if c.kind == "cpu" else ():
                 if cpu in owner:
                     again = "listed twice" if owner[cpu] == c.name else f"also in {owner[cpu]!r}"
                     raise PlatformError(f"components[{i}].cpus: CPU {cpu} is {again}")

@@ -174,8 +174,9 @@ class Channel:
         if self.policy == "drop_oldest":  # never waits long, whatever `timeout` says
             spaced, lock_wait = self._space.acquire(0), 0.0
             if not spaced:
-                if self._replace_oldest(array, header):
-                    return True
+                replaced = self._replace_oldest(array, header)
+                if replaced is not False:  # True: done; None: the lock stays held, the frame is lost
+                    return bool(replaced)
                 # Not full after all: a reader has just freed a slot and is about to signal it.
                 spaced = self._space.acquire(_READER_GRACE_S)
         elif not self._space.acquire(timeout):
@@ -206,18 +207,18 @@ class Channel:
         """The channel's lock, waiting at most max(timeout, _LOCK_WAIT_MIN_S) (None: for ever)."""
         return self._mutex.acquire(None if timeout is None else max(timeout, _LOCK_WAIT_MIN_S))
 
-    def _replace_oldest(self, array: np.ndarray, header: FrameHeader) -> bool:
-        """In a full drop_oldest channel, overwrite the oldest unread frame; False if not full
-        (or its lock is held by a writer killed mid-copy)."""
+    def _replace_oldest(self, array: np.ndarray, header: FrameHeader) -> bool | None:
+        """In a full drop_oldest channel, overwrite the oldest unread frame; False if not full,
+        None if its lock stays held (by a peer killed mid-copy)."""
         start, cpu = time.perf_counter(), time.thread_time()
         if not self._lock(0):
-            return False
+            return None
         try:
             if self._ctl[_W] - self._ctl[_R] < self.slots:
                 return False
+            self._write(array, header)  # full: the write slot is the oldest frame's; nothing moves if it raises
             self._ctl[_R] += 1
             self._ctl[_DROPPED] += 1
-            self._write(array, header)
         finally:
             self._mutex.release()
         self.last_copy_s = time.perf_counter() - start
@@ -249,8 +250,9 @@ class Channel:
         out: np.ndarray | None = None,
         convert: Callable[[np.ndarray], Any] | None = None,
     ) -> Frame | None:
-        """The oldest unread frame, or None after `timeout` seconds (at least _LOCK_WAIT_MIN_S when
-        a peer killed mid-copy holds the lock) or once closed and empty.
+        """The oldest unread frame, or None once closed and empty, or after `timeout` seconds with
+        no frame, or when the lock stays held (by a peer killed mid-copy) for max(timeout,
+        _LOCK_WAIT_MIN_S) more: the frame then stays for the next call.
 
         `out`, if its shape and dtype fit, receives the data (no allocation per frame).
         `convert`, if given, is called with a view of the slot (valid only during the call, under

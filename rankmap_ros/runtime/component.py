@@ -228,12 +228,14 @@ class ComponentLoop:
     def _fill(self, h: Hosted) -> None:
         """Take frames until one makes a job: a late real-time frame is dropped for the next one."""
         while h.job is None and h.result is None and h.source.depth:
-            self._take(h)
+            if not self._take(h):  # the channel's lock stays held (a peer killed mid-copy): next round
+                return
 
-    def _take(self, h: Hosted) -> None:
+    def _take(self, h: Hosted) -> bool:
+        """Take one frame (a job, or a late real-time frame dropped); False if none could be read."""
         frame = h.source.get(timeout=0, out=h.buffer, convert=h.convert)
         if frame is None:
-            return
+            return False
         now_pc, now = time.perf_counter(), time.monotonic()
         row, source = h.row, h.source
         if isinstance(frame.array, np.ndarray):
@@ -246,7 +248,7 @@ class ComponentLoop:
         if spec.drop_late and spec.task.realtime and h.estimate.drop(spec.task, origin, now, 0):
             row["dropped"] += 1
             h.idle_since = time.monotonic()
-            return
+            return True
         # When the job reached the component, as the simulator (core/rtsim.py) orders them: a
         # frame from a drop-oldest input (a camera, a real-time release) when it was put; a frame
         # from a back-pressured channel (a saturating source, the stage before) when the stage is
@@ -256,6 +258,7 @@ class ComponentLoop:
         key = job_key(self.policy, spec.task, origin, arrival, float(row["priority"][0]))
         h.job = _Job(frame.header, frame.array, key, frame.queued_s, now_pc)
         h.job.busy_s, h.job.cpu_s = source.last_convert_s, source.last_convert_cpu_s
+        return True
 
     def _forward(self) -> None:
         for h in self.hosted:

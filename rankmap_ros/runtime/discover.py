@@ -119,27 +119,30 @@ def parse_core_split(text: str, available: Iterable[int] | None = None) -> tuple
 
 
 def unpinnable(cpus: tuple[int, ...]) -> str | None:
-    """Why a stage could not pin itself to `cpus`, tried as a stage does, in a passing thread.
+    """Why a stage could not pin itself to `cpus`, tried CPU by CPU in a passing thread.
 
     Not the current affinity: CPUs kept out of it (isolcpus, taskset) can still be pinned to.
+    CPU by CPU: pinning to a set succeeds when it merely overlaps what a cgroup cpuset allows
+    (`docker --cpuset-cpus`), and the stage would then run on fewer cores than planned.
     """
     if not cpus:
         return None
-    absent = [c for c in cpus if c >= (os.cpu_count() or 0)]  # pinning takes a set that merely overlaps
+    absent = [c for c in cpus if c >= (os.cpu_count() or 0)]
     if absent:
         return f"this machine has no CPU {', '.join(map(str, absent))}"
-    failed: list[OSError] = []
+    failed: list[str] = []
 
     def pin() -> None:
-        try:
-            os.sched_setaffinity(0, cpus)  # this thread only
-        except OSError as exc:
-            failed.append(exc)
+        for cpu in cpus:
+            try:
+                os.sched_setaffinity(0, {cpu})  # this thread only
+            except OSError as exc:
+                failed.append(f"CPU {cpu}: {exc.strerror}")
 
     thread = threading.Thread(target=pin, name="cpu-check")
     thread.start()
     thread.join()
-    return failed[0].strerror if failed else None
+    return "; ".join(failed) or None
 
 
 def _parse_cpu_list(spec: str, where: str) -> tuple[int, ...]:
@@ -173,10 +176,13 @@ def cpu_clusters(split: str | None = None, sysfs: Path = SYSFS_CPU) -> tuple[tup
     """CPU clusters of this machine and notes on how they were found."""
     usable = sorted(os.sched_getaffinity(0))
     freq = {cpu: _read_number(sysfs / f"cpu{cpu}/cpufreq/cpuinfo_max_freq") for cpu in usable}
-    if split:
+    if split:  # its CPUs may lie outside the affinity (isolcpus): parse_core_split tries the pin
+
+        def khz(cpu: int) -> int:
+            return _read_number(sysfs / f"cpu{cpu}/cpufreq/cpuinfo_max_freq") or 0
+
         clusters = tuple(
-            CpuCluster(c.name, c.cpus, max((freq[cpu] or 0) for cpu in c.cpus) / 1e6 or None)
-            for c in parse_core_split(split, usable)
+            CpuCluster(c.name, c.cpus, max(khz(cpu) for cpu in c.cpus) / 1e6 or None) for c in parse_core_split(split)
         )
         return clusters, (f"CPU clusters from the explicit split {split!r}",)
     if all(v is not None for v in freq.values()):

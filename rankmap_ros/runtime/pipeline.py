@@ -57,8 +57,8 @@ from rankmap_ros.runtime.arbiter import Arbiter, ArbiterStats
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, Frame, FrameHeader
 from rankmap_ros.runtime.component import component_main
+from rankmap_ros.runtime.discover import unpinnable
 from rankmap_ros.runtime.errors import HostRuntimeError
-from rankmap_ros.runtime.host import unpinnable
 from rankmap_ros.runtime.shm import Semaphore, new_name, remove_stale
 from rankmap_ros.runtime.stage import StageSpec, stage_specs, tensor_bytes
 from rankmap_ros.runtime.worker import StageWiring, stage_context, stage_main

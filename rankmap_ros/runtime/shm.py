@@ -134,11 +134,11 @@ class Semaphore:
 
 
 def owned_entries(pid: int | None = None) -> list[str]:
-    """Names in /dev/shm made by this package (by process `pid`, or by anyone)."""
+    """Names in /dev/shm made by this package (by process `pid` of this pid namespace, or by anyone)."""
     found = []
     for path in SHM_DIR.iterdir() if SHM_DIR.is_dir() else ():
         match = _OWNED.match(path.name)
-        if match and (pid is None or int(match[1]) == pid):
+        if match and (pid is None or (int(match[1]) == pid and int(match[2] or PID_NAMESPACE) == PID_NAMESPACE)):
             found.append(path.name)
     return sorted(found)
 

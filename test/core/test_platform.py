@@ -129,6 +129,16 @@ def test_bad_values_name_the_field(path: tuple[Any, ...], value: Any, message: s
     assert message in str(info.value)
 
 
+def test_a_gpus_host_process_may_share_cpus() -> None:
+    """Discovery gives every GPU the spare CPUs for its host process; only CPU clusters are exclusive."""
+    data = _data()
+    gpu = next(c for c in data["components"] if c["kind"] == "gpu")
+    gpu["cpus"] = [4]  # also big's
+    data["components"].append({**gpu, "name": "gpu2"})
+    data["transfers"]["gpu_to_gpu"] = data["transfers"]["gpu_to_cpu"]  # two GPUs: a transfer between them
+    assert parse_platform(data).component("gpu2").cpus == (4,)
+
+
 def test_unknown_and_missing_fields_are_rejected() -> None:
     data = _data()
     data["components"][1]["turbo"] = True

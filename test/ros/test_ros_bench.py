@@ -69,7 +69,7 @@ def test_bench_ros_realtime_measures_one_round_through_the_manager() -> None:
     ("argv", "expected"),
     [
         (("ros-realtime", "--rounds", "0"), "argument --rounds: must be at least 1, got 0"),
-        (("ros-realtime", "--window", "0"), "argument --window: must be a finite number > 0, got 0"),
+        (("ros-realtime", "--window", "0"), "argument --window: must be a finite number > 0 and <= 3.2e+07, got 0"),
         (("ros-realtime", "--deadline", "nan"), "argument --deadline: must be a finite number > 0, got nan"),
         (("ros-realtime", "--rate", "500"), "argument --rate: must be a finite number >= 0.1 and <= 240, got 500"),
         (("ros-realtime", "--policy", "time_sharing"), "needs an arbitrated policy"),

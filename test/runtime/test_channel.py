@@ -229,6 +229,14 @@ def test_a_write_that_fails_leaves_its_slot_free(channels):
     assert ch.put(frame(1), FrameHeader(seq=1, stamp_ns=0), timeout=0)  # before: no slot left, False
     assert ch.put(frame(2), FrameHeader(seq=2, stamp_ns=0), timeout=0)
     assert [ch.get(timeout=0).header.seq for _ in range(2)] == [1, 2]
+    camera = channels(slots=2, policy="drop_oldest")  # full, so a put replaces the oldest frame
+    for seq in (1, 2):
+        camera.put(frame(seq), FrameHeader(seq=seq, stamp_ns=0))
+    with pytest.raises(OverflowError):
+        camera.put(frame(0), FrameHeader(seq=2**63, stamp_ns=0))
+    assert camera.depth == 2 and camera.dropped == 0  # the oldest frame is still there
+    assert [camera.get(timeout=0).header.seq for _ in range(2)] == [1, 2]
+    assert not camera._items.acquire(0)  # before: one item too many, so get() returned at once for ever
 
 
 def test_a_peer_killed_holding_the_lock_costs_a_timeout_not_a_hang(channels):

@@ -383,3 +383,27 @@ def test_a_priority_written_on_the_board_orders_the_next_jobs(platform):
         assert first_chosen() == "b"
         board.set_priority(3.0, slice(0, 1))  # `rankmap priority a=3` while both run
         assert first_chosen() == "a"
+
+
+def test_a_peer_holding_a_channel_lock_does_not_wedge_the_loop(platform):
+    """A peer killed mid-copy keeps its channel's lock: the container's loop skips that input for
+    the round (and so still sees its stop flag and beats) instead of retrying it for ever."""
+    import threading
+
+    from rankmap_ros.core.realtime import parse_policy
+    from rankmap_ros.runtime.channel import Channel, FrameHeader
+    from rankmap_ros.runtime.component import ComponentLoop
+
+    with hosted_pair(platform, ("a", "b")) as (specs, _board, bell, hosted):
+        loop = ComponentLoop(hosted, parse_policy("edf"), bell, os.getpid(), lambda: False)
+        hosted[0].source.put(np.zeros(specs["a"][0].input_shape, np.float32), FrameHeader(0, 0))
+        dead = Channel.open(hosted[0].source.name)
+        assert dead._mutex.acquire(0)  # the killed peer's hold
+        rounds = threading.Thread(target=loop._take_inputs)
+        rounds.start()
+        rounds.join(timeout=10.0)
+        held = rounds.is_alive()
+        dead._mutex.release()
+        rounds.join(timeout=10.0)
+        dead.detach()
+        assert not held and hosted[0].job is None and hosted[0].source.depth == 1

@@ -17,7 +17,7 @@ from rankmap_ros.core.mapping import DnnMapping, Mapping, MappingError
 from rankmap_ros.core.platform import Platform, parse_platform
 from rankmap_ros.core.workload import Workload
 from rankmap_ros.runtime import backends
-from rankmap_ros.runtime.discover import parse_core_split
+from rankmap_ros.runtime.discover import cpu_clusters, parse_core_split
 from rankmap_ros.runtime.host import host_platform
 from rankmap_ros.runtime.pipeline import Pipeline, PipelineError
 from rankmap_ros.runtime.shm import owned_entries, remove_stale
@@ -385,6 +385,7 @@ def test_cpus_kept_out_of_the_affinity_but_pinnable_are_usable(platform):
         assert pipeline.check(Mapping.all_on(workload, "little"))["squeezenet_v2"][0].component == "little"
         little = ",".join(map(str, platform.component("little").cpus))
         assert [c.name for c in parse_core_split(f"little:{little}")] == ["little"]  # `--split` too
+        assert [c.name for c in cpu_clusters(f"little:{little}")[0]] == ["little"]  # as discovery reads it
     finally:
         os.sched_setaffinity(0, before)
     components = [{**c, "cpus": [4096]} if c["name"] == "little" else c for c in platform.to_dict()["components"]]
