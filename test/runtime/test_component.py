@@ -176,19 +176,21 @@ def test_a_late_real_time_frame_is_dropped_for_the_newest_one_at_once(platform, 
     # (seen once under fifo in a full run); a policy that does not serve B next fails them all.
     # The timing rests on b, the fastest of a few ResNet-50 jobs measured first; a host that slows
     # down after that measurement (seen in a fresh-clone run: 0 of 12 rounds judged) gets one more
-    # trial, with b measured again.
+    # trial, with b measured again. A is judged in the rounds where it was late when the core was
+    # free: a ResNet-50 job faster than b (the host sped up) leaves it in time, and it may run.
     for _ in range(2):
-        judged, rounds, dropped = _late_frame_trial(platform, policy)
+        judged, rounds, dropped, late_a = _late_frame_trial(platform, policy)
         if len(judged) >= 2:
             break
-    assert dropped >= rounds, "every A dropped"
+    assert late_a and dropped >= late_a, f"every late A dropped: {dropped} drops, {late_a} late of {rounds}"
     assert len(judged) >= 2, f"the host was too busy: B could make it in {len(judged)} of {rounds} rounds"
     assert sum(served_next for served_next, _ in judged) >= len(judged) - 1, f"B served next: {judged}"
     assert sum(in_time for _, in_time in judged) >= len(judged) / 2, f"B in time: {judged}"
 
 
-def _late_frame_trial(platform, policy) -> tuple[list[tuple[bool, bool]], int, int]:
-    """Rounds of the test above: (per judged round: B served next, B in time), rounds run, A drops."""
+def _late_frame_trial(platform, policy) -> tuple[list[tuple[bool, bool]], int, int, int]:
+    """Rounds of the test above: (per judged round: B served next, B in time), rounds run, drops,
+    and rounds whose A was late when the core was free."""
     big, small = (1, 3, 224, 224), (1, 3, 227, 227)
     probe = Workload((DnnSpec("bg", "resnet50"), DnnSpec("det", "squeezenet_v2")))
     with Pipeline(platform, probe, source="external", policy=policy, executor="component") as pipeline:
@@ -201,7 +203,7 @@ def _late_frame_trial(platform, policy) -> tuple[list[tuple[bool, bool]], int, i
     rng = np.random.default_rng(1)
     x, frame = rng.standard_normal(big).astype(np.float32), rng.standard_normal(small).astype(np.float32)
     arrived: dict[tuple[str, int], float] = {}
-    rounds, wait = 0, 2.0 + 20 * b
+    rounds, late_a, wait = 0, 0, 2.0 + 20 * b
     judged = []  # per round where B could make it: (B served before the waiting ResNet-50 frame, in time)
 
     def note(dnn: str, out) -> None:
@@ -216,12 +218,13 @@ def _late_frame_trial(platform, policy) -> tuple[list[tuple[bool, bool]], int, i
             rounds += 1
             first = pipeline.submit("bg", x)
             time.sleep(0.1 * b)  # the component has taken the ResNet-50 frame
-            pipeline.submit("det", frame)  # A
+            a_frame = pipeline.submit("det", frame)  # A
             time.sleep(0.45 * b)
             b_frame = pipeline.submit("det", frame)  # B
             second = pipeline.submit("bg", x)
             pipeline.result("bg", second.seq, timeout=wait)
             freed = arrived["bg", first.seq]  # a little after the core was free
+            late_a += freed - a_frame.origin > deadline
             if freed - b_frame.origin + 2 * s <= deadline:
                 served = arrived.get(("det", b_frame.seq))
                 judged.append(
@@ -231,7 +234,7 @@ def _late_frame_trial(platform, policy) -> tuple[list[tuple[bool, bool]], int, i
                     )
                 )
         counters = pipeline.realtime_counters()
-    return judged, rounds, counters["det"]["dropped"]
+    return judged, rounds, counters["det"]["dropped"], late_a
 
 
 def test_a_component_process_that_cannot_start_stops_the_ones_already_started(platform, monkeypatch):
