@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,18 @@ from rankmap_ros.commands.common import (
     table,
 )
 
-_NAMESPACE = re.compile(r"(/[A-Za-z_][A-Za-z0-9_]*)*")
-
 
 def _namespace(text: str) -> str:
     """A manager's namespace as launch's `namespace:=robot1` gives it: '' (the root) or '/robot1'."""
-    namespace = "/" + text.strip("/") if text.strip("/") else ""
-    if not _NAMESPACE.fullmatch(namespace):
-        raise CliError(f"--namespace {text!r} is not a ROS namespace ('/'-separated names of letters, digits, '_')")
-    return namespace
+    from rankmap_ros.ros.dds.names import InvalidNameError, normalize_namespace
+
+    try:
+        namespace = normalize_namespace(text)
+    except InvalidNameError:
+        raise CliError(
+            f"--namespace {text!r} is not a ROS namespace ('/'-separated names of letters, digits, '_')"
+        ) from None
+    return "" if namespace == "/" else namespace
 
 
 def _call(args: argparse.Namespace, name: str, type_name: str, fill: dict[str, Any]) -> Any:

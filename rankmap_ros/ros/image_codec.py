@@ -103,7 +103,7 @@ def image_to_rgb(image: Any) -> np.ndarray:
         raise ImageError(f"{encoding} image needs an even width, got {width}")
     rows = data[: height * step].reshape(height, step)[:, :row]
     if layout.depth == 2:
-        values = np.ascontiguousarray(rows).view(">u2" if image.is_bigendian else "<u2").astype(np.uint16)
+        values = np.ascontiguousarray(rows).view(">u2" if image.is_bigendian else "<u2").astype(np.uint16, copy=False)
         rows = cv2.convertScaleAbs(values, alpha=255.0 / 65535.0)  # 0..65535 -> 0..255, rounded
     pixels = rows.reshape(height, width, layout.channels)
     if layout.conversion is None:

@@ -44,7 +44,7 @@ from rankmap_ros.core.realtime import Policy, job_key
 from rankmap_ros.runtime import backends
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel, FrameHeader
-from rankmap_ros.runtime.shm import Semaphore
+from rankmap_ros.runtime.shm import Semaphore, process_alive
 from rankmap_ros.runtime.stage import StageSpec
 from rankmap_ros.runtime.worker import (
     EXIT_FAILED,
@@ -53,7 +53,6 @@ from rankmap_ros.runtime.worker import (
     StageWiring,
     WorkEstimate,
     become_child,
-    owner_alive,
 )
 
 OUTPUT_RETRY_S = 0.002  # sleep between tries while a result waits for room downstream
@@ -101,7 +100,7 @@ def component_main(specs: list[StageSpec], wirings: list[StageWiring], doorbell:
     become_child()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     owner = wirings[0].owner_pid
-    if not owner_alive(owner):
+    if not process_alive(owner):
         sys.exit(0)
     board = Board.open(wirings[0].board)
     for w in wirings:

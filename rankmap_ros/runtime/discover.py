@@ -174,17 +174,18 @@ def _read_number(path: Path) -> int | None:
 
 def cpu_clusters(split: str | None = None, sysfs: Path = SYSFS_CPU) -> tuple[tuple[CpuCluster, ...], tuple[str, ...]]:
     """CPU clusters of this machine and notes on how they were found."""
-    usable = sorted(os.sched_getaffinity(0))
-    freq = {cpu: _read_number(sysfs / f"cpu{cpu}/cpufreq/cpuinfo_max_freq") for cpu in usable}
+
+    def max_khz(cpu: int) -> int | None:
+        return _read_number(sysfs / f"cpu{cpu}/cpufreq/cpuinfo_max_freq")
+
     if split:  # its CPUs may lie outside the affinity (isolcpus): parse_core_split tries the pin
-
-        def khz(cpu: int) -> int:
-            return _read_number(sysfs / f"cpu{cpu}/cpufreq/cpuinfo_max_freq") or 0
-
         clusters = tuple(
-            CpuCluster(c.name, c.cpus, max(khz(cpu) for cpu in c.cpus) / 1e6 or None) for c in parse_core_split(split)
+            CpuCluster(c.name, c.cpus, max(max_khz(cpu) or 0 for cpu in c.cpus) / 1e6 or None)
+            for c in parse_core_split(split)
         )
         return clusters, (f"CPU clusters from the explicit split {split!r}",)
+    usable = sorted(os.sched_getaffinity(0))
+    freq = {cpu: max_khz(cpu) for cpu in usable}
     if all(v is not None for v in freq.values()):
         groups = _group(freq)
         return tuple(

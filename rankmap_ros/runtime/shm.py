@@ -133,12 +133,17 @@ class Semaphore:
             _multiprocessing.sem_unlink("/" + self.name)
 
 
+def _owner(entry: str) -> int | None:
+    """The pid that made `entry`, if this package did in this pid namespace."""
+    match = _OWNED.match(entry)
+    return int(match[1]) if match and int(match[2] or PID_NAMESPACE) == PID_NAMESPACE else None
+
+
 def owned_entries(pid: int | None = None) -> list[str]:
     """Names in /dev/shm made by this package (by process `pid` of this pid namespace, or by anyone)."""
     found = []
     for path in SHM_DIR.iterdir() if SHM_DIR.is_dir() else ():
-        match = _OWNED.match(path.name)
-        if match and (pid is None or (int(match[1]) == pid and int(match[2] or PID_NAMESPACE) == PID_NAMESPACE)):
+        if _OWNED.match(path.name) and (pid is None or _owner(path.name) == pid):
             found.append(path.name)
     return sorted(found)
 
@@ -162,12 +167,7 @@ def process_alive(pid: int) -> bool:
 
 def stale_entries() -> list[str]:
     """Segments and semaphores of this pid namespace whose owner process is gone."""
-    stale = []
-    for entry in owned_entries():
-        match = _OWNED.match(entry)
-        if match and int(match[2] or PID_NAMESPACE) == PID_NAMESPACE and not process_alive(int(match[1])):
-            stale.append(entry)
-    return stale
+    return [e for e in owned_entries() if (pid := _owner(e)) is not None and not process_alive(pid)]
 
 
 def remove_stale() -> list[str]:

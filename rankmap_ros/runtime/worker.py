@@ -28,7 +28,6 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from rankmap_ros.runtime.arbiter import Arbiter
 from rankmap_ros.runtime.board import Board, StageState
 from rankmap_ros.runtime.channel import Channel
 from rankmap_ros.runtime.lifetime import parent_death_signal
+from rankmap_ros.runtime.shm import process_alive
 from rankmap_ros.runtime.stage import StageSpec
 
 POLL_S = 0.1
@@ -116,20 +116,6 @@ def become_child() -> None:
     os.dup2(2, 1)
 
 
-def owner_alive(pid: int) -> bool:
-    """A zombie counts as gone: it runs nothing, and its parent may reap it late."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
 @dataclass
 class OwnerWatch:
     """Whether the owner (the manager, `rankmap run`) is gone, asked at most every OWNER_CHECK_S.
@@ -146,7 +132,7 @@ class OwnerWatch:
     def gone(self) -> bool:
         now = time.monotonic()
         if not self._gone and now >= self._next:
-            self._gone = not owner_alive(self.pid)
+            self._gone = not process_alive(self.pid)
             self._next = now + OWNER_CHECK_S
         return self._gone
 
@@ -155,7 +141,7 @@ def stage_main(spec: StageSpec, wiring: StageWiring) -> None:
     """Process entry point: run the stage until the board says stop or the owner disappears."""
     become_child()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not owner_alive(wiring.owner_pid):
+    if not process_alive(wiring.owner_pid):
         sys.exit(0)
     board = Board.open(wiring.board)
     board.rows["pid"][wiring.row] = os.getpid()
@@ -192,7 +178,7 @@ def prepare_arbitrated(spec: StageSpec, wiring: StageWiring, warm: np.ndarray) -
     """Build the stage unit by unit and warm it up holding the component, as any job would."""
     units = backends.prepare_units(spec)
     arbiter = Arbiter.open(wiring.arbiter)
-    if not arbiter.request(wiring.slot, (0.0, 0.0, 0.0), lambda: not owner_alive(wiring.owner_pid)):
+    if not arbiter.request(wiring.slot, (0.0, 0.0, 0.0), lambda: not process_alive(wiring.owner_pid)):
         sys.exit(0)
     try:
         with torch.inference_mode():

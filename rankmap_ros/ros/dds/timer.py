@@ -45,15 +45,14 @@ class Timer:
         self.clock = clock
         self.timer_period_ns = int(period_sec * 1e9)
         self._canceled = not autostart
+        self._ros_clock = clock if isinstance(clock, ROSClock) else None
         # on a ROS clock, its lock: a jump and a read of this timer never interleave
-        self._lock: threading.Lock | threading.RLock = threading.Lock()
-        if isinstance(clock, ROSClock):
-            self._lock = clock._lock
+        self._lock: threading.Lock | threading.RLock = self._ros_clock._lock if self._ros_clock else threading.Lock()
         with self._lock:
             self._last = clock._timer_ns()
             self._next = self._last + self.timer_period_ns
-            if isinstance(clock, ROSClock):
-                clock._add_jump_handler(self._on_jump)
+            if self._ros_clock:
+                self._ros_clock._add_jump_handler(self._on_jump)
 
     def _on_jump(self, before_ns: int, after_ns: int, clock_change: bool) -> None:
         """Called under the clock's lock, which is this timer's."""
@@ -67,7 +66,7 @@ class Timer:
         """How long the executor may wait for this timer: None while only /clock can make it due."""
         with self._lock:
             due = self.time_until_next_call()
-            if due is not None and due > 0 and isinstance(self.clock, ROSClock) and self.clock.ros_time_is_active:
+            if due is not None and due > 0 and self._ros_clock and self._ros_clock.ros_time_is_active:
                 return None
             return due
 
@@ -104,8 +103,8 @@ class Timer:
 
     def destroy(self) -> None:
         self.cancel()
-        if isinstance(self.clock, ROSClock):
-            self.clock._remove_jump_handler(self._on_jump)
+        if self._ros_clock:
+            self._ros_clock._remove_jump_handler(self._on_jump)
 
 
 class GuardCondition:
