@@ -291,6 +291,7 @@ class Manager(Node):
         self.failures: list[tuple[float, str, int]] = []  # (time, component, pid)
         self.restart_times: dict[str, list[float]] = {}  # DNN -> its chain's recent restarts
         self.waiting: dict[str, Chain] = {}  # stopped chains waiting out their restart backoff
+        self.stopping: set[str] = set()  # unregistered DNNs whose executors are still stopping
         self.backoff: dict[str, float] = {}  # DNN -> its last backoff delay (doubles while it keeps failing)
         self.excluded: set[str] = set()
         self.parked: dict[str, str] = {}  # registered DNNs that cannot run as registered -> why
@@ -443,10 +444,12 @@ class Manager(Node):
                 self.backoff.pop(request.name, None)
                 chain = self.chains.pop(request.name, None)  # last: nothing after it can fail
                 left = self.registry.weights()
+                if chain is not None:
+                    self.stopping.add(request.name)
         except Exception as exc:
             return self._refuse(response, "unregister", exc)
         if chain is not None:
-            stop_chain(chain)
+            self._stop_unregistered(request.name, chain)
         response.success = True
         response.message = f"unregistered {request.name}; its executors are stopped"
         self.get_logger().info(response.message)
@@ -455,6 +458,21 @@ class Manager(Node):
                 "the DNNs left all have priority 0: they are planned with equal priorities until one is set"
             )
         return response
+
+    def _stop_unregistered(self, name: str, chain: Chain) -> None:
+        """Stop the chain outside the lock (up to a grace period), then start the DNN's new chain
+        if the name was registered again meanwhile: two chains of one name would publish on one
+        output topic and share its sensor's frames."""
+        try:
+            stop_chain(chain)
+        finally:
+            with self.lock:
+                self.stopping.discard(name)
+                if not self.closing and self.plan.mapping is not None:
+                    try:
+                        self._start_missing(self._planned(), self.plan.mapping, self._platform_in_use())
+                    except Exception as exc:  # e.g. a component dropped meanwhile: the re-plan places it
+                        self._replan(f"{name} could not be started ({type(exc).__name__}: {exc})")
 
     def on_set_priorities(self, request: Any, response: Any) -> Any:
         names = list(request.names)
@@ -647,21 +665,28 @@ class Manager(Node):
         stop_chains(to_stop)
         if outcome is None:
             return
+        self._start_missing(dnns, outcome.mapping, platform)
+        summary = "; ".join(
+            f"{n}: " + " ".join(f"{a}-{b - 1}@{c}" for a, b, c in stages_of(outcome.mapping, n)) for n in dnns
+        )
+        self.get_logger().info(f"mapping ({outcome.planner}, {outcome.seconds:.2f} s): {summary}")
+
+    def _start_missing(self, dnns: dict[str, Registration], mapping: Mapping, platform: Any) -> None:
+        """Start the chains the mapping has and nothing runs yet, except those waiting out a backoff
+        and those whose unregistered namesake is still stopping (started when it has stopped)."""
+        threads = tuple(sorted(stage_threads(platform, mapping, self.policy).items()))
+        mapped = {d.name for d in mapping.dnns}
         for name, reg in dnns.items():
-            if name not in self.chains and name not in self.waiting:
+            if name in mapped and not (name in self.chains or name in self.waiting or name in self.stopping):
                 self.chains[name] = start_chain(
-                    self._config(reg, tuple(sorted(threads.items()))),
+                    self._config(reg, threads),
                     platform,
-                    stages_of(outcome.mapping, name),
+                    stages_of(mapping, name),
                     arbiters=self.arbiters,
                     containers=self.containers,
                 )
                 self.below_since.pop(name, None)
         self._order_jobs()
-        summary = "; ".join(
-            f"{n}: " + " ".join(f"{a}-{b - 1}@{c}" for a, b, c in stages_of(outcome.mapping, n)) for n in dnns
-        )
-        self.get_logger().info(f"mapping ({outcome.planner}, {outcome.seconds:.2f} s): {summary}")
 
     def _config(self, reg: Registration, threads: tuple[tuple[str, int], ...]) -> ChainConfig:
         return ChainConfig(

@@ -895,3 +895,54 @@ def test_a_plan_after_a_measured_shortfall_moves_the_dnn_and_keeps_the_model_s_o
         dict(zip(workload.names, model.predict(workload, [second.mapping])[0], strict=True))
     )
     assert second.predicted[name] < second.base_predicted[name]  # still distrusted where nothing ran
+
+
+def test_a_dnn_registered_again_while_its_old_executors_stop_starts_when_they_have_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unregister stops a chain outside the lock: a register of the same name meanwhile must not
+    start a second chain on the same output topic beside the one still stopping."""
+    import threading
+
+    from rankmap_ros.core.correction import Observations
+    from rankmap_ros.core.mapping import DnnMapping, Mapping
+    from rankmap_ros.core.realtime import parse_policy
+    from rankmap_ros.ros import manager_node
+    from rankmap_ros.ros.manager_node import Manager, PlanInForce
+
+    platform = load_platform("orange_pi_5")
+    mapping = Mapping((DnnMapping("d", "squeezenet_v2", ("gpu",) * 18),))
+    started: list[str] = []
+    release, stopping = threading.Event(), threading.Event()
+
+    def stop_chain(chain: object) -> None:
+        stopping.set()
+        assert release.wait(10.0)
+
+    monkeypatch.setattr(manager_node, "stop_chain", stop_chain)
+    monkeypatch.setattr(manager_node, "start_chain", lambda config, *_a, **_k: started.append(config) or config)
+    log = SimpleNamespace(info=lambda *_a: None, warning=lambda *_a: None, error=lambda *_a: None)
+    manager = Manager.__new__(Manager)
+    registry = Registry(max_dnns=3, platform=platform)
+    registry.register(_reg("d"), [])
+    vars(manager).update(
+        get_logger=lambda: log, lock=threading.RLock(), registry=registry, closing=False, generation=0,
+        wake=threading.Event(), parked={}, input_rates={}, measured=Observations(platform.component_names),
+        waiting={}, restart_times={}, backoff={}, chains={"d": "old chain"}, stopping=set(), below_since={},
+        policy=parse_policy("time_sharing"), platform=platform, excluded=set(), arbiters=None, containers=None,
+        plan=PlanInForce(mapping, {}, {}, "rankmap_d", 0.0, {}), _config=lambda reg, threads: reg.name,
+        _order_jobs=lambda: None,
+    )  # fmt: skip
+    request = SimpleNamespace(name="d")
+    unregister = threading.Thread(target=manager.on_unregister, args=(request, SimpleNamespace()))
+    unregister.start()
+    try:
+        assert stopping.wait(10.0)
+        assert manager.chains == {} and manager.stopping == {"d"}
+        registry.register(_reg("d"), [])  # registered again; its plan comes while the old chain stops
+        manager._start_missing(manager._planned(), mapping, platform)
+        assert started == [] and "d" not in manager.chains
+    finally:
+        release.set()
+        unregister.join(10.0)
+    assert started == ["d"] and manager.chains == {"d": "d"} and manager.stopping == set()
