@@ -206,15 +206,27 @@ def test_the_ros2_run_script_is_the_same_command_line() -> None:
     assert len(json.loads(done.stdout)) == 24
 
 
-def test_a_trained_checkpoint_is_one_estimator_eval_can_load(capsys, tmp_path) -> None:
+def test_a_trained_checkpoint_is_one_estimator_eval_can_load(capsys, tmp_path, monkeypatch) -> None:
     """train -> eval: the checkpoint, its training curve, and the same accuracy keys as the shipped one."""
+    from rankmap_ros.core.estimator import pipeline
+
     data, model = tmp_path / "d.npz", tmp_path / "m.pt"
     assert run(capsys, "dataset", "generate", "--samples", "16", "--out", str(data), "--json")[0] == 0
     argv = ["train", "--dataset", str(data), "--out", str(model), "--epochs", "1", "--blocks", "1"]
-    code, out, _ = run(capsys, *argv, "--variants", "rankmap", "--vqvae-steps", "40", "--json")
+    argv += ["--variants", "rankmap", "--vqvae-steps", "40", "--json"]
+
+    def stopped(*_a: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # Ctrl-C after the checkpoint, before the curve: resumable still
+        patch.setattr(pipeline, "plot_curves", stopped)
+        assert run(capsys, *argv)[0] == 130
+    assert {p.name for p in (tmp_path / "m.state").iterdir()} == {"rankmap.pt", "vqvae.pt"}
+    code, out, _ = run(capsys, *argv)
     trained = json.loads(out)
     assert code == 0 and trained["variants"]["rankmap"]["epochs"] == 1 and trained["vqvae"]["steps"] == 40
     assert model.is_file() and (tmp_path / "m-curve.png").stat().st_size > 0
+    assert not (tmp_path / "m.state").exists()  # every output written: the states go
     evaluate = ["estimator", "eval", "--model", str(model), "--dataset", str(data), "--no-timing", "--json"]
     code, out, _ = run(capsys, *evaluate)
     assert code == 0 and set(json.loads(out)["variants"]) == {"rankmap"}

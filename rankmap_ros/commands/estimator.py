@@ -87,7 +87,7 @@ def _train(
         shuffle_channels=not args.no_shuffle,
         max_minutes=args.max_minutes,
     )
-    state_dir = Path(args.state_dir) if args.state_dir else out.with_name(out.stem + ".state")
+    state_dir = _state_dir(out, args)
     bars: dict[str, Any] = {}
 
     def on_start(name: str, first: int, epochs: int) -> None:
@@ -117,11 +117,6 @@ def _train(
         for bar in bars.values():
             bar.close()
     save_checkpoint(checkpoint, out)
-    for name in variants:
-        (state_dir / f"{name}.pt").unlink(missing_ok=True)
-    (state_dir / "vqvae.pt").unlink(missing_ok=True)
-    if state_dir.is_dir() and not any(state_dir.iterdir()):
-        state_dir.rmdir()
     curve = curve or default_curve_path(out)
     histories = {name: entry["history"] for name, entry in checkpoint["variants"].items()}
     plot_curves(histories, curve, f"estimator training, {checkpoint['platform']} (simulated labels)")
@@ -144,14 +139,28 @@ def _train(
     }
 
 
+def _state_dir(out: Path, args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir else out.with_name(out.stem + ".state")
+
+
+def _drop_states(state_dir: Path, variants: tuple[str, ...]) -> None:
+    """Once every output is written: until then a rerun resumes from the states in seconds
+    instead of training every variant again."""
+    for name in variants:
+        (state_dir / f"{name}.pt").unlink(missing_ok=True)
+    (state_dir / "vqvae.pt").unlink(missing_ok=True)
+    if state_dir.is_dir() and not any(state_dir.iterdir()):
+        state_dir.rmdir()
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from rankmap_ros.core.estimator.pipeline import variant_names
 
     _threads(args)
     out = Path(args.out)
-    result = _train(
-        Path(args.dataset), out, variant_names(args.variants), args, Path(args.curve) if args.curve else None
-    )
+    variants = variant_names(args.variants)
+    result = _train(Path(args.dataset), out, variants, args, Path(args.curve) if args.curve else None)
+    _drop_states(_state_dir(out, args), variants)
     rows = [
         (name, f"{v['best_val_loss']:.4f}", v["best_epoch"], v["stopped"], v["minutes"])
         for name, v in result["variants"].items()
@@ -239,10 +248,12 @@ def cmd_estimator_build(args: argparse.Namespace) -> None:
     test_path = work / f"{args.platform}-test-{args.test_samples}-seed{args.seed + 1}.npz"
     _generate(args.platform, args.samples, train_path, args.seed, 1, 4, reuse=True)
     _generate(args.platform, args.test_samples, test_path, args.seed + 1, args.mappings_per_workload, 4, reuse=True)
-    trained = _train(train_path, out, tuple(args.variants.split(",")), args, work / f"{args.platform}-curve.png")
+    variants = tuple(args.variants.split(","))
+    trained = _train(train_path, out, variants, args, work / f"{args.platform}-curve.png")
     data = _evaluate(out, args.platform, test_path, timing=True)
     data["training"] = trained
     write_text_atomic(work / f"{args.platform}-eval.json", json.dumps(data, indent=2, sort_keys=True))
+    _drop_states(_state_dir(out, args), variants)
     emit(args, data, _eval_text(data) + f"\nwrote {out}, {work}/{args.platform}-eval.json and the training curve")
 
 

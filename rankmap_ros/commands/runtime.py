@@ -118,6 +118,7 @@ def _model_list(text: str) -> tuple[str, ...]:
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.calibrate import DEFAULT_MODELS, calibrate, measurements_path
+    from rankmap_ros.runtime.calibration_plot import plot_calibration, plot_path
     from rankmap_ros.runtime.discover import write_platform
     from rankmap_ros.runtime.profiler import PASSES
 
@@ -129,6 +130,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     # the measurements first: a platform file never sits beside an older run's measurements
     details = measurements_path(out)
     write_output(str(details), json.dumps(result.to_dict(), indent=1, sort_keys=True))
+    picture = plot_path(out)
+    plot_calibration(result, picture)
     write_platform(result.platform, out)
     rows = [
         (c, f"{q.unit_median:.1%}", f"{q.unit_worst:.1%}", f"{q.model_median:.1%}", f"{q.model_worst:.1%}")
@@ -146,8 +149,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         for c in result.platform.components
     ]
     text += "\n\n" + table(sharing, ("component", "concurrency loss", "per model", "parallelism", "interference"))
-    text += f"\nwrote {out} (calibrated host platform) and {details} (measurements)"
-    emit(args, {"out": str(out), "details": str(details), **result.to_dict()}, text)
+    text += f"\nwrote {out} (calibrated host platform), {details} (measurements) and {picture} (fit)"
+    emit(args, {"out": str(out), "details": str(details), "plot": str(picture), **result.to_dict()}, text)
 
 
 def cmd_dataset_collect(args: argparse.Namespace) -> None:

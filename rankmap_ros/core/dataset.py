@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from rankmap_ros.core import zoo
+from rankmap_ros.core.files import write_atomic
 from rankmap_ros.core.labels import LabelSource
 from rankmap_ros.core.mapping import DnnMapping, Mapping
 from rankmap_ros.core.qtensor import DEFAULT_MAX_UNITS
@@ -85,18 +86,13 @@ class Dataset:
         return Dataset(self.models[index], self.assign[index], self.throughput[index], dict(self.meta))
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as fh:
-            np.savez_compressed(
-                fh,
-                models=self.models,
-                assign=self.assign,
-                throughput=self.throughput,
-                meta=np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8),
-            )
-        tmp.replace(path)
+        meta = np.frombuffer(json.dumps(self.meta, sort_keys=True).encode(), dtype=np.uint8)
+        write_atomic(
+            Path(path),
+            lambda fh: np.savez_compressed(
+                fh, models=self.models, assign=self.assign, throughput=self.throughput, meta=meta
+            ),
+        )
 
     @classmethod
     def load(cls, path: Path) -> Dataset:
@@ -191,6 +187,13 @@ def _differing(saved: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return sorted(k for k in (meta.keys() | saved.keys()) - {"samples", "ideal"} if saved.get(k) != meta.get(k))
 
 
+def _load_kept(path: Path, what: str) -> Dataset:
+    try:
+        return Dataset.load(path)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} (where {what} is kept): move it away or delete it to start over") from exc
+
+
 def generate(
     source: LabelSource,
     samples: int,
@@ -228,22 +231,19 @@ def generate(
         "max_units": max_units,
         "max_stages": max_stages,
     }
-    if reuse and Path(out).is_file():
-        try:
-            finished: Dataset | None = Dataset.load(out)
-        except DatasetError:
-            finished = None
-        if finished is not None and len(finished) == samples and not _differing(finished.meta, meta):
+    if source.settings:  # a measured label's window: a resume with another one would mix them
+        meta["label_settings"] = dict(source.settings)
+    if reuse and Path(out).exists():
+        finished = _load_kept(Path(out), "a finished dataset")
+        if len(finished) == samples and not _differing(finished.meta, meta):
             return finished
     models = np.full((samples, max_dnns), -1, dtype=np.int16)
     assign = np.full((samples, max_dnns, max_units), -1, dtype=np.int8)
     throughput = np.full((samples, max_dnns), np.nan, dtype=np.float32)
     partial_path = Path(out).with_name(Path(out).name + ".partial.npz")
     done = 0
-    try:
-        partial: Dataset | None = Dataset.load(partial_path) if partial_path.is_file() else None
-    except DatasetError:
-        partial = None  # a torn partial file: start over
+    # a partial that cannot be read is refused, not started over: it may hold hours of measurements
+    partial = _load_kept(partial_path, "an interrupted run's samples") if partial_path.exists() else None
     if partial is not None:
         # Sample i depends on the settings and i only: a partial made with the same settings
         # gives its first samples, however many this run asks for. A resumed run keeps the
@@ -279,5 +279,6 @@ def generate(
             )
     dataset = Dataset(models, assign, throughput, {**meta, "samples": samples})
     dataset.save(Path(out))
-    partial_path.unlink(missing_ok=True)
+    if partial is None or len(partial) <= samples:  # a longer partial keeps what a larger run may want
+        partial_path.unlink(missing_ok=True)
     return dataset

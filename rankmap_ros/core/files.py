@@ -6,21 +6,33 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import yaml
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path` (parents made).
+    """Write `text` to a temporary file beside `path`, then rename it over `path` (parents made)."""
+    write_atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let `write` fill a temporary file beside `path`, flush it to disk, rename it over `path`.
 
     The temporary file is this thread's own, so that threads and processes writing the same file
-    at once each rename a whole one; it is removed if writing fails.
+    at once each rename a whole one; it is removed if writing fails. The flush before the rename
+    keeps a power cut from leaving a torn file under the final name (hours of training state).
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(text)
+        with tmp.open("wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):

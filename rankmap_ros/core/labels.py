@@ -31,6 +31,7 @@ class LabelSource(Protocol):
     platform_name: str
     platform_fingerprint: str
     components: tuple[str, ...]
+    settings: dict[str, float]  # what the labels depend on besides the platform (a measuring window)
 
     def label(self, workload: Workload, mapping: Mapping) -> dict[str, float]:
         """Inferences/s of every DNN of the workload, by instance name."""
@@ -51,6 +52,7 @@ class SimulatorLabels:
         self.platform_name = platform.name
         self.platform_fingerprint = platform_fingerprint(platform)
         self.components = platform.component_names
+        self.settings: dict[str, float] = {}
 
     def label(self, workload: Workload, mapping: Mapping) -> dict[str, float]:
         return dict(simulate(self.platform, workload, mapping).throughput)

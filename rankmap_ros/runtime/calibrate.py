@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from rankmap_ros.core.mapping import Mapping
-from rankmap_ros.core.platform import WORK_KINDS, Platform, TransferCost, WorkRates
+from rankmap_ros.core.platform import WORK_KINDS, Platform, TransferCost, WorkRates, load_platform
 from rankmap_ros.core.simulator import simulate, unit_time
 from rankmap_ros.core.unitvec import UnitInfo, profile
 from rankmap_ros.core.workload import Workload
@@ -366,14 +366,19 @@ def calibration_rates(platform_file: str | Path) -> tuple[dict[str, dict[str, fl
     """Per component, the rates its calibration measured with the first three models all on it.
 
     Returns ({}, reason) when there is nothing usable: no measurements file beside the
-    platform, an unreadable one, or one without sharing runs. Files written before the rates
-    had a key of their own hold them beside the fitted figures; those are read too.
+    platform, an unreadable one, one of another calibration (an interrupted `calibrate` writes
+    its measurements and leaves the older platform file), or one without sharing runs. Files
+    written before the rates had a key of their own hold them beside the fitted figures; those
+    are read too.
     """
     path = measurements_path(platform_file)
     if not path.is_file():
         return {}, f"no {path.name} beside the platform file"
     try:
-        contention = json.loads(path.read_text()).get("contention")
+        saved = json.loads(path.read_text())
+        if "platform" in saved and saved["platform"] != load_platform(platform_file).to_dict():
+            return {}, f"{path.name} was measured for another calibration than {Path(platform_file).name}"
+        contention = saved.get("contention")
         rates = {}
         for comp, found in contention.items():
             if "throughput" in found:

@@ -40,6 +40,7 @@ class MeasuredLabels:
         self.components = platform.component_names
         self.seconds = seconds
         self.warmup_s = warmup_s
+        self.settings = {"seconds": seconds, "warmup_s": warmup_s}
 
     def label(self, workload: Workload, mapping: Mapping) -> dict[str, float]:
         """Measured rates; the window grows until every DNN completed MIN_FRAMES (slow DNNs)."""

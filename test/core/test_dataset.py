@@ -110,6 +110,27 @@ def test_a_partial_file_of_other_settings_is_named_not_thrown_away(source: Simul
     fresh = generate(source, 4, tmp_path / "fresh.npz", seed=2)
     assert np.array_equal(fewer.models, fresh.models)
     assert np.array_equal(fewer.throughput, fresh.throughput, equal_nan=True)  # NaN: no DNN in that slot
+    assert partial.read_bytes() == before  # its two further samples stay for a larger run
+
+
+def test_a_damaged_partial_or_another_measuring_window_is_refused_and_kept(
+    source: SimulatorLabels, tmp_path: Path
+) -> None:
+    # a partial file of measured labels is hours of running mappings: never started over silently
+    out = tmp_path / "d.npz"
+    windowed = SimulatorLabels(source.platform)
+    windowed.settings = {"seconds": 3.0, "warmup_s": 1.0}
+    with pytest.raises(KeyboardInterrupt):
+        generate(windowed, 10, out, seed=2, checkpoint_every=3, progress=ctrl_c_after(6))
+    partial = tmp_path / "d.npz.partial.npz"
+    before = partial.read_bytes()
+    windowed.settings = {"seconds": 10.0, "warmup_s": 1.0}
+    with pytest.raises(DatasetError, match=r"6 samples made with other settings \(label_settings\)"):
+        generate(windowed, 10, out, seed=2)
+    partial.write_bytes(before[: len(before) // 2])
+    with pytest.raises(DatasetError, match=r"d\.npz\.partial\.npz is not a rankmap dataset.*delete it to start over"):
+        generate(windowed, 10, out, seed=2)
+    assert partial.read_bytes() == before[: len(before) // 2] and not out.exists()
 
 
 def test_a_finished_dataset_of_the_same_settings_is_reused_only_when_asked(

@@ -352,20 +352,35 @@ def test_stale_shipped_checkpoint_would_be_detected(opi: Platform) -> None:
         LearnedEstimator(checkpoint, recalibrated)
 
 
-def test_a_torn_or_foreign_resume_state_means_starting_over(tmp_path: Path) -> None:
-    # an interrupted run's state file written half (or another file at that path) must not stop the next run
+def test_a_damaged_or_foreign_resume_state_is_refused_and_kept(tiny_data: Dataset, tmp_path: Path) -> None:
+    # a state file may be hours of training: one that cannot be read must stop the run, not be overwritten
     from rankmap_ros.core.estimator.training import read_state
 
-    torn = tmp_path / "torn.pt"
-    torch.save({"epoch": 3, "model": {"w": torch.ones(4)}}, torn)
-    whole = torn.read_bytes()
-    state = read_state(torn)
+    state_file = tmp_path / "state.pt"
+    torch.save({"epoch": 3, "model": {"w": torch.ones(4)}}, state_file)
+    whole = state_file.read_bytes()
+    state = read_state(state_file)
     assert state is not None and state["epoch"] == 3 and torch.equal(state["model"]["w"], torch.ones(4))
-    torn.write_bytes(whole[: len(whole) // 2])
-    assert read_state(torn) is None
-    listed = tmp_path / "list.pt"
-    torch.save([1, 2, 3], listed)
-    assert read_state(listed) is None and read_state(tmp_path / "missing.pt") is None
+    state_file.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(EstimatorError, match=r"state.pt is not a readable training state .*delete it to start over"):
+        read_state(state_file)
+    torch.save([1, 2, 3], state_file)
+    with pytest.raises(EstimatorError, match="is not a training state"):
+        read_state(state_file)
+    assert read_state(tmp_path / "missing.pt") is None
+    states = tmp_path / "states"
+    states.mkdir()
+    for name, content in (("vqvae.pt", whole[:100]), ("rankmap.pt", None)):
+        if content is None:  # another version's or tool's state where the training's goes
+            torch.save({"format": "something else", "epoch": 7}, states / name)
+        else:
+            (states / name).write_bytes(content)
+        kept = (states / name).read_bytes()
+        with pytest.raises(EstimatorError, match=f"{name} is not a"):
+            fit(tiny_data, TINY, state_dir=states, log=lambda _: None)
+        assert (states / name).read_bytes() == kept
+        if content is not None:
+            (states / name).unlink()
 
 
 def test_an_interrupted_fit_of_another_seed_is_refused_not_overwritten(tiny_data: Dataset, tmp_path: Path) -> None:

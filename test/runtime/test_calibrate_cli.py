@@ -37,6 +37,7 @@ from rankmap_ros.runtime.calibrate import (
     quality,
 )
 from rankmap_ros.runtime.collect import MeasuredLabels
+from rankmap_ros.runtime.discover import write_platform
 from rankmap_ros.runtime.host import host_platform, independent_platform
 from rankmap_ros.runtime.profiler import (
     UnitTimes,
@@ -231,6 +232,7 @@ def test_calibrate_writes_a_platform_with_each_models_sharing_loss(capsys, tmp_p
         assert {m for m, _ in comp.model_concurrency_loss} == {"squeezenet_v2", "shufflenet"}
         assert all(0.0 <= loss < 1.0 for _, loss in comp.model_concurrency_loss)
     details = json.loads(out.with_suffix(".measurements.json").read_text())
+    assert out.with_suffix(".calibration.png").read_bytes().startswith(b"\x89PNG")  # the fit, for people
     for name in ("big", "little"):
         assert set(details["contention"][name]["model_concurrency_loss"]) == {"squeezenet_v2", "shufflenet"}
     # What `bench runtime` compares its own runs with, to tell how far the host drifted since.
@@ -357,6 +359,15 @@ def test_calibration_rates_come_from_the_measurements_beside_the_platform(tmp_pa
     old = {**fitted, "a": 9.5}
     measurements_path(platform).write_text(json.dumps({"contention": {"big": old}}))
     assert calibration_rates(platform) == ({"big": {"a": 9.5}}, None)
+    # a calibrate stopped between its two files: new measurements beside the older platform
+    write_platform(load_platform("orange_pi_5"), platform)
+    measured = {"contention": {"big": {"throughput": {"a": 20.5}}}}
+    measurements_path(platform).write_text(json.dumps({"platform": load_platform(platform).to_dict(), **measured}))
+    assert calibration_rates(platform) == ({"big": {"a": 20.5}}, None)
+    other = replace(load_platform("orange_pi_5"), description="calibrated a minute later")
+    measurements_path(platform).write_text(json.dumps({"platform": other.to_dict(), **measured}))
+    rates, why = calibration_rates(platform)
+    assert rates == {} and why == "host.measurements.json was measured for another calibration than host.yaml"
 
 
 @two_cpus

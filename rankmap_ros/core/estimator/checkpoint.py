@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from rankmap_ros.core.files import write_atomic
 from rankmap_ros.core.labels import platform_fingerprint
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.unitvec import zoo_fingerprint
@@ -53,11 +54,7 @@ REQUIRED = (
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(path)
+    write_atomic(Path(path), lambda fh: torch.save(checkpoint, fh))
 
 
 def load_checkpoint(path: Path, platform: Platform | None = None) -> dict[str, Any]:

@@ -77,9 +77,12 @@ def _vqvae(options: FitOptions, scaler: VectorScaler, state: Path | None, log: L
     """Fit the VQ-VAE, or take it from the state file of an interrupted run with the same settings."""
     settings = {"config": options.vq.to_dict(), "steps": options.vq_steps, "seed": options.train.seed}
     saved = read_state(state) if state is not None else None
-    if saved is not None and isinstance(saved.get("settings"), dict) and saved["settings"] != settings:
-        refuse_other_settings(Path(str(state)), "a run", settings, saved["settings"], prefix="VQ-VAE ")
-    if saved is not None and saved.get("settings") == settings:
+    if saved is not None and not {"settings", "state", "report"} <= saved.keys():
+        raise EstimatorError(f"{state} is not a VQ-VAE state: move it away or delete it to start over")
+    if saved is not None and saved["settings"] != settings:
+        settings_saved = saved["settings"] if isinstance(saved["settings"], dict) else None
+        refuse_other_settings(Path(str(state)), "a run", settings, settings_saved, prefix="VQ-VAE ")
+    if saved is not None:
         vq = UnitVQVAE(options.vq)
         vq.load_state_dict(saved["state"])
         return vq.eval(), saved["report"]

@@ -29,6 +29,7 @@ from torch import nn
 
 from rankmap_ros.core.estimator.checkpoint import EstimatorError
 from rankmap_ros.core.estimator.qbatch import q_batch
+from rankmap_ros.core.files import write_atomic
 
 STATE_FORMAT = "rankmap.train-state/1"
 _UNREADABLE = ("network shape", "dataset")  # settings named in a refusal without their values
@@ -169,7 +170,12 @@ def train_network(
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     start_epoch = 0
     state = read_state(state_path) if state_path is not None else None
-    if state is not None and state.get("format") == STATE_FORMAT:
+    if state is not None and state.get("format") != STATE_FORMAT:
+        raise EstimatorError(
+            f"{state_path} is not a state of this version's training (format {state.get('format')!r}, "
+            f"this version writes {STATE_FORMAT!r}): move it away or delete it to start over"
+        )
+    if state is not None:
         _check_same_run(Path(str(state_path)), state, settings, fingerprint)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -230,15 +236,22 @@ def train_network(
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
-    """An interrupted run's state, or None when there is none or it cannot be read (a torn write,
-    another tool's file): the run then starts over instead of failing."""
-    if not Path(path).is_file():
+    """An interrupted run's state, or None when there is none.
+
+    A file that cannot be read is refused, not started over: it may be hours of work that a
+    wrong path or a copy gone wrong put there, and starting over would overwrite it.
+    """
+    if not Path(path).exists():
         return None
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception:  # torch raises many types for damaged files
-        return None
-    return state if isinstance(state, dict) else None
+    except Exception as exc:  # torch raises many types for damaged files
+        raise EstimatorError(
+            f"{path} is not a readable training state ({type(exc).__name__}): move it away or delete it to start over"
+        ) from exc
+    if not isinstance(state, dict):
+        raise EstimatorError(f"{path} is not a training state: move it away or delete it to start over")
+    return state
 
 
 def _steps(n: int, batch: int) -> int:
@@ -292,20 +305,15 @@ def _save_state(
     best: dict[str, torch.Tensor],
     history: History,
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "format": STATE_FORMAT,
-            "fingerprint": fingerprint,
-            "settings": settings,
-            "epoch": epoch,
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "best": best,
-            "history": history.to_dict(),
-        },
-        tmp,
-    )
-    tmp.replace(path)
+    state = {
+        "format": STATE_FORMAT,
+        "fingerprint": fingerprint,
+        "settings": settings,
+        "epoch": epoch,
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "best": best,
+        "history": history.to_dict(),
+    }
+    write_atomic(path, lambda fh: torch.save(state, fh))
