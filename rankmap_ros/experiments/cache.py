@@ -41,6 +41,13 @@ def source_digest(*files: str) -> str:
     return hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()
 
 
+def core_digest() -> str:
+    """The digest of every core module (zoo, simulator, planner, estimator code): rows computed
+    before a change to any of them are not mixed with rows computed after it."""
+    core = Path(__file__).resolve().parent.parent / "core"
+    return source_digest(*sorted(str(f) for f in core.rglob("*.py")))
+
+
 def write_report(out_dir: Path | None, stem: str, report: Any, plot: Callable[[Path, Any], None]) -> None:
     """`<stem>.json` and `<stem>.png` of a finished experiment in `out_dir` (nothing without one)."""
     if out_dir is not None:

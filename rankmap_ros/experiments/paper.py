@@ -36,7 +36,7 @@ from rankmap_ros.core.platform import Platform, load_platform
 from rankmap_ros.core.simulator import ideal_throughput, simulate, throughputs
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import read_cached, write_cached
+from rankmap_ros.experiments.cache import core_digest, read_cached, write_cached
 from rankmap_ros.experiments.motivation import STARVATION_EPSILON
 
 # The paper's pool (Section V): the zoo less Inception-ResNet-V1, which only Figure 8 uses.
@@ -288,7 +288,9 @@ def _fingerprint(settings: Settings, model_name: str, platform: Platform) -> str
 
     weights = shipped_path(platform.name) if model_name == "estimator" else None
     model = hashlib.sha256(weights.read_bytes()).hexdigest() if weights is not None and weights.is_file() else ""
-    text = json.dumps([asdict(settings), model_name, model, platform.to_dict(), zoo.names()], sort_keys=True)
+    text = json.dumps(
+        [asdict(settings), model_name, model, platform.to_dict(), zoo.names(), core_digest()], sort_keys=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

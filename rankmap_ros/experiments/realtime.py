@@ -25,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rankmap_ros.core.files import write_text_atomic
+from rankmap_ros.core.labels import platform_fingerprint
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.platform import MeasuredUnits, Platform, load_platform
@@ -40,7 +41,7 @@ from rankmap_ros.core.rtsim import (
 )
 from rankmap_ros.core.throughput import SimulatorModel
 from rankmap_ros.core.workload import DnnSpec, Workload
-from rankmap_ros.experiments.cache import read_cached, write_cached
+from rankmap_ros.experiments.cache import core_digest, read_cached, write_cached
 
 Runner = Callable[[Platform, Workload, Mapping, Policy, float], RtResult]
 MAPPINGS = ("shared", "rankmap")
@@ -206,7 +207,12 @@ def host_setup(
     job_seconds: dict[str, float] = {}
     profiled: list[MeasuredUnits] = []
     paths = {c: None if cache is None else cache / f"units_{c}.json" for c in host.component_names}
-    cached = {c: saved for c, path in paths.items() if (saved := read_cached(path)) is not None}
+    machine = platform_fingerprint(host)  # another host, or this one's cores changed: measure again
+
+    def usable(saved: Any) -> bool:
+        return isinstance(saved, dict) and saved.get("host") == machine and set(models) <= set(saved["times"])
+
+    cached = {c: saved for c, path in paths.items() if usable(saved := read_cached(path))}
     missing = [c for c in host.component_names if c not in cached]
     found: dict[str, UnitTimes] = {}
     measured_bandwidth = 0.0
@@ -221,7 +227,8 @@ def host_setup(
             bandwidth = saved["bandwidth_gbs"]
         else:
             units, bandwidth = found[component], measured_bandwidth
-            write_cached(paths[component], {"times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth})
+            saved = {"host": machine, "times": units.times, "chains": units.chains, "bandwidth_gbs": bandwidth}
+            write_cached(paths[component], saved)
         scaled = units.chain_scaled()
         platform = fit_component(platform, scaled, bandwidth)
         profiled += units.profiled()
@@ -313,7 +320,13 @@ def _targets(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _fingerprint(settings: Settings, platform: Platform, scenarios: Sequence[Scenario], runner: Runner) -> str:
     text = json.dumps(
-        [asdict(settings), platform.to_dict(), [asdict(s) for s in scenarios], getattr(runner, "__name__", "")],
+        [
+            asdict(settings),
+            platform.to_dict(),
+            [asdict(s) for s in scenarios],
+            getattr(runner, "__name__", ""),
+            core_digest(),
+        ],
         sort_keys=True,
         default=str,
     )

@@ -35,7 +35,7 @@ from rankmap_ros.core.planner.spaces import UnitSpace
 from rankmap_ros.core.platform import load_platform
 from rankmap_ros.core.throughput import SimulatorModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import cache_dir, read_cached, write_cached, write_report
+from rankmap_ros.experiments.cache import cache_dir, core_digest, read_cached, write_cached, write_report
 from rankmap_ros.experiments.paper import critical_priorities, make_mixes
 
 VARIANTS = ("unit_mcts", "stage_mcts", "stage_mcts_seeded", "stage_mcts_polished", "rankmap", "ga")
@@ -92,7 +92,7 @@ def _row(
 
 def _cache_dir(out_dir: Path, settings: dict[str, Any], platform: dict[str, Any]) -> Path:
     """A directory per set of what the rows depend on, so other settings never reuse a row."""
-    return cache_dir(out_dir, [settings, platform, zoo.names(), VARIANTS])
+    return cache_dir(out_dir, [settings, platform, zoo.names(), VARIANTS, core_digest()])
 
 
 def run_search_comparison(

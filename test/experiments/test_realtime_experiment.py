@@ -155,6 +155,13 @@ def test_a_split_host_is_measured_per_cluster_and_deadlines_follow_the_fastest(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["units_big.json", "units_little.json"]
     again, seconds_again = host_setup((tiny,), tmp_path, split="big:0,little:1")
     assert again == platform and seconds_again == job_seconds
+    # the same output directory on another machine: its times are not this host's
+    moved = tmp_path / "units_big.json"
+    moved.write_text(json.dumps({**json.loads(moved.read_text()), "host": "another machine"}))
+    kept = (tmp_path / "units_little.json").read_bytes()
+    host_setup((tiny,), tmp_path, split="big:0,little:1")
+    assert json.loads(moved.read_text())["host"] != "another machine"
+    assert (tmp_path / "units_little.json").read_bytes() == kept
 
 
 def test_preemption_cost_compares_the_best_effort_compute_per_job_under_edf_and_np_edf() -> None:
