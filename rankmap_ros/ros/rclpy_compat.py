@@ -48,7 +48,7 @@ if _rclpy is not None:
     from rclpy.task import Future
     from rclpy.time import Time
 else:
-    from rankmap_ros.ros import dds as rclpy
+    from rankmap_ros.ros.dds import rclpy_api as rclpy
     from rankmap_ros.ros.dds.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
     from rankmap_ros.ros.dds.context import ExternalShutdownException
     from rankmap_ros.ros.dds.executor import MultiThreadedExecutor, SingleThreadedExecutor

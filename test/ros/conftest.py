@@ -89,7 +89,7 @@ def peers() -> Iterator[list[Peer]]:
 @pytest.fixture
 def rclpy_context() -> Iterator[object]:
     """Our rclpy in this process (no signal handlers: pytest owns SIGINT)."""
-    from rankmap_ros.ros import dds
+    from rankmap_ros.ros.dds import rclpy_api as dds
     from rankmap_ros.ros.dds.context import SignalHandlerOptions
 
     dds.init(args=[], signal_handler_options=SignalHandlerOptions.NO)

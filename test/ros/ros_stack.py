@@ -96,7 +96,8 @@ def start_stack(params: dict[str, str], encoding: str = "rgb8", remaps: tuple[st
     camera_args += ["-p", f"frame_id:={FRAME_ID}", "-p", "step_padding:=8", "-p", "compressed:=jpeg"]
     camera_args += ["-p", f"encoding:={encoding}"]
     camera = subprocess.Popen([*python, "rankmap_ros.ros.camera_node", "--ros-args", *camera_args])
-    from rankmap_ros.ros import dds, endpoints
+    from rankmap_ros.ros import endpoints
+    from rankmap_ros.ros.dds import rclpy_api as dds
     from rankmap_ros.ros.dds.context import SignalHandlerOptions
     from rankmap_ros.ros.manager_node import MAPPING_QOS
     from rankmap_ros.ros.rclpy_compat import Node, SingleThreadedExecutor, msg, qos_profile_sensor_data
@@ -124,7 +125,7 @@ def start_stack(params: dict[str, str], encoding: str = "rgb8", remaps: tuple[st
 
 def stop_stack(s: Stack) -> None:
     """SIGINT the camera and the manager (the manager stops its executors), then leave DDS."""
-    from rankmap_ros.ros import dds
+    from rankmap_ros.ros.dds import rclpy_api as dds
 
     for process in (s.camera, s.manager):
         if process.poll() is None:

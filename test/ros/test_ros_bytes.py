@@ -77,7 +77,7 @@ def test_numeric_sequences_take_what_rclpy_takes() -> None:
 
 def test_wire_bytes_between_processes(rclpy_context: object, peers: list[Peer]) -> None:
     """A separate process publishes (transient-local) and serves every type; we read raw payloads."""
-    from rankmap_ros.ros.dds import get_default_context
+    from rankmap_ros.ros.dds.context import get_default_context
     from rankmap_ros.ros.dds.node import Node
     from rankmap_ros.ros.dds.qos import DurabilityPolicy, QoSProfile
 

@@ -171,3 +171,20 @@ def test_logs_shows_rosout_lines_filtered_by_level_and_logger(peers: list[Peer])
     line = LogLine(0, 30, "rankmap_manager.planner", "", "", "", 0)
     assert wanted(line, 30, ("rankmap_manager",)) and wanted(line, 20, ())
     assert not wanted(line, 40, ()) and not wanted(line, 10, ("rankmap_manager_2", "camera"))
+
+
+def test_the_command_line_helpers_import_on_a_ros_machine_without_cyclonedds_or_rosbags() -> None:
+    """On a colcon install rclpy is there but Cyclone DDS's Python binding and rosbags are not
+    (package.xml does not ask for them): `rankmap status`, `register`, `logs`, `check-dnns`
+    import these beside real rclpy."""
+    blocked = "import sys; sys.modules.update(dict.fromkeys(('cyclonedds', 'rosbags'), None)); "
+    probe = (
+        "from rankmap_ros.ros.dds.names import normalize_namespace; "
+        "from rankmap_ros.ros.dds.args import params_file_values; "
+        "from rankmap_ros.ros.dds.logging import console_line, parse_severity; "
+        "print(normalize_namespace('robot1'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocked + probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "/robot1", done.stderr[-2000:]
