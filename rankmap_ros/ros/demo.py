@@ -23,9 +23,9 @@ from typing import Any
 from rankmap_ros.ros import endpoints
 from rankmap_ros.ros.diagnostics import level_value
 from rankmap_ros.ros.parent import PARENT_ENV
+from rankmap_ros.ros.share import find_share
 
 LEVELS = ("OK", "WARN", "ERROR", "STALE")
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "rankmap.yaml"
 
 
 @dataclass
@@ -101,7 +101,8 @@ def node_commands(options: DemoOptions) -> dict[str, list[str]]:
     """argv of the nodes, the same parameters demo.launch.py sets; with a dnns_file the manager
     registers its DNNs itself and no perception node runs."""
     python = [sys.executable, "-m"]
-    params = options.params_file or (str(CONFIG) if CONFIG.is_file() else "")
+    config = find_share("config/rankmap.yaml")
+    params = options.params_file or (str(config) if config is not None else "")
     manager = [*python, "rankmap_ros.ros.manager_node", "--ros-args"]
     if params:
         manager += ["--params-file", params]

@@ -253,10 +253,17 @@ class StageExecutor(Node):
 
     def _serve_reporting(self) -> None:
         """A job that raises (CUDA out of memory) ends the stage with its text on the board, for the
-        manager's log and diagnostics, not just an exit code."""
+        manager's log and diagnostics, not just an exit code.
+
+        Not so once the stage was told to stop: the manager's SIGTERM follows its stop request at
+        once, and rclpy's handler shuts the context down under a publish in flight, which then
+        raises. That is the stop the manager asked for, not a failure to report.
+        """
         try:
             self._serve()
         except Exception as exc:
+            if self.stop.is_set() or self.board.stopping:
+                return
             self.failed = True
             self.board.set_state(self.row, StageState.FAILED, f"{type(exc).__name__}: {exc}")
             self.get_logger().error(f"{self.spec.label} failed: {type(exc).__name__}: {exc}")

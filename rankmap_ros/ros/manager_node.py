@@ -283,7 +283,9 @@ class Manager(Node):
         # Under the component executor each container's loop is its component's arbiter.
         self.arbiters = None if self.composed else Arbiters(self.platform, self.policy)
         self.containers = (
-            Containers(self.policy.value, self.get_namespace(), v["compute_niceness"]) if self.composed else None
+            Containers(self.policy.value, self.get_namespace(), v["compute_niceness"], self._log_level())
+            if self.composed
+            else None
         )
         self.lock = threading.RLock()
         self.plan = PlanInForce(None, {}, {}, v["planner"], 0.0, {})
@@ -709,7 +711,13 @@ class Manager(Node):
             policy=self.policy.value,
             drop_late=self.v["drop_late_jobs"],
             threads=threads,
+            log_level=self._log_level(),
         )
+
+    def _log_level(self) -> str:
+        """This node's level for its executors' command lines ("" at the default, info)."""
+        name = str(getattr(self.get_logger().get_effective_level(), "name", "INFO")).lower()
+        return "" if name == "info" else name
 
     # ---- supervision ------------------------------------------------------------------------
 

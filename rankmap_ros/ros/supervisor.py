@@ -79,6 +79,7 @@ class ChainConfig:
     threads: tuple[tuple[str, int], ...] = ()  # (component, torch threads) of the plan (stage_threads)
     # by the registered name (`.../compressed`), which the manager's remapping may have renamed
     input_compressed: bool = False
+    log_level: str = ""  # the manager's own (launch's log_level), for its executors; "" keeps info
 
 
 class Arbiters:
@@ -186,10 +187,11 @@ class Containers:
     dead (the chains it ran fail on their own and are restarted into the new one).
     """
 
-    def __init__(self, policy: str, namespace: str, niceness: int) -> None:
+    def __init__(self, policy: str, namespace: str, niceness: int, log_level: str = "") -> None:
         self.policy = policy
         self.namespace = namespace
         self.niceness = niceness
+        self.log_level = log_level
         self.running: dict[str, Container] = {}
         self.starts: collections.Counter[str] = collections.Counter()
 
@@ -218,7 +220,7 @@ class Containers:
             "owner_pid": os.getpid(),
             "compute_niceness": self.niceness,
         }
-        argv = node_argv("rankmap_container", f"rankmap_{label}_container", self.namespace, params)
+        argv = node_argv("rankmap_container", f"rankmap_{label}_container", self.namespace, params, self.log_level)
         try:
             process = ExecutorProcess(argv, container=True)
         except BaseException:
@@ -431,16 +433,21 @@ def executor_command(
         "drop_late": config.drop_late,
         **wiring,
     }
-    return node_name, node_argv("rankmap_executor", node_name, config.namespace, params)
+    return node_name, node_argv("rankmap_executor", node_name, config.namespace, params, config.log_level)
 
 
-def node_argv(executable: str, node_name: str, namespace: str, params: dict[str, object]) -> list[str]:
-    """A node's command line: its name, namespace and `-p` values as JSON, which YAML reads back exactly."""
+def node_argv(
+    executable: str, node_name: str, namespace: str, params: dict[str, object], log_level: str = ""
+) -> list[str]:
+    """A node's command line: its name, namespace, `-p` values as JSON (which YAML reads back
+    exactly) and the manager's log level: a launch's `log_level:=debug` is meant for them too."""
     argv = [executable, "--ros-args", "-r", f"__node:={node_name}"]
     if namespace not in ("", "/"):
         argv += ["-r", f"__ns:={namespace}"]
     for name, value in params.items():
         argv += ["-p", f"{name}:={json.dumps(value)}"]
+    if log_level:
+        argv += ["--log-level", log_level]
     return argv
 
 

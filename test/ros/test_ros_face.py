@@ -946,3 +946,68 @@ def test_a_dnn_registered_again_while_its_old_executors_stop_starts_when_they_ha
         release.set()
         unregister.join(10.0)
     assert started == ["d"] and manager.chains == {"d": "d"} and manager.stopping == set()
+
+
+def test_a_stage_whose_publish_fails_while_it_is_stopped_is_not_a_failure() -> None:
+    """rclpy's SIGTERM handler shuts the context down, and a publish in flight raises: a stage the
+    manager is stopping must not log an error and exit as failed on every re-plan."""
+    from rankmap_ros.ros.executor_node import StageExecutor
+    from rankmap_ros.runtime.board import Board, StageState
+
+    errors: list[str] = []
+    board = Board.create(1)
+    try:
+
+        def publish_fails() -> None:
+            raise RuntimeError("publisher's context is invalid")
+
+        node = SimpleNamespace(
+            _serve=publish_fails, stop=SimpleNamespace(is_set=lambda: False), board=board, row=0, failed=False,
+            spec=SimpleNamespace(label="d[0:18]@cpu"), get_logger=lambda: SimpleNamespace(error=errors.append),
+        )  # fmt: skip
+        board.set_state(0, StageState.READY)
+        board.request_stop()
+        StageExecutor._serve_reporting(node)  # type: ignore[arg-type]
+        assert not node.failed and board.state(0) == StageState.READY and errors == []
+        board.rows["state"][0] = int(StageState.READY)
+        node.board = SimpleNamespace(stopping=False, set_state=board.set_state)  # a failure of its own
+        StageExecutor._serve_reporting(node)  # type: ignore[arg-type]
+        assert node.failed and board.state(0) == StageState.FAILED
+        assert errors == ["d[0:18]@cpu failed: RuntimeError: publisher's context is invalid"]
+    finally:
+        board.detach()
+        board.unlink()
+
+
+def test_installed_files_are_found_under_a_colcon_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed, config/ and msg/ are not beside the sources: colcon puts them under each prefix
+    of AMENT_PREFIX_PATH (share/rankmap_ros), pip under sys.prefix."""
+    from rankmap_ros.ros.share import find_share, share_dirs
+
+    share = tmp_path / "install" / "rankmap_ros" / "share" / "rankmap_ros"
+    (share / "config").mkdir(parents=True)
+    (share / "config" / "robot_only.yaml").write_text("x: 1\n")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"/opt/ros/jazzy:{tmp_path / 'install' / 'rankmap_ros'}")
+    assert share_dirs()[1:3] == [Path("/opt/ros/jazzy/share/rankmap_ros"), share]
+    assert find_share("config/robot_only.yaml") == share / "config" / "robot_only.yaml"
+    assert find_share("config/rankmap.yaml") == Path(__file__).resolve().parents[2] / "config" / "rankmap.yaml"
+    assert find_share("config/nowhere.yaml") is None
+
+
+def test_the_managers_log_level_reaches_its_executors_command_lines() -> None:
+    """`ros2 launch ... log_level:=debug` sets the manager's level; its executors and containers
+    are started by the manager, not by launch, so it must hand the level on."""
+    from rankmap_ros.ros.dds.args import parse
+    from rankmap_ros.ros.manager_node import Manager
+
+    platform = load_platform("orange_pi_5")
+    base = dict(dnn="det", model="squeezenet_v2", weights=None, priority=1.0, input_topic="/in", output_topic="/out")
+    base |= dict(output_kind="classification", namespace="/")
+    _, argv = executor_command(ChainConfig(**base, log_level="debug"), platform, (0, 18, "big"), 0, True, {})
+    assert parse(argv[1:]).log_levels == {None: "debug"}
+    _, argv = executor_command(ChainConfig(**base), platform, (0, 18, "big"), 0, True, {})
+    assert "--log-level" not in argv
+    for level, passed in (("DEBUG", "debug"), ("WARN", "warn"), ("INFO", "")):
+        logger = SimpleNamespace(get_effective_level=lambda level=level: SimpleNamespace(name=level))
+        manager = SimpleNamespace(get_logger=lambda logger=logger: logger)
+        assert Manager._log_level(manager) == passed  # type: ignore[arg-type]

@@ -17,7 +17,6 @@ import array
 import ast
 import os
 import re
-import sys
 from collections import UserList, UserString
 from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
@@ -32,6 +31,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from rankmap_ros.ros.dds.distro import HUMBLE_LIKE, distro
+from rankmap_ros.ros.share import find_share
 
 PACKAGE = "rankmap_ros"
 EMPTY_MEMBER = "structure_needs_at_least_one_member"
@@ -213,14 +213,12 @@ def _as_rclpy_sequence(name: str, typ: str) -> Callable[[Any], np.ndarray]:
 
 def interface_root() -> Path:
     """The directory holding this package's msg/ and srv/ (source tree or installed share/)."""
-    candidates = [
-        os.environ.get("RANKMAP_ROS_INTERFACES", ""),
-        str(Path(__file__).resolve().parents[3]),
-        str(Path(sys.prefix) / "share" / PACKAGE),
-    ]
-    for text in candidates:
-        if text and (Path(text) / "msg").is_dir():
-            return Path(text)
+    given = os.environ.get("RANKMAP_ROS_INTERFACES", "")
+    if given and (Path(given) / "msg").is_dir():
+        return Path(given)
+    found = find_share("msg")
+    if found is not None and found.is_dir():
+        return found.parent
     raise InterfaceError(f"no msg/ directory of {PACKAGE} found (set RANKMAP_ROS_INTERFACES)")
 
 
