@@ -38,6 +38,7 @@ from rankmap_ros.ros.rclpy_compat import (
     ParameterDescriptor,
     QoSProfile,
     ReliabilityPolicy,
+    SingleThreadedExecutor,
     msg,
     qos_profile_sensor_data,
     rclpy,
@@ -309,14 +310,17 @@ def main(args: list[str] | None = None) -> None:
         rclpy.try_shutdown()
         sys.exit(worker.EXIT_FAILED)
     node.compute.start()
+    executor = SingleThreadedExecutor()  # one for the node's life: its wait set is built once
+    executor.add_node(node)
     try:
         # The stage loop ends when the manager stops the DNN or is gone: then the node leaves too.
         while rclpy.ok() and node.compute.is_alive():
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.close()
+        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
     if node.failed:
