@@ -100,7 +100,7 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
         if not path:
             raise CliError("give a dnns_file, or a parameters file that names one")
         platform = load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
-        registry = Registry(v["max_dnns"], platform)
+        registry = Registry(v["max_dnns"], platform, lambda t: t if t.startswith("/") else f"{namespace}/{t}")
         registry.mode = v["priority_mode"]
         stored = register_file(registry, path, v["allowed_model_dirs"])
     except (RequestError, RosArgumentError) as exc:

@@ -275,7 +275,7 @@ class Manager(Node):
             min_potential=v["starvation_threshold"],
             policy=self.policy.value,
         )
-        self.registry = Registry(v["max_dnns"], self.platform)
+        self.registry = Registry(v["max_dnns"], self.platform, self.resolve_topic_name)
         self.registry.mode = v["priority_mode"]
         self.hinted = False  # the executor hint is logged once
         # before anything the manager owns exists: a bad file stops the start with nothing to undo

@@ -7,7 +7,7 @@ request leaves the registry exactly as it was and the message says what is wrong
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -119,9 +119,13 @@ def check_number(what: str, value: float) -> None:
 class Registry:
     """Registrations in registration order (the workload order) plus the priority mode."""
 
-    def __init__(self, max_dnns: int, platform: Platform | None = None) -> None:
+    def __init__(
+        self, max_dnns: int, platform: Platform | None = None, resolve: Callable[[str], str] | None = None
+    ) -> None:
+        """`resolve` names topics as the manager node does (its namespace, its remappings)."""
         self.max_dnns = max_dnns
         self.platform = platform
+        self.resolve = resolve
         self.dnns: dict[str, Registration] = {}
         self.mode = "static"
 
@@ -151,6 +155,7 @@ class Registry:
         if len(self.dnns) >= self.max_dnns:
             raise RequestError(f"the manager runs at most {self.max_dnns} DNNs (parameter max_dnns); unregister one")
         check_topic(reg.input_topic)
+        self._check_not_ours(reg.input_topic)
         check_number("priority", reg.priority)
         check_number("min_rate", reg.min_rate)
         check_number("period", reg.period)
@@ -159,6 +164,18 @@ class Registry:
             return reg.task
         except RealTimeError as exc:
             raise RequestError(str(exc)) from exc
+
+    def _check_not_ours(self, topic: str) -> None:
+        """A DNN fed from the manager's own topics (another DNN's results) would wait for images
+        that never come, as a type mismatch DDS reports nowhere."""
+        if self.resolve is None:
+            return
+        ours, resolved = self.resolve("rankmap"), self.resolve(topic)
+        if resolved == ours or resolved.startswith(ours + "/"):
+            raise RequestError(
+                f"input_topic {topic!r} ({resolved}) is one of the manager's own topics under {ours}/ (results, "
+                "mapping, throughput): name the camera's sensor_msgs/Image or CompressedImage topic"
+            )
 
     def register(
         self, reg: Registration, allowed_dirs: Sequence[str], resolved: tuple[str, str | None] | None = None

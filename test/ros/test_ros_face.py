@@ -163,7 +163,7 @@ def _reg(name: str = "a", **kw: object) -> Registration:
 
 
 def test_registry_refusals_change_nothing(tmp_path: Path) -> None:
-    registry = Registry(max_dnns=2)
+    registry = Registry(max_dnns=2, resolve=lambda t: t if t.startswith("/") else f"/robot1/{t}")
     registry.register(_reg("a"), [])
     before = dict(registry.dnns)
     model_dir = tmp_path / "models"
@@ -185,6 +185,11 @@ def test_registry_refusals_change_nothing(tmp_path: Path) -> None:
         "'/cam//image' is not a valid": _reg("b", input_topic="/cam//image"),
         "'/cam/' is not a valid": _reg("b", input_topic="/cam/"),
         "at most 200": _reg("b", input_topic="/" + "c" * 200),
+        # another DNN's results (or the mapping) as input: a wait for images that never come
+        "'rankmap/a/classification' (/robot1/rankmap/a/classification) is one of the manager's own topics": _reg(
+            "b", input_topic="rankmap/a/classification"
+        ),
+        "'/robot1/rankmap' (/robot1/rankmap) is one of the manager's own": _reg("b", input_topic="/robot1/rankmap"),
         "too long": _reg("b" * 65),
         "finite number": _reg("b", priority=math.inf),
         "min_rate must be": _reg("b", min_rate=-2.0),
@@ -195,7 +200,8 @@ def test_registry_refusals_change_nothing(tmp_path: Path) -> None:
         with pytest.raises(RequestError, match=re.escape(expected)):
             registry.register(reg, [str(model_dir)])
         assert registry.dnns == before
-    registry.register(_reg("b", priority=0.0, input_topic="cam_2/image_raw"), [])  # relative to the namespace
+    registry.register(_reg("b", priority=0.0, input_topic="rankmap_cam/image_raw"), [])  # relative to the namespace
+    assert registry.dnns["b"].input_topic == "rankmap_cam/image_raw"
     with pytest.raises(RequestError, match="at most 2 DNNs"):
         registry.register(_reg("c"), [])
     for args, expected in [
