@@ -161,7 +161,7 @@ def cmd_dataset_collect(args: argparse.Namespace) -> None:
     from rankmap_ros.runtime.host import independent_platform
 
     platform = independent_platform(_platform(args))
-    source = MeasuredLabels(platform, seconds=args.seconds)
+    source = MeasuredLabels(platform, seconds=args.seconds, warmup_s=args.warmup)
 
     def progress(indices: Any, total: int, done: int) -> Any:
         return tqdm(indices, total=total, initial=done, desc="measuring", file=sys.stderr, disable=args.json)
@@ -392,6 +392,9 @@ def register(sub: Any, experiments: Any) -> None:
     p.set_defaults(resume_hint="Run the same command again to go on from OUT.partial.npz.")
     p.add_argument("--samples", type=integer(1), default=20)
     p.add_argument("--seconds", type=SECONDS, default=3.0, help="measurement window per sample (default 3)")
+    p.add_argument(
+        "--warmup", type=SECONDS_OR_ZERO, default=1.0, help="seconds each sample runs before measuring (default 1)"
+    )
     p.add_argument("--max-dnns", type=integer(1, 5), default=5)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--quiet", action="store_true")
