@@ -10,6 +10,7 @@ from typing import NoReturn
 
 from rankmap_ros.commands import demo, estimator, foundation, planner, ros, runtime
 from rankmap_ros.commands.common import CliError
+from rankmap_ros.commands.paths import check_paths
 
 COMMAND_MODULES = (foundation, runtime, ros, estimator, demo, planner)
 
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiments = experiment.add_subparsers(dest="experiment", required=True)
     for module in COMMAND_MODULES:
         module.register(sub, experiments)
+    for command in experiments.choices.values():
+        command.set_defaults(out_is_dir=True)  # an experiment's --out is its results directory
     return parser
 
 
@@ -46,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # a refusal (2) or --help (0): a status to return, as for the commands
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        check_paths(args)
         args.handler(args)
         sys.stdout.flush()  # a reader that went away (`| head`) is found here, not at exit
     except BrokenPipeError:
@@ -70,4 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(f"rankmap: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's refusal (disk full, permissions): its words, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"rankmap: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     return 0

@@ -288,3 +288,26 @@ def test_ctrl_c_in_a_calibration_says_it_wrote_nothing_and_starts_over(capsys, m
     code, _, err = run(capsys, "calibrate", "--platform", "host", "--split", "big:0", "--out", str(out))
     assert code == 130 and err.startswith("rankmap: interrupted. Nothing was written.") and "run it again" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_that_cannot_be_written_or_are_inputs_are_refused_before_any_work(capsys, tmp_path) -> None:
+    """A 4-minute calibration or an hour of training must not end in a traceback over its --out,
+    and an --out naming the command's own input must not overwrite it."""
+    workload = tmp_path / "robot.yaml"
+    workload.write_text((ROOT / "config" / "workloads" / "robot.yaml").read_text())
+    kept = workload.read_bytes()
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (("map", "--workload", str(workload), "--out", str(workload)), "is also the --workload file"),
+        (("map", "--workload", "alexnet", "--out", str(tmp_path / "adir")), "is a directory; give a file name"),
+        (("calibrate", "--split", "c:0", "--out", str(tmp_path / "adir")), "is a directory; give a file name"),
+        (("experiment", "search", "--out", str(tmp_path / "afile")), "is a file; give a directory"),
+        (("map", "--workload", "alexnet", "--out", str(tmp_path / "afile" / "m.json")), "afile is not a directory"),
+        (("train", "--dataset", "d.npz", "--out", "m.pt", "--curve", "c.npz"), "a figure ends in .png"),
+        (("train", "--dataset", "d.npz", "--out", "m.pt", "--state-dir", str(tmp_path / "afile")), "is a file"),
+    ]
+    for argv, expected in cases:
+        assert expected in refused(capsys, *argv)
+    assert workload.read_bytes() == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "robot.yaml"]
