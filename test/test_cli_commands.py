@@ -123,6 +123,12 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("dataset", "collect", "--out", "d.npz", "--seconds", "0"), "argument --seconds"),
         (("dataset", "collect", "--out", "d.npz", "--max-dnns", "6"), "argument --max-dnns: must be from 1 to 5"),
         (("bench", "realtime", "--cycles", "0"), "argument --cycles: must be at least 1, got 0"),
+        # refused before the datasets are labelled (52,000 samples by default), or a crash
+        (("estimator", "build", "--variants", "bogus", "--workdir", "/tmp/never"), "--variants: unknown bogus"),
+        (("train", "--dataset", "d.npz", "--out", "m.pt", "--variants", ","), "--variants: none"),
+        (("estimator", "eval", "--dataset", "d.npz", "--threads", "99999"), "argument --threads: must be from 1"),
+        (("bench", "estimator", "--threads", "1,100000"), "--threads must be integers from 1"),
+        (("estimator", "build", "--platform", "/robot/board.yaml"), "--out is needed with a platform file"),
         (("bench", "runtime", "--rounds", "0"), "argument --rounds: must be at least 1, got 0"),
         (("status", "--timeout", "nan"), "argument --timeout: must be a finite number > 0 and <= 3.2e+07, got nan"),
         (("demo", "--duration", "nan"), "argument --duration: must be a finite number > 0 and <= 3.2e+07, got nan"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,19 @@ from typing import Any
 from rankmap_ros.commands.common import POSITIVE, SEED, CliError, add_command, command_group, emit, integer, table
 
 BUILD_DIR = "results/estimator"
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # more only slows torch down; 99,999 crashed it
+
+
+def _variants(text: str) -> tuple[str, ...]:
+    """--variants checked before any work: `estimator build` labels 52,000 samples first."""
+    from rankmap_ros.core.estimator.pipeline import VARIANTS, variant_names
+
+    variants = variant_names(text)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if not variants or unknown:
+        given = f"unknown {', '.join(unknown)}" if unknown else "none"
+        raise CliError(f"--variants: {given}; choose from {', '.join(VARIANTS)}")
+    return variants
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -154,11 +168,9 @@ def _drop_states(state_dir: Path, variants: tuple[str, ...]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from rankmap_ros.core.estimator.pipeline import variant_names
-
     _threads(args)
     out = Path(args.out)
-    variants = variant_names(args.variants)
+    variants = _variants(args.variants)
     result = _train(Path(args.dataset), out, variants, args, Path(args.curve) if args.curve else None)
     _drop_states(_state_dir(out, args), variants)
     rows = [
@@ -241,20 +253,24 @@ def cmd_estimator_build(args: argparse.Namespace) -> None:
     from rankmap_ros.core.estimator.checkpoint import shipped_path
     from rankmap_ros.core.files import write_text_atomic
 
+    variants = _variants(args.variants)
     _threads(args)
+    from_file = Path(args.platform).suffix in (".yaml", ".yml") or "/" in args.platform
+    if from_file and not args.out:
+        raise CliError("--out is needed with a platform file: the package ships checkpoints for built-in platforms")
+    name = Path(args.platform).stem if from_file else args.platform  # file names, not the path
     work = Path(args.workdir)
     out = Path(args.out) if args.out else shipped_path(args.platform)
-    train_path = work / f"{args.platform}-train-{args.samples}-seed{args.seed}.npz"
-    test_path = work / f"{args.platform}-test-{args.test_samples}-seed{args.seed + 1}.npz"
+    train_path = work / f"{name}-train-{args.samples}-seed{args.seed}.npz"
+    test_path = work / f"{name}-test-{args.test_samples}-seed{args.seed + 1}.npz"
     _generate(args.platform, args.samples, train_path, args.seed, 1, 4, reuse=True)
     _generate(args.platform, args.test_samples, test_path, args.seed + 1, args.mappings_per_workload, 4, reuse=True)
-    variants = tuple(args.variants.split(","))
-    trained = _train(train_path, out, variants, args, work / f"{args.platform}-curve.png")
+    trained = _train(train_path, out, variants, args, work / f"{name}-curve.png")
     data = _evaluate(out, args.platform, test_path, timing=True)
     data["training"] = trained
-    write_text_atomic(work / f"{args.platform}-eval.json", json.dumps(data, indent=2, sort_keys=True))
+    write_text_atomic(work / f"{name}-eval.json", json.dumps(data, indent=2, sort_keys=True))
     _drop_states(_state_dir(out, args), variants)
-    emit(args, data, _eval_text(data) + f"\nwrote {out}, {work}/{args.platform}-eval.json and the training curve")
+    emit(args, data, _eval_text(data) + f"\nwrote {out}, {work / (name + '-eval.json')} and the training curve")
 
 
 def cmd_bench_estimator(args: argparse.Namespace) -> None:
@@ -267,13 +283,13 @@ def cmd_bench_estimator(args: argparse.Namespace) -> None:
         counts = [int(t) for t in args.threads.split(",")]
     except ValueError:
         counts = []
-    if not counts or any(t <= 0 for t in counts):
-        raise CliError(f"--threads must be positive integers, got {args.threads!r}")
+    if not counts or any(not 1 <= t <= MAX_THREADS for t in counts):
+        raise CliError(f"--threads must be integers from 1 to {MAX_THREADS}, got {args.threads!r}")
     before = torch.get_num_threads()
     results: dict[str, list[dict[str, Any]]] = {}
     try:
-        for variant in args.variants.split(","):
-            estimator = LearnedEstimator.load(Path(args.model) if args.model else None, args.platform, variant.strip())
+        for variant in _variants(args.variants):
+            estimator = LearnedEstimator.load(Path(args.model) if args.model else None, args.platform, variant)
             results[variant] = []
             for threads in counts:
                 torch.set_num_threads(threads)
@@ -324,7 +340,7 @@ def _training_options(
     )
     p.add_argument("--max-minutes", type=POSITIVE, help="stop a variant's training after this long")
     p.add_argument("--state-dir", help="where an interrupted run keeps its state (default: beside --out)")
-    p.add_argument("--threads", type=integer(1), help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=integer(1, MAX_THREADS), help="torch threads (default: torch's choice)")
 
 
 def register(sub: Any, experiments: Any) -> None:
@@ -356,7 +372,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--platform", default="orange_pi_5")
     p.add_argument("--dataset", required=True)
     p.add_argument("--no-timing", action="store_true", help="skip the microseconds-per-mapping measurement")
-    p.add_argument("--threads", type=integer(1))
+    p.add_argument("--threads", type=integer(1, MAX_THREADS))
     p = add_command(estimator, "build", cmd_estimator_build, "generate data, train, evaluate: the shipped checkpoint")
     p.add_argument("--platform", default="orange_pi_5")
     p.add_argument("--samples", type=integer(1), default=50_000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -267,12 +268,22 @@ def test_wrong_platform_zoo_shape_or_file_fails_clearly(
         load_checkpoint(tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x80\x04 definitely not a checkpoint")
-    with pytest.raises(EstimatorError, match="cannot be read safely"):
+    with pytest.raises(EstimatorError, match=r"holds more than tensors and plain data .*not loaded"):
         load_checkpoint(garbage)
     pickled = tmp_path / "pickled.pt"
     torch.save({"format": "rankmap.estimator/1", "payload": Path("/")}, pickled)  # needs pickled code to load
-    with pytest.raises(EstimatorError, match="cannot be read safely"):
+    with pytest.raises(EstimatorError, match="not loaded, as it could run code") as refused:
         load_checkpoint(pickled)
+    assert "weights_only=False" not in str(refused.value)  # torch's advice, wrong for a file of unknown origin
+    whole = broken({}).read_bytes()
+    for damage, expected in ((b"", "is empty"), (whole[: len(whole) // 2], "cannot be read \\(damaged\\?\\)")):
+        garbage.write_bytes(damage)
+        with pytest.raises(EstimatorError, match=expected):
+            load_checkpoint(garbage)
+    diverged = {"rankmap": {**variant, "state": {k: v * math.nan for k, v in variant["state"].items()}}}
+    for entries, expected in (({}, "holds no trained variant"), (diverged, "holds NaN or infinite weights")):
+        with pytest.raises(EstimatorError, match=expected):
+            LearnedEstimator.load(broken({"variants": entries}), opi)
     with pytest.raises(EstimatorError, match="no estimator is shipped for platform 'elsewhere'"):
         LearnedEstimator.load(None, replace(opi, name="elsewhere"))
     bare = tmp_path / "bare.pt"

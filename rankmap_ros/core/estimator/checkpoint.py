@@ -11,6 +11,7 @@ version), and loading refuses a checkpoint that does not match.
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -68,16 +69,30 @@ def load_checkpoint(path: Path, platform: Platform | None = None) -> dict[str, A
                 raise EstimatorError(
                     f"{path} is not an estimator checkpoint: a zip archive, but not one torch.save wrote"
                 )
+    if path.stat().st_size == 0:
+        raise EstimatorError(f"estimator checkpoint {path} is empty")
     try:
-        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise EstimatorError(f"estimator checkpoint {path} cannot be read safely: {exc}") from exc
+        with warnings.catch_warnings():  # torch's notes on foreign pickles; the refusal below says it
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: not for a file of unknown origin
+        raise EstimatorError(
+            f"estimator checkpoint {path} holds more than tensors and plain data (or is not torch data): "
+            "not loaded, as it could run code"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise EstimatorError(f"estimator checkpoint {path} cannot be read (damaged?): {reason}") from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise EstimatorError(f"{path} is not an estimator checkpoint (format {found!r}, expected {FORMAT!r})")
     missing = [key for key in REQUIRED if key not in checkpoint]
     if missing:
         raise EstimatorError(f"{path} is not a complete estimator checkpoint: no {', '.join(missing)}")
+    if not isinstance(checkpoint["variants"], dict) or not checkpoint["variants"]:
+        raise EstimatorError(f"{path} holds no trained variant")
+    if not all(_finite(entry) for entry in checkpoint["variants"].values()):
+        raise EstimatorError(f"{path} holds NaN or infinite weights: its training diverged, or the file is damaged")
     if checkpoint["zoo_version"] != zoo_fingerprint():
         raise EstimatorError(
             f"{path} was trained for zoo version {checkpoint['zoo_version']}, this zoo is {zoo_fingerprint()}; "
@@ -86,6 +101,17 @@ def load_checkpoint(path: Path, platform: Platform | None = None) -> dict[str, A
     if platform is not None:
         check_platform(checkpoint, platform, path)
     return checkpoint
+
+
+def _finite(value: Any) -> bool:
+    """Every floating-point tensor in a (nested) checkpoint entry is finite."""
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def check_platform(checkpoint: dict[str, Any], platform: Platform, path: Path | str = "checkpoint") -> None:
