@@ -85,17 +85,21 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
     from rankmap_ros.core import zoo
     from rankmap_ros.ros.dds.args import RosArgumentError, params_file_values
     from rankmap_ros.ros.dnns_file import register_file
-    from rankmap_ros.ros.manager_node import PARAMETERS
+    from rankmap_ros.ros.manager_node import check_parameters
     from rankmap_ros.ros.model_card import read_card
     from rankmap_ros.ros.planning import load_platform
     from rankmap_ros.ros.registry import Registry, RequestError
     from rankmap_ros.ros.results import output_topic
 
-    v = {name: default for name, default, *_ in PARAMETERS}
     namespace = _namespace(args.namespace)
     try:
+        given = {}
         if args.params_file:  # the sections that reach the manager where it runs
-            v.update(params_file_values(Path(args.params_file), f"{namespace}/rankmap_manager"))
+            given = params_file_values(Path(args.params_file), f"{namespace}/rankmap_manager")
+        try:
+            v = check_parameters(given)
+        except ValueError as exc:
+            raise CliError(f"{args.params_file}: {exc}") from exc
         path = args.file or v["dnns_file"]
         if not path:
             raise CliError("give a dnns_file, or a parameters file that names one")

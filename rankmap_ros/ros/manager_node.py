@@ -97,6 +97,17 @@ def _int_range(low: int, high: int) -> list[Any]:
     return [IntegerRange(from_value=low, to_value=high)]
 
 
+# as a parameters file must write them: rclpy refuses 2 for a float parameter
+KINDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a floating-point number (write 2.0, not 2)",
+    str: "a string",
+    list: "a list of strings",
+}
+# every node's own, which a manager's section of a parameters file may set too
+NODE_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
+
 # name, default, description, extra descriptor fields (read-only unless said otherwise)
 PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     ("platform", "host", "'host' (discovered now) or a platform file, e.g. one written by `rankmap calibrate`", {}),
@@ -208,6 +219,56 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
 )
 
 
+def check_choices(v: dict[str, Any]) -> None:
+    """The values a descriptor cannot say: one of a few words, and which go together."""
+    for key, allowed in (
+        ("planner", planning.PLANNERS),
+        ("priority_mode", planning.MODES),
+        ("qos.input_reliability", INPUT_RELIABILITY),
+    ):
+        if v[key] not in allowed:
+            raise ValueError(f"parameter {key} must be one of {', '.join(allowed)}, got {v[key]!r}")
+    try:
+        policy = parse_policy(v["scheduling_policy"])
+    except RealTimeError as exc:
+        raise ValueError(f"parameter scheduling_policy: {exc}") from exc
+    if v["executor"] not in EXECUTORS:
+        raise ValueError(f"parameter executor must be one of {', '.join(EXECUTORS)}, got {v['executor']!r}")
+    if v["executor"] == "component" and not policy.arbitrated:
+        raise ValueError(
+            "parameter executor: component needs an arbitrated scheduling_policy (fifo, rms, dms, np_edf "
+            f"or edf), not {policy.value}: its loop is the component's scheduler"
+        )
+
+
+def check_parameters(given: dict[str, Any]) -> dict[str, Any]:
+    """The manager's parameters from a parameters file checked as rclpy and the manager would check
+    them at start (type as declared, descriptor range, choices), without starting anything.
+
+    Returns every parameter's value, defaults filled in. An unknown name is refused: rclpy would
+    drop it without a word, so a misspelt `max_dnn` would silently keep the default.
+    """
+    known = {name: (default, extra) for name, default, _, extra in PARAMETERS}
+    unknown = sorted(set(given) - set(known) - NODE_PARAMETERS)
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not a parameter of the manager (misspelt?)")
+    values = {name: given.get(name, default) for name, (default, _) in known.items()}
+    for name, (default, extra) in known.items():
+        value = values[name]
+        kind = type(default)
+        if kind is list:
+            fits = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        else:
+            fits = type(value) is kind
+        if not fits:
+            raise ValueError(f"parameter {name} must be {KINDS[kind]}, got {value!r}")
+        for bounds in (*extra.get("integer_range", ()), *extra.get("floating_point_range", ())):
+            if not (bounds.from_value <= value <= bounds.to_value):
+                raise ValueError(f"parameter {name} must be from {bounds.from_value} to {bounds.to_value}, got {value}")
+    check_choices(values)
+    return values
+
+
 @dataclass
 class PlanInForce:
     mapping: Mapping | None
@@ -233,25 +294,9 @@ class Manager(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True, **extra))
         v = {name: self.get_parameter(name).value for name, *_ in PARAMETERS}
         self.v = v
-        for key, allowed in (
-            ("planner", planning.PLANNERS),
-            ("priority_mode", planning.MODES),
-            ("qos.input_reliability", INPUT_RELIABILITY),
-        ):
-            if v[key] not in allowed:
-                raise ValueError(f"parameter {key} must be one of {', '.join(allowed)}, got {v[key]!r}")
-        try:
-            self.policy = parse_policy(v["scheduling_policy"])
-        except RealTimeError as exc:
-            raise ValueError(f"parameter scheduling_policy: {exc}") from exc
-        if v["executor"] not in EXECUTORS:
-            raise ValueError(f"parameter executor must be one of {', '.join(EXECUTORS)}, got {v['executor']!r}")
+        check_choices(v)  # types and ranges: the descriptors, checked by rclpy
+        self.policy = parse_policy(v["scheduling_policy"])
         self.composed = v["executor"] == "component"
-        if self.composed and not self.policy.arbitrated:
-            raise ValueError(
-                "parameter executor: component needs an arbitrated scheduling_policy (fifo, rms, dms, np_edf "
-                f"or edf), not {self.policy.value}: its loop is the component's scheduler"
-            )
         shm.remove_stale()
         if foreign := shm.stale_entries():
             self.get_logger().warning(

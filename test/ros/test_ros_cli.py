@@ -144,6 +144,24 @@ def test_check_dnns_runs_the_managers_start_up_checks_offline(capsys: pytest.Cap
     code, out, _ = rankmap(capsys, "check-dnns", str(example))
     assert code == 0 and "3 DNN(s) would start" in out
     assert rankmap(capsys, "check-dnns")[0] == 2
+    # the parameters the manager would refuse (or rclpy drop: a misspelt name keeps the default)
+    shipped = Path(__file__).resolve().parents[2] / "config" / "rankmap.yaml"
+    kept = f"    dnns_file: {example}\n"
+    for line, says in (
+        ("max_dnn: 3", "max_dnn: not a parameter of the manager (misspelt?)"),
+        ("max_dnns: 0", "parameter max_dnns must be from 1 to 5, got 0"),
+        ("max_dnns: five", "parameter max_dnns must be an integer, got 'five'"),
+        ("search_time_limit: 2", "must be a floating-point number (write 2.0, not 2)"),
+        ("search_time_limit: .nan", "parameter search_time_limit must be from 0.01 to 600.0, got nan"),
+        ("priority_mode: weird", "parameter priority_mode must be one of static, dynamic"),
+        ("executor: component", "component needs an arbitrated scheduling_policy"),
+    ):
+        params.write_text(f"/**:\n  ros__parameters:\n{kept}    {line}\n")
+        code, out, err = rankmap(capsys, "check-dnns", "--params-file", str(params))
+        assert code == 2 and says in err and out == "", (line, err)
+    assert "cannot be read: No such file" in rankmap(capsys, "check-dnns", "--params-file", str(tmp_path / "no"))[2]
+    params.write_text(shipped.read_text().replace('dnns_file: ""', f"dnns_file: {example}"))
+    assert rankmap(capsys, "check-dnns", "--params-file", str(params))[0] == 0  # the shipped file, as it is
 
 
 def test_logs_shows_rosout_lines_filtered_by_level_and_logger(peers: list[Peer]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from rankmap_ros.core.files import yaml_problem
+from rankmap_ros.core.files import load_yaml, yaml_problem
 
 _ROSOUT_SWITCHES = {"--enable-rosout-logs": True, "--disable-rosout-logs": False}
 _STDOUT_SWITCHES = {"--enable-stdout-logs": True, "--disable-stdout-logs": False}
@@ -190,11 +190,13 @@ def _matches(pattern: str, fq_name: str) -> bool:
 
 def params_file_values(path: Path, fq_name: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise RosArgumentError(f"parameters file {path} is not valid YAML: {yaml_problem(exc)}") from exc
     except UnicodeDecodeError:
         raise RosArgumentError(f"parameters file {path} is not a text file (not UTF-8)") from None
+    except OSError as exc:
+        raise RosArgumentError(f"parameters file {path} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise RosArgumentError(f"parameters file {path} must map node names to ros__parameters")
     values: dict[str, Any] = {}
