@@ -52,12 +52,27 @@ def register_file(registry: Registry, path: str | Path, allowed_dirs: Sequence[s
 
     The manager does this at start, and `rankmap check-dnns` before a robot is started.
     """
+    entries = read_dnns_file(path)
+    first: dict[str, int] = {}
+    for index, reg in enumerate(entries):
+        if reg.name in first:
+            raise RequestError(f"dnns_file {path}: entries {first[reg.name]} and {index} are both named {reg.name!r}")
+        first[reg.name] = index
+    before = dict(registry.dnns)
     stored = []
-    for index, reg in enumerate(read_dnns_file(path)):
+    try:
+        for index, reg in enumerate(entries):
+            try:
+                stored.append(registry.register(reg, allowed_dirs, priorities=False))
+            except RequestError as exc:
+                raise RequestError(f"dnns_file {path}, entry {index} ({reg.name}): {exc}") from exc
         try:
-            stored.append(registry.register(reg, allowed_dirs))
+            registry.check_priorities()  # of the whole set, whatever the order of its entries
         except RequestError as exc:
-            raise RequestError(f"dnns_file {path}, entry {index} ({reg.name}): {exc}") from exc
+            raise RequestError(f"dnns_file {path}: {exc}") from exc
+    except RequestError:
+        registry.dnns = before  # all or none
+        raise
     return stored
 
 

@@ -136,13 +136,13 @@ class Registry:
     def weights(self) -> list[float]:
         return [r.priority for r in self.dnns.values()]
 
-    def _checked(self, dnns: dict[str, Registration]) -> None:
+    def _checked(self, dnns: dict[str, Registration], priorities: bool = True) -> None:
         """The planner must accept the new set: workload rules, then priorities (static mode)."""
         try:
             workload = self.workload(dnns)
         except WorkloadError as exc:
             raise RequestError(str(exc)) from exc
-        if self.mode == "static":
+        if self.mode == "static" and priorities:
             try:
                 planning.check_priorities(workload, [r.priority for r in dnns.values()])
             except planning.planner_error() as exc:
@@ -178,12 +178,18 @@ class Registry:
             )
 
     def register(
-        self, reg: Registration, allowed_dirs: Sequence[str], resolved: tuple[str, str | None] | None = None
+        self,
+        reg: Registration,
+        allowed_dirs: Sequence[str],
+        resolved: tuple[str, str | None] | None = None,
+        priorities: bool = True,
     ) -> Registration:
         """Validate and add; returns the registration as stored (canonical model, weights file).
 
         `resolved` is `resolve_model(reg.model, allowed_dirs)` done already, after `precheck`
         and outside a lock: checking a model file builds the model, seconds for a large one.
+        `priorities=False` leaves the priorities to `check_priorities` once a whole set is in
+        (a file's first entry of priority 0 is not refused for lacking the others).
         """
         task = self.precheck(reg)
         model, weights = resolved or resolve_model(reg.model, allowed_dirs)
@@ -204,9 +210,12 @@ class Registry:
         if kind == "detection" and results.default_kind(model) != "detection":
             raise RequestError(f"model {model} is not a detector the manager can decode; use output_kind 'tensor'")
         stored = replace(reg, model=model, weights=weights, output_kind=kind)
-        self._checked({**self.dnns, reg.name: stored})
+        self._checked({**self.dnns, reg.name: stored}, priorities)
         self.dnns[reg.name] = stored
         return stored
+
+    def check_priorities(self) -> None:
+        self._checked(self.dnns)
 
     def unregister(self, name: str) -> Registration:
         if name not in self.dnns:

@@ -873,6 +873,23 @@ def test_a_dnns_file_reads_as_requests_and_mistakes_are_named(tmp_path: Path) ->
     # a model file named relative to the dnns_file is found beside it, wherever the manager runs
     path.write_text("dnns: [{name: a, model: models/alexnet-ft.pt, input_topic: /cam}]")
     assert read_dnns_file(path)[0].model == str(tmp_path / "models" / "alexnet-ft.pt")
+    # registered as a whole: a first entry of priority 0 is not refused for lacking the others,
+    # whatever the order; a name given twice is the file's mistake, not an earlier registration
+    from rankmap_ros.ros.dnns_file import register_file
+
+    a, b = f"{entry}, priority: 0}}", "{name: b, model: alexnet, input_topic: /cam, priority: 3}"
+    for order in (f"[{a}, {b}]", f"[{b}, {a}]"):
+        path.write_text(f"dnns: {order}")
+        assert sorted(r.name for r in register_file(Registry(max_dnns=5), path, [])) == ["a", "b"]
+    for text, expected in (
+        (f"dnns: [{a}, {a}]", "entries 0 and 1 are both named 'a'"),
+        (f"dnns: [{a}]", "priorities are all zero"),
+    ):
+        path.write_text(text)
+        registry = Registry(max_dnns=5)
+        with pytest.raises(RequestError, match=re.escape(expected)):
+            register_file(registry, path, [])
+        assert registry.dnns == {}
 
 
 def test_a_plan_after_a_measured_shortfall_moves_the_dnn_and_keeps_the_model_s_own_prediction() -> None:
