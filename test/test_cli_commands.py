@@ -102,6 +102,7 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("demo", "--duration", "0"), "--duration"),
         (("demo", "--platform", "/no/such/host.yaml"), "host.yaml"),
         (("demo", "--platform", "orange_pi_5"), "describes another machine"),
+        (("demo", "--params-file", "/no/such/my.yaml"), "parameters file /no/such/my.yaml cannot be read"),
         # a split beside a platform file was dropped without a word
         (
             ("run", "--workload", "alexnet", "--mapping", "all-big", "--platform", "b.yaml", "--split", "big:0"),

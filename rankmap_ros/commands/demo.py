@@ -7,6 +7,7 @@ import json
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from rankmap_ros.commands.common import POSITIVE, SECONDS, CliError, add_command, command_group, integer, number, table
@@ -71,6 +72,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
         from rankmap_ros.runtime.host import resolve_platform
 
         resolve_platform(args.platform, args.split or None)  # as the manager will: refused here, before it starts
+    if args.params_file:  # checked as check-dnns checks it: a run that ends at once would hide it
+        from rankmap_ros.ros.dds.args import RosArgumentError, params_file_values
+        from rankmap_ros.ros.manager_node import check_parameters
+
+        try:
+            check_parameters(params_file_values(Path(args.params_file), "/rankmap_manager"))
+        except (RosArgumentError, ValueError) as exc:
+            raise CliError(f"--params-file {args.params_file}: {exc}") from exc
     compressed = False
     if args.dnns_file:
         from rankmap_ros.ros.dnns_file import read_dnns_file

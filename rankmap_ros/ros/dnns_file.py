@@ -44,7 +44,13 @@ def read_dnns_file(path: str | Path) -> list[Registration]:
     if unknown := sorted(k for k in map(str, set(data) - {"dnns"}) if not k.startswith("x-")):
         shown = ", ".join(key[:40] for key in unknown[:5])
         raise RequestError(f"dnns_file {path}: unknown top-level keys {shown} (known: dnns, and x-... for anchors)")
-    return [_entry(path, i, entry) for i, entry in enumerate(entries)]
+    regs = [_entry(path, i, entry) for i, entry in enumerate(entries)]
+    first: dict[str, int] = {}
+    for index, reg in enumerate(regs):
+        if reg.name in first:
+            raise RequestError(f"dnns_file {path}: entries {first[reg.name]} and {index} are both named {reg.name!r}")
+        first[reg.name] = index
+    return regs
 
 
 def register_file(registry: Registry, path: str | Path, allowed_dirs: Sequence[str]) -> list[Registration]:
@@ -53,11 +59,6 @@ def register_file(registry: Registry, path: str | Path, allowed_dirs: Sequence[s
     The manager does this at start, and `rankmap check-dnns` before a robot is started.
     """
     entries = read_dnns_file(path)
-    first: dict[str, int] = {}
-    for index, reg in enumerate(entries):
-        if reg.name in first:
-            raise RequestError(f"dnns_file {path}: entries {first[reg.name]} and {index} are both named {reg.name!r}")
-        first[reg.name] = index
     before = dict(registry.dnns)
     stored = []
     try:
