@@ -124,6 +124,7 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("dataset", "collect", "--out", "d.npz", "--seconds", "0"), "argument --seconds"),
         (("dataset", "collect", "--out", "d.npz", "--max-dnns", "6"), "argument --max-dnns: must be from 1 to 5"),
         (("bench", "realtime", "--cycles", "0"), "argument --cycles: must be at least 1, got 0"),
+        (("bench", "realtime", "--period", "1e-9"), "argument --period: must be a finite number >= 0.001"),
         # refused before the datasets are labelled (52,000 samples by default), or a crash
         (("estimator", "build", "--variants", "bogus", "--workdir", "/tmp/never"), "--variants: unknown bogus"),
         (("train", "--dataset", "d.npz", "--out", "m.pt", "--variants", ","), "--variants: none"),

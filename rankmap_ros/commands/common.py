@@ -118,6 +118,8 @@ NON_NEGATIVE = number(0.0, above=False)
 SECONDS = number(0.0, high=3.2e7)
 SECONDS_OR_ZERO = number(0.0, above=False, high=3.2e7)
 SEED = integer(0)
+# a real-time period: below a millisecond no stage of the zoo keeps up, and nothing is measured
+PERIOD = number(0.001, above=False, high=3600.0)
 
 
 def add_command(parent: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rankmap_ros.commands.common import (
-    POSITIVE,
+    PERIOD,
     SECONDS,
     SECONDS_OR_ZERO,
     SEED,
@@ -406,7 +406,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--rounds", type=integer(1), default=2, help="rounds of the alone / np_edf / edf runs")
     p.add_argument("--split", help="CPU clusters of the host, e.g. big:0,little:1 (default: one cluster)")
     p.add_argument("--component", help="component to measure preemption on, e.g. cuda (default: the first CPU)")
-    p.add_argument("--period", type=POSITIVE, default=0.03, help="the real-time DNN's period in seconds")
+    p.add_argument("--period", type=PERIOD, default=0.03, help="the real-time DNN's period in seconds")
     p.add_argument(
         "--executor",
         choices=("stage", "component", "both"),
@@ -421,7 +421,7 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--cpu", type=integer(0), help="the CPU both run on (default: the first this process may use)")
     p.add_argument("--rounds", type=integer(1), default=6, help="interleaved rounds (default 6)")
     p.add_argument("--device", default="cpu", help="cpu (default), or cuda[:N] to run both models on a GPU")
-    p.add_argument("--period", type=POSITIVE, default=0.03, help="the real-time DNN's period in the one-thread pair")
+    p.add_argument("--period", type=PERIOD, default=0.03, help="the real-time DNN's period in the one-thread pair")
     p.add_argument("--seconds", type=SECONDS, default=4.0, help="each policy's window per round in the one-thread pair")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="also write the JSON result here")

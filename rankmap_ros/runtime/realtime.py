@@ -8,6 +8,7 @@ the measured counterpart of core/rtsim.py's simulation (`RtResult.simulated` is 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -115,14 +116,21 @@ def _cost(
         "service_time_preempted_s": preempted_s,
         "preemption_overhead": _paired(runs["preempted"], runs["not_preempted"]),
         "sharing_overhead": _paired(runs["not_preempted"], runs["alone"]),
-        "resume_overhead": resume_s / shared_s,
+        "resume_overhead": resume_s / shared_s if shared_s > 0 else math.nan,
         "resume_extra_s_per_job": resume_s,
         "yields_per_job": float(np.median([r["yields"] / max(r["frames"], 1) for r in runs["preempted"]])),
     }
 
 
 def _paired(runs: list[dict[str, float]], baseline: list[dict[str, float]]) -> float:
-    """Median over rounds of the service-time ratio within a round: the host's drift cancels."""
-    return float(
-        np.median([r["service_time_s"] / b["service_time_s"] - 1.0 for r, b in zip(runs, baseline, strict=True)])
-    )
+    """Median over rounds of the service-time ratio within a round: the host's drift cancels.
+
+    A round where either side completed no job (a starved best-effort DNN) has no ratio; NaN when
+    no round has one.
+    """
+    ratios = [
+        r["service_time_s"] / b["service_time_s"] - 1.0
+        for r, b in zip(runs, baseline, strict=True)
+        if r["service_time_s"] > 0 and b["service_time_s"] > 0
+    ]
+    return float(np.median(ratios)) if ratios else math.nan

@@ -198,3 +198,14 @@ def test_a_stale_estimate_lets_a_probe_job_run_through_and_then_recovers():
     for r in released[1:]:
         assert not estimate.drop(task, r, r + 0.002, 0)
     assert estimate.drop(task, probe, probe + 0.031, 2), "a probe that is really late is still dropped"
+
+
+def test_overheads_skip_rounds_where_a_dnn_completed_nothing() -> None:
+    """A starved best-effort DNN (a period too short for the host) measured a service time of 0:
+    its round has no ratio, instead of a ZeroDivisionError after the whole benchmark."""
+    from rankmap_ros.runtime.realtime import _paired
+
+    runs = [{"service_time_s": 0.012}, {"service_time_s": 0.0}, {"service_time_s": 0.011}]
+    base = [{"service_time_s": 0.010}, {"service_time_s": 0.010}, {"service_time_s": 0.0}]
+    assert _paired(runs, base) == pytest.approx(0.2)
+    assert math.isnan(_paired(runs[1:2], base[1:2]))
