@@ -125,6 +125,9 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("dataset", "collect", "--out", "d.npz", "--max-dnns", "6"), "argument --max-dnns: must be from 1 to 5"),
         (("bench", "realtime", "--cycles", "0"), "argument --cycles: must be at least 1, got 0"),
         (("bench", "realtime", "--period", "1e-9"), "argument --period: must be a finite number >= 0.001"),
+        (("map", "--workload", "alexnet", "--period", "alexnet=1,alexnet=0.5"), "--period: 'alexnet' is given twice"),
+        (("map", "--workload", "alexnet", "--rate", "alexnet=1e-320"), "--rate: '1e-320' is too small a rate"),
+        (("estimator", "eval", "--dataset", "/"), "dataset / is a directory, not a file"),
         # refused before the datasets are labelled (52,000 samples by default), or a crash
         (("estimator", "build", "--variants", "bogus", "--workdir", "/tmp/never"), "--variants: unknown bogus"),
         (("train", "--dataset", "d.npz", "--out", "m.pt", "--variants", ","), "--variants: none"),

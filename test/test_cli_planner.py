@@ -44,6 +44,10 @@ def test_map_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 0 and "covers none of this workload's DNNs; planning from scratch" in err
     data = json.loads(out)
     assert data["planner"] == "rankmap_d" and data["thresholds"] == {"resnet50": 2, "mobilenet_v2": 2, "alexnet": 2}
+    # a mapping of another board: its components are not this platform's
+    out_file.write_text(out_file.read_text().replace('"gpu"', '"npu"').replace('"big"', '"npu"'))
+    code, _, err = run(capsys, "map", "--workload", "resnet50,mobilenet_v2,alexnet", "--warm-start", str(out_file))
+    assert code == 2 and "uses npu, which platform orange_pi_5 does not have (gpu, big, little)" in err
 
 
 @pytest.mark.parametrize("planner", ["gpu", "mosaic", "odmdef", "ga", "omniboost"])

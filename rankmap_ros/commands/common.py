@@ -48,10 +48,10 @@ def parse_workload(text: str) -> Any:
     if path.suffix in {".yaml", ".yml", ".json"}:
         import yaml
 
-        from rankmap_ros.core.files import load_yaml, yaml_problem
+        from rankmap_ros.core.files import load_yaml, not_a_file, yaml_problem
 
         if not path.is_file():
-            raise CliError(f"workload file {path} does not exist")
+            raise CliError(f"workload file {path} {not_a_file(path)}")
         try:
             data = load_yaml(read_text(path, "workload file"))
         except yaml.YAMLError as exc:

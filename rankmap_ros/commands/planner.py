@@ -23,6 +23,7 @@ from rankmap_ros.commands.common import (
     table,
     write_output,
 )
+from rankmap_ros.core.files import not_a_file
 
 
 def _min_rates(text: str, count: int) -> list[float]:
@@ -51,6 +52,8 @@ def _seconds(option: str, text: str) -> float:
         raise CliError(f"{option}: {text!r} is not a number (e.g. {like})") from None
     if not math.isfinite(value) or value <= 0:
         raise CliError(f"{option}: {text!r} must be a finite number > 0")
+    if option == "--rate" and not math.isfinite(1.0 / value):
+        raise CliError(f"{option}: {text!r} is too small a rate to have a period")
     return value * scale
 
 
@@ -65,6 +68,8 @@ def _per_dnn(option: str, text: str | None, names: tuple[str, ...]) -> dict[str,
             raise CliError(f"{option}: expected NAME=VALUE[,NAME=VALUE...], got {item!r}")
         if name.strip() not in names:
             raise CliError(f"{option}: unknown DNN {name.strip()!r} (workload: {', '.join(names)})")
+        if name.strip() in out:
+            raise CliError(f"{option}: {name.strip()!r} is given twice")
         out[name.strip()] = _seconds(option, value)
     return out
 
@@ -129,9 +134,15 @@ def cmd_map(args: argparse.Namespace) -> None:
     if args.warm_start:
         path = Path(args.warm_start)
         if not path.is_file():
-            raise CliError(f"warm-start mapping {path} does not exist")
+            raise CliError(f"warm-start mapping {path} {not_a_file(path)}")
         warm = Mapping.from_json(read_text(path, "warm-start mapping"))
         covered = {(d.name, d.model) for d in warm.dnns} & {(d.name, d.model) for d in workload.dnns}
+        foreign = sorted(set(warm.components_used) - set(platform.component_names))
+        if foreign:
+            raise CliError(
+                f"warm-start mapping {path} uses {', '.join(foreign)}, which platform {platform.name} does not have "
+                f"({', '.join(platform.component_names)})"
+            )
         if not covered:
             print(
                 f"note: warm-start mapping {path} covers none of this workload's DNNs; planning from scratch",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from rankmap_ros.core import zoo
-from rankmap_ros.core.files import write_atomic
+from rankmap_ros.core.files import not_a_file, write_atomic
 from rankmap_ros.core.labels import LabelSource
 from rankmap_ros.core.mapping import DnnMapping, Mapping
 from rankmap_ros.core.qtensor import DEFAULT_MAX_UNITS
@@ -98,7 +98,7 @@ class Dataset:
     def load(cls, path: Path) -> Dataset:
         path = Path(path)
         if not path.is_file():
-            raise DatasetError(f"dataset {path} does not exist")
+            raise DatasetError(f"dataset {path} {not_a_file(path)}")
         if not zipfile.is_zipfile(path):  # numpy would take a text file for pickled data, and say so
             raise DatasetError(f"dataset {path} is not a rankmap dataset: not an .npz archive")
         try:

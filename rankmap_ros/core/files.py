@@ -40,6 +40,11 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+def not_a_file(path: Path) -> str:
+    """Why `path` cannot be read as a file, for a message: a directory is not 'missing'."""
+    return "is a directory, not a file" if Path(path).is_dir() else "does not exist"
+
+
 def cache_root() -> Path:
     """Per-user cache of derived files ($RANKMAP_CACHE, else ~/.cache/rankmap_ros): safe to delete."""
     return Path(os.environ.get("RANKMAP_CACHE") or Path.home() / ".cache" / "rankmap_ros")

@@ -126,6 +126,7 @@ class Mapping:
         """Parse the canonical form; a DNN may give `assignment` (one component per unit) instead of stages."""
         if not isinstance(data, MappingABC) or not isinstance(data.get("dnns"), list):
             raise MappingError("a mapping is an object with a 'dnns' list")
+        _known_keys("a mapping", data, ("format", "dnns"))
         fmt = data.get("format", FORMAT)
         if fmt != FORMAT:
             raise MappingError(f"unsupported mapping format {fmt!r} (expected {FORMAT!r})")
@@ -134,7 +135,7 @@ class Mapping:
     @classmethod
     def from_json(cls, text: str) -> Mapping:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise MappingError(f"mapping is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
@@ -166,10 +167,28 @@ class Mapping:
         return cls(tuple(dnns))
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json keeps the last: a first 'dnns' would vanish)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise MappingError(f"mapping: key {key!r} is given twice in one object")
+        seen[key] = value
+    return seen
+
+
+def _known_keys(where: str, data: MappingABC[str, Any], known: tuple[str, ...]) -> None:
+    """A misspelt key ('stage', 'assigment') would be ignored; it is named instead."""
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise MappingError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(known)})")
+
+
 def _parse_dnn(index: int, entry: Any) -> DnnMapping:
     where = f"mapping entry {index}"
     if not isinstance(entry, MappingABC):
         raise MappingError(f"{where} is not an object")
+    _known_keys(where, entry, ("name", "model", "assignment", "stages"))
     for key in ("name", "model"):
         if not isinstance(entry.get(key), str):
             raise MappingError(f"{where} needs a string {key!r}")
@@ -194,6 +213,7 @@ def _parse_dnn(index: int, entry: Any) -> DnnMapping:
     for k, stage in enumerate(stages):
         if not isinstance(stage, MappingABC):
             raise MappingError(f"{where} stage {k} is not an object")
+        _known_keys(f"{where} stage {k}", stage, ("units", "component"))
         units = stage.get("units")
         component = stage.get("component")
         if (

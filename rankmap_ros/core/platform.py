@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rankmap_ros.core.files import load_yaml, yaml_problem
+from rankmap_ros.core.files import load_yaml, not_a_file, yaml_problem
 from rankmap_ros.core.numbers import finite_number
 
 ComponentKind = Literal["cpu", "gpu"]
@@ -238,7 +238,7 @@ def load_platform(name_or_path: str | Path) -> Platform:
         return parse_platform(yaml.safe_load(source.read_text()), source=text)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
-            raise PlatformError(f"platform file {path} does not exist")
+            raise PlatformError(f"platform file {path} {not_a_file(path)}")
         try:
             data = load_yaml(path.read_text())
         except yaml.YAMLError as exc:
@@ -303,6 +303,13 @@ class _Parser:
             raise PlatformError(f"{where}: expected a string, got {value!r}")
         return value
 
+    def name(self, where: str, value: Any) -> str:
+        """A platform's or component's name: what reports, files and mappings are keyed by."""
+        text = self.text(where, value)
+        if not text.strip():
+            raise PlatformError(f"{where}: must not be empty")
+        return text
+
     def component(self, where: str, data: Any) -> Component:
         required = (
             "name",
@@ -321,7 +328,7 @@ class _Parser:
             required,
             ("timeslice_us", "backend", "cpus", "device", "interference", "parallelism", "model_concurrency_loss"),
         )
-        name = self.text(f"{where}.name", d["name"])
+        name = self.name(f"{where}.name", d["name"])
         if not name or not name.replace("_", "").isalnum() or not name[0].isalpha():
             raise PlatformError(f"{where}.name: expected letters, digits and '_' starting with a letter, got {name!r}")
         kind = self.choice(f"{where}.kind", d["kind"], KINDS)
@@ -392,7 +399,7 @@ class _Parser:
             ("name", "components", "transfers"),
             ("description", "calibrated", "reference_component", "unit_times"),
         )
-        name = self.text("name", d["name"])
+        name = self.name("name", d["name"])
         entries = d["components"]
         if not isinstance(entries, list) or not entries:
             raise PlatformError(f"components: expected a non-empty list, got {entries!r}")

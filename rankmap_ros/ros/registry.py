@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rankmap_ros.core import zoo
+from rankmap_ros.core.files import not_a_file
 from rankmap_ros.core.numbers import finite_number
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.realtime import RealTimeError, TaskClass, infeasibility
@@ -85,7 +86,7 @@ def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | N
         where = ", ".join(map(str, roots)) or "none are configured (parameter allowed_model_dirs)"
         raise RequestError(f"model file {path} is outside the allowed model directories: {where}")
     if not path.is_file():
-        raise RequestError(f"model file {path} does not exist")
+        raise RequestError(f"model file {path} {not_a_file(path)}")
     arch = zoo.file_architecture(path)
     try:
         canonical = zoo.canonical_name(arch)

@@ -103,3 +103,20 @@ def test_not_json_and_wrong_format() -> None:
         Mapping.from_json("{oops")
     with pytest.raises(MappingError, match="unsupported mapping format"):
         Mapping.from_dict({"format": "other/9", "dnns": []})
+
+
+def test_a_key_given_twice_or_misspelt_is_named_not_ignored() -> None:
+    # json keeps the last of two keys, and a misspelt one was ignored: the file would not say what ran
+    stage = '{"units": [0, 8], "component": "gpu"}'
+    with pytest.raises(MappingError, match="key 'dnns' is given twice"):
+        Mapping.from_json(f'{{"dnns": [], "dnns": [{{"name": "a", "model": "alexnet", "stages": [{stage}]}}]}}')
+    cases = {
+        "a mapping has unknown keys dnn": {"dnns": [], "dnn": []},
+        "mapping entry 0 has unknown keys stage": {"dnns": [{"name": "a", "model": "alexnet", "stage": []}]},
+        "DNN 'a' stage 0 has unknown keys comp": {
+            "dnns": [{"name": "a", "model": "alexnet", "stages": [{"units": [0, 8], "comp": "gpu"}]}]
+        },
+    }
+    for expected, data in cases.items():
+        with pytest.raises(MappingError, match=expected):
+            Mapping.from_dict(data)

@@ -117,6 +117,7 @@ def _set(data: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, A
         (("reference_component",), "npu", "reference_component: 'npu' is not one of gpu, big, little"),
         (("calibrated",), "yes", "calibrated: expected true or false"),
         (("components",), [], "components: expected a non-empty list"),
+        (("name",), " ", "name: must not be empty"),  # what reports and estimator checkpoints are keyed by
         # clusters sharing a core, or a core counted twice, would be planned as independent capacity
         (("components", 1, "cpus"), [4, 4, 5, 6], "components[1].cpus: CPU 4 is listed twice"),
         (("components", 2, "cpus"), [0, 1, 2, 7], "components[2].cpus: CPU 7 is also in 'big'"),
@@ -165,6 +166,8 @@ def test_bad_files(tmp_path: Path) -> None:
         load_platform(broken)
     with pytest.raises(PlatformError, match="does not exist"):
         load_platform(tmp_path / "missing.yaml")
+    with pytest.raises(PlatformError, match="is a directory, not a file"):
+        load_platform(tmp_path)
     with pytest.raises(PlatformError, match="unknown platform 'jetson_nano'"):
         load_platform("jetson_nano")
     bad = tmp_path / "bad.yaml"

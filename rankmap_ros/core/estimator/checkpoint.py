@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rankmap_ros.core.files import write_atomic
+from rankmap_ros.core.files import not_a_file, write_atomic
 from rankmap_ros.core.labels import platform_fingerprint
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.unitvec import zoo_fingerprint
@@ -62,7 +62,7 @@ def load_checkpoint(path: Path, platform: Platform | None = None) -> dict[str, A
     """Read and check a checkpoint; with `platform`, also check it was trained for that platform."""
     path = Path(path)
     if not path.is_file():
-        raise EstimatorError(f"estimator checkpoint {path} does not exist")
+        raise EstimatorError(f"estimator checkpoint {path} {not_a_file(path)}")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             if not any(n.endswith("/data.pkl") for n in archive.namelist()):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from rankmap_ros.core.files import not_a_file
 from rankmap_ros.core.zoo import (
     alexnet,
     densenet,
@@ -108,7 +109,7 @@ def build(name: str, weights: str | Path | None = None) -> UnitNet:
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise ZooError(f"weights file {path} does not exist")
+            raise ZooError(f"weights file {path} {not_a_file(path)}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:  # torch's text for it is a page about weights_only

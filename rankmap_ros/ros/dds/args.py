@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from rankmap_ros.core.files import load_yaml, yaml_problem
+from rankmap_ros.core.files import load_yaml, not_a_file, yaml_problem
 
 _ROSOUT_SWITCHES = {"--enable-rosout-logs": True, "--disable-rosout-logs": False}
 _STDOUT_SWITCHES = {"--enable-stdout-logs": True, "--disable-stdout-logs": False}
@@ -138,7 +138,7 @@ def parse(argv: Sequence[str] | None) -> RosArgs:
         elif token == "--params-file":
             path = Path(value)
             if not path.is_file():
-                raise RosArgumentError(f"parameters file {path} does not exist")
+                raise RosArgumentError(f"parameters file {path} {not_a_file(path)}")
             result.overrides.append(ParamsFile(path))
         elif token in ("-r", "--remap"):
             result.remaps.append(_split_assignment(value, "remapping"))
