@@ -1,7 +1,8 @@
 """The per-step JSON files that let an interrupted experiment resume where it stopped.
 
 A file is written whole or not at all (a temporary file, then a rename), and one that cannot be
-read anyway (left by an older version, or damaged) counts as missing: that step runs again.
+read anyway (left by an older version, damaged, or edited: its row lacks a key it was written
+with) counts as missing: that step runs again.
 """
 
 from __future__ import annotations
@@ -14,20 +15,31 @@ from typing import Any
 
 from rankmap_ros.core.files import write_text_atomic
 
+FORMAT = "rankmap.cache/1"
+
 
 def read_cached(path: Path | None) -> Any | None:
     """The step's saved result, or None to compute it."""
     if path is None or not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT or "row" not in saved:
+        return None
+    row = saved["row"]
+    if isinstance(row, dict) and sorted(row) != saved.get("keys"):
+        return None
+    return row
 
 
 def write_cached(path: Path | None, data: Any) -> None:
     if path is not None:
-        write_text_atomic(path, json.dumps(data))
+        saved = {"format": FORMAT, "row": data}
+        if isinstance(data, dict):
+            saved["keys"] = sorted(data)
+        write_text_atomic(path, json.dumps(saved))
 
 
 def cache_dir(out_dir: Path, depends_on: list[Any]) -> Path:

@@ -60,4 +60,4 @@ def test_tiny_run_writes_outputs_and_resumes(tmp_path: Path) -> None:
     def outcome(mix: dict) -> dict:  # what a mix found, without its planning times
         return {name: entry["throughput"] for name, entry in mix["planners"].items()}
 
-    assert outcome(redone[0]) == outcome(again["mixes"][0]) == outcome(json.loads(torn.read_text()))
+    assert outcome(redone[0]) == outcome(again["mixes"][0]) == outcome(json.loads(torn.read_text())["row"])

@@ -157,10 +157,11 @@ def test_a_split_host_is_measured_per_cluster_and_deadlines_follow_the_fastest(t
     assert again == platform and seconds_again == job_seconds
     # the same output directory on another machine: its times are not this host's
     moved = tmp_path / "units_big.json"
-    moved.write_text(json.dumps({**json.loads(moved.read_text()), "host": "another machine"}))
+    saved = json.loads(moved.read_text())
+    moved.write_text(json.dumps({**saved, "row": {**saved["row"], "host": "another machine"}}))
     kept = (tmp_path / "units_little.json").read_bytes()
     host_setup((tiny,), tmp_path, split="big:0,little:1")
-    assert json.loads(moved.read_text())["host"] != "another machine"
+    assert json.loads(moved.read_text())["row"]["host"] != "another machine"
     assert (tmp_path / "units_little.json").read_bytes() == kept
 
 

@@ -43,3 +43,17 @@ def test_an_interrupted_comparison_resumes_from_its_rows(tmp_path: Path, monkeyp
     calls.clear()
     run_search_comparison(**{**settings, "budget": 61}, out_dir=tmp_path)
     assert len(calls) == 6 * (len(VARIANTS) + 1)  # other settings reuse nothing
+
+
+def test_a_cached_row_that_was_damaged_or_edited_counts_as_missing(tmp_path: Path) -> None:
+    """A resumed experiment recomputes such a step rather than stopping with a KeyError."""
+    from rankmap_ros.experiments.cache import read_cached, write_cached
+
+    path = tmp_path / "mix_000_dynamic.json"
+    row = {"models": ["alexnet"], "mode": "dynamic", "best": 1.5, "scores": {"rankmap": [1.5]}}
+    write_cached(path, row)
+    assert read_cached(path) == row
+    saved = json.loads(path.read_text())
+    for damaged in ("{}", "[]", "{not json", json.dumps({**saved, "row": {"mode": "dynamic"}})):
+        path.write_text(damaged)
+        assert read_cached(path) is None, damaged
