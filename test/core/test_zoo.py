@@ -157,7 +157,13 @@ def test_bad_weights_files_are_clear_errors(tmp_path) -> None:
         zoo.build("alexnet", weights=empty)
     other = tmp_path / "other.pt"
     torch.save(zoo.build("squeezenet_v2").state_dict(), other)
-    with pytest.raises(zoo.ZooError, match="does not fit alexnet"):
+    with pytest.raises(zoo.ZooError, match=r"does not fit alexnet: \d+ missing keys \(") as misfit:
+        zoo.build("alexnet", weights=other)
+    assert len(str(misfit.value)) < 600 and "\n" not in str(misfit.value)  # torch's list of every key: kilobytes
+    state = zoo.build("alexnet").state_dict()
+    state[next(iter(state))] = state[next(iter(state))] * float("nan")  # a training that diverged
+    torch.save(state, other)
+    with pytest.raises(zoo.ZooError, match="holds NaN or infinite values"):
         zoo.build("alexnet", weights=other)
     with pytest.raises(zoo.ZooError, match="does not exist"):
         zoo.build("alexnet", weights=tmp_path / "missing.pt")

@@ -125,5 +125,32 @@ def build(name: str, weights: str | Path | None = None) -> UnitNet:
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ZooError(f"weights file {path} does not fit {name}: {exc}") from exc
+            raise ZooError(f"weights file {path} does not fit {name}: {_misfit(model.state_dict(), state)}") from exc
+        bad = [
+            k
+            for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
+        ]
+        if bad:
+            raise ZooError(
+                f"weights file {path} holds NaN or infinite values ({bad[0]}{' ...' if len(bad) > 1 else ''})"
+            )
     return model.eval()
+
+
+def _misfit(expected: dict[str, torch.Tensor], given: dict[str, object]) -> str:
+    """torch's own text lists every key, kilobytes over many lines: the first of each kind here."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [
+        f"{k} is {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+        for k, v in given.items()
+        if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape
+    ]
+    parts = []
+    for what, found in (("missing", missing), ("unexpected", unexpected)):
+        if found:
+            parts.append(f"{len(found)} {what} keys ({found[0]}{', ...' if len(found) > 1 else ''})")
+    if shapes:
+        parts.append(f"{len(shapes)} of other shapes ({shapes[0]}{', ...' if len(shapes) > 1 else ''})")
+    return "; ".join(parts) or "its tensors do not load"
