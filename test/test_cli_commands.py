@@ -102,7 +102,7 @@ def test_bench_estimator_times_the_shipped_checkpoint(capsys) -> None:
         (("demo", "--duration", "0"), "--duration"),
         (("demo", "--platform", "/no/such/host.yaml"), "host.yaml"),
         (("demo", "--platform", "orange_pi_5"), "describes another machine"),
-        (("demo", "--params-file", "/no/such/my.yaml"), "parameters file /no/such/my.yaml cannot be read"),
+        (("demo", "--params-file", "/no/such/my.yaml"), "parameters file /no/such/my.yaml does not exist"),
         # a split beside a platform file was dropped without a word
         (
             ("run", "--workload", "alexnet", "--mapping", "all-big", "--platform", "b.yaml", "--split", "big:0"),
@@ -322,3 +322,8 @@ def test_outputs_that_cannot_be_written_or_are_inputs_are_refused_before_any_wor
         assert expected in refused(capsys, *argv)
     assert workload.read_bytes() == kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "robot.yaml"]
+    # a re-plan that replaces the mapping it started from is read before it is written
+    current = tmp_path / "current.json"
+    plan = ("map", "--workload", "alexnet,vgg16", "--model", "simulator", "--budget", "20", "--out", str(current))
+    assert run(capsys, *plan)[0] == 0
+    assert run(capsys, *plan, "--warm-start", str(current))[0] == 0 and current.stat().st_size > 0

@@ -64,6 +64,22 @@ def summary(report: Any) -> str:
     return "\n".join(lines)
 
 
+def _check_params_file(options: Any) -> None:
+    """The manager's parameters as it will get them: the file, then the demo's own `-p` values."""
+    from rankmap_ros.ros.dds.args import Override, RosArgumentError, params_file_values, parse
+    from rankmap_ros.ros.demo import node_commands
+    from rankmap_ros.ros.manager_node import check_parameters
+
+    argv = node_commands(options)["manager"]
+    try:
+        ros_args = parse(argv[argv.index("--ros-args") :])
+        named = params_file_values(Path(options.params_file), "/rankmap_manager", named_only=True)
+        overrides = {o.name for o in ros_args.overrides if isinstance(o, Override)}
+        check_parameters(ros_args.parameters_for("rankmap_manager", "/rankmap_manager"), {*named, *overrides})
+    except (RosArgumentError, ValueError) as exc:
+        raise CliError(f"--params-file {options.params_file}: {exc}") from exc
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from rankmap_ros.ros.demo import DemoOptions, run_demo
 
@@ -72,14 +88,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
         from rankmap_ros.runtime.host import resolve_platform
 
         resolve_platform(args.platform, args.split or None)  # as the manager will: refused here, before it starts
-    if args.params_file:  # checked as check-dnns checks it: a run that ends at once would hide it
-        from rankmap_ros.ros.dds.args import RosArgumentError, params_file_values
-        from rankmap_ros.ros.manager_node import check_parameters
-
-        try:
-            check_parameters(params_file_values(Path(args.params_file), "/rankmap_manager"))
-        except (RosArgumentError, ValueError) as exc:
-            raise CliError(f"--params-file {args.params_file}: {exc}") from exc
     compressed = False
     if args.dnns_file:
         from rankmap_ros.ros.dnns_file import read_dnns_file
@@ -112,6 +120,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         dnns_file=args.dnns_file,
         compressed=compressed,
     )
+    if args.params_file:  # checked as check-dnns checks it: a run that ends at once would hide it
+        _check_params_file(options)
     with tempfile.NamedTemporaryFile("w+", prefix="rankmap-demo-", suffix=".log", delete=False) as log:
         if live:
             dnns = f"the DNNs of {args.dnns_file}" if args.dnns_file else "perception node"

@@ -163,6 +163,8 @@ def _drop_states(state_dir: Path, variants: tuple[str, ...]) -> None:
     for name in variants:
         (state_dir / f"{name}.pt").unlink(missing_ok=True)
     (state_dir / "vqvae.pt").unlink(missing_ok=True)
+    for left in state_dir.glob(".*.tmp") if state_dir.is_dir() else ():  # of a write killed half way
+        left.unlink(missing_ok=True)
     if state_dir.is_dir() and not any(state_dir.iterdir()):
         state_dir.rmdir()
 
@@ -254,10 +256,10 @@ def cmd_estimator_build(args: argparse.Namespace) -> None:
     from rankmap_ros.core.files import write_text_atomic
 
     variants = _variants(args.variants)
-    _threads(args)
     from_file = Path(args.platform).suffix in (".yaml", ".yml") or "/" in args.platform
     if from_file and not args.out:
         raise CliError("--out is needed with a platform file: the package ships checkpoints for built-in platforms")
+    _threads(args)
     name = Path(args.platform).stem if from_file else args.platform  # file names, not the path
     work = Path(args.workdir)
     out = Path(args.out) if args.out else shipped_path(args.platform)

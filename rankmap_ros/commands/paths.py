@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rankmap_ros.commands.common import CliError
 
-INPUTS = ("workload", "dataset", "model", "platform", "mapping", "warm_start", "params_file", "file", "dnns_file")
+# a platform or warm-start mapping rewritten in place (calibrate again, re-plan) is read before it is written
+INPUTS = ("workload", "dataset", "model", "mapping", "params_file", "file", "dnns_file")
 FILE_OUTPUTS = ("out", "curve")
 DIR_OUTPUTS = ("state_dir", "workdir")
 FIGURES = (".png", ".pdf", ".svg")
@@ -28,7 +29,7 @@ def check_paths(args: argparse.Namespace) -> None:
             raise CliError(f"{option} {value} is a file; give a directory")
         if not directory and path.is_dir():
             raise CliError(f"{option} {value} is a directory; give a file name")
-        _check_writable(option, path)
+        _check_writable(option, path, directory)
         if name == "curve" and path.suffix.lower() not in FIGURES:
             raise CliError(f"{option} {value}: a figure ends in {', '.join(FIGURES)}")
         for source in INPUTS:
@@ -40,9 +41,10 @@ def check_paths(args: argparse.Namespace) -> None:
                 raise CliError(f"{option} {value} is also the {flag} file: it would be overwritten")
 
 
-def _check_writable(option: str, path: Path) -> None:
-    """The nearest existing directory above `path` must take new files (parents are made)."""
-    ancestor = path.absolute().parent
+def _check_writable(option: str, path: Path, directory: bool) -> None:
+    """The directory the output goes in (itself, for an existing output directory), or the nearest
+    existing one above it (parents are made), must take new files."""
+    ancestor = path.absolute() if directory and path.is_dir() else path.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():

@@ -93,11 +93,13 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
 
     namespace = _namespace(args.namespace)
     try:
-        given = {}
+        given: dict[str, Any] = {}
+        named: dict[str, Any] = {}
         if args.params_file:  # the sections that reach the manager where it runs
             given = params_file_values(Path(args.params_file), f"{namespace}/rankmap_manager")
+            named = params_file_values(Path(args.params_file), f"{namespace}/rankmap_manager", named_only=True)
         try:
-            v = check_parameters(given)
+            v = check_parameters(given, named)
         except ValueError as exc:
             raise CliError(f"{args.params_file}: {exc}") from exc
         path = args.file or v["dnns_file"]

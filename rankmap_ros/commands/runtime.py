@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -130,9 +131,12 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     # the measurements first: a platform file never sits beside an older run's measurements
     details = measurements_path(out)
     write_output(str(details), json.dumps(result.to_dict(), indent=1, sort_keys=True))
-    picture = plot_path(out)
-    plot_calibration(result, picture)
     write_platform(result.platform, out)
+    picture = plot_path(out)
+    try:  # the picture is for people: a plotting failure must not cost the calibration
+        plot_calibration(result, picture)
+    except Exception as exc:
+        print(f"rankmap: warning: {picture} not drawn: {type(exc).__name__}: {exc}", file=sys.stderr)
     rows = [
         (c, f"{q.unit_median:.1%}", f"{q.unit_worst:.1%}", f"{q.model_median:.1%}", f"{q.model_worst:.1%}")
         for c, q in result.quality.items()
@@ -207,8 +211,9 @@ def cmd_bench_realtime(args: argparse.Namespace) -> None:
         "preemption": costs,
         "targets": {
             "decision_under_50us": max(d["overhead_s_per_decision"] for d in decisions) < 50e-6,
-            "preemption_under_3pct": {ex: c["preemption_overhead"] < 0.03 for ex, c in costs.items()},
-            "resume_under_3pct": {ex: c["resume_overhead"] < 0.03 for ex, c in costs.items()},
+            # None: not measured (the best-effort DNN completed no job), which is neither a pass nor a miss
+            "preemption_under_3pct": {ex: _below(c["preemption_overhead"], 0.03) for ex, c in costs.items()},
+            "resume_under_3pct": {ex: _below(c["resume_overhead"], 0.03) for ex, c in costs.items()},
         },
     }
     rows = [
@@ -228,6 +233,10 @@ def cmd_bench_realtime(args: argparse.Namespace) -> None:
             + f"on {cost['component']} (measured on this host)"
         )
     emit(args, data, text)
+
+
+def _below(value: float, target: float) -> bool | None:
+    return None if math.isnan(value) else value < target
 
 
 def cmd_bench_handover(args: argparse.Namespace) -> None:

@@ -29,7 +29,14 @@ from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import cache_dir, read_cached, source_digest, write_cached, write_report
+from rankmap_ros.experiments.cache import (
+    cache_dir,
+    core_digest,
+    read_cached,
+    source_digest,
+    write_cached,
+    write_report,
+)
 from rankmap_ros.experiments.correction import judged
 from rankmap_ros.experiments.paper import critical_priorities
 
@@ -64,7 +71,7 @@ def run_correction_measured(
     cache = None
     if out_dir is not None:
         code = source_digest(correction.__file__, __file__)
-        cache = cache_dir(out_dir, [settings, platform.to_dict(), code])
+        cache = cache_dir(out_dir, [settings, platform.to_dict(), code, core_digest()])
     rows = []
     bar = tqdm(
         total=len(workloads) * rounds * len(STRATEGIES), desc="measured correction", file=sys.stderr, disable=None

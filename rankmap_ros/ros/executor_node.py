@@ -320,7 +320,8 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         node.close()
-        executor.remove_node(node)
+        with contextlib.suppress(Exception):  # rclpy's SIGTERM handler may have shut the context down
+            executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
     if node.failed:

@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -241,15 +241,17 @@ def check_choices(v: dict[str, Any]) -> None:
         )
 
 
-def check_parameters(given: dict[str, Any]) -> dict[str, Any]:
+def check_parameters(given: dict[str, Any], named: Collection[str] | None = None) -> dict[str, Any]:
     """The manager's parameters from a parameters file checked as rclpy and the manager would check
     them at start (type as declared, descriptor range, choices), without starting anything.
 
-    Returns every parameter's value, defaults filled in. An unknown name is refused: rclpy would
-    drop it without a word, so a misspelt `max_dnn` would silently keep the default.
+    Returns every parameter's value, defaults filled in. An unknown name among `named` (those
+    given for the manager itself; default all) is refused: rclpy would drop it without a word, so
+    a misspelt `max_dnn` would silently keep the default. Others (a `/**:` section's settings for
+    every node, a camera's `rate`) are not the manager's business.
     """
     known = {name: (default, extra) for name, default, _, extra in PARAMETERS}
-    unknown = sorted(set(given) - set(known) - NODE_PARAMETERS)
+    unknown = sorted(set(given if named is None else named) - set(known) - NODE_PARAMETERS)
     if unknown:
         raise ValueError(f"{', '.join(unknown)}: not a parameter of the manager (misspelt?)")
     values = {name: given.get(name, default) for name, (default, _) in known.items()}
@@ -722,9 +724,11 @@ class Manager(Node):
         """Start the chains the mapping has and nothing runs yet, except those waiting out a backoff
         and those whose unregistered namesake is still stopping (started when it has stopped)."""
         threads = tuple(sorted(stage_threads(platform, mapping, self.policy).items()))
-        mapped = {d.name for d in mapping.dnns}
+        mapped = {(d.name, d.model) for d in mapping.dnns}  # a name registered again with another model waits
         for name, reg in dnns.items():
-            if name in mapped and not (name in self.chains or name in self.waiting or name in self.stopping):
+            if (name, reg.model) in mapped and not (
+                name in self.chains or name in self.waiting or name in self.stopping
+            ):
                 self.chains[name] = start_chain(
                     self._config(reg, threads),
                     platform,

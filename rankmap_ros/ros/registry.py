@@ -216,6 +216,7 @@ class Registry:
         return stored
 
     def check_priorities(self) -> None:
+        """The static priorities of the whole set, once `register(..., priorities=False)` filled it."""
         self._checked(self.dnns)
 
     def unregister(self, name: str) -> Registration:

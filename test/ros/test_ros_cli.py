@@ -156,10 +156,14 @@ def test_check_dnns_runs_the_managers_start_up_checks_offline(capsys: pytest.Cap
         ("priority_mode: weird", "parameter priority_mode must be one of static, dynamic"),
         ("executor: component", "component needs an arbitrated scheduling_policy"),
     ):
-        params.write_text(f"/**:\n  ros__parameters:\n{kept}    {line}\n")
+        params.write_text(f"/**/rankmap_manager:\n  ros__parameters:\n{kept}    {line}\n")
         code, out, err = rankmap(capsys, "check-dnns", "--params-file", str(params))
         assert code == 2 and says in err and out == "", (line, err)
     assert "cannot be read: No such file" in rankmap(capsys, "check-dnns", "--params-file", str(tmp_path / "no"))[2]
+    # a fleet file's settings for every node (the camera's rate) are not the manager's mistakes
+    fleet = f"/**:\n  ros__parameters:\n    rate: 30.0\n/**/rankmap_manager:\n  ros__parameters:\n{kept}"
+    params.write_text(fleet)
+    assert rankmap(capsys, "check-dnns", "--params-file", str(params))[0] == 0
     params.write_text(shipped.read_text().replace('dnns_file: ""', f"dnns_file: {example}"))
     assert rankmap(capsys, "check-dnns", "--params-file", str(params))[0] == 0  # the shipped file, as it is
 

@@ -969,6 +969,11 @@ def test_a_dnn_registered_again_while_its_old_executors_stop_starts_when_they_ha
         release.set()
         unregister.join(10.0)
     assert started == ["d"] and manager.chains == {"d": "d"} and manager.stopping == set()
+    # registered again with another model: the plan in force cuts the old one, so the next plan starts it
+    manager.chains.clear()
+    registry.dnns["d"] = dataclasses.replace(registry.dnns["d"], model="alexnet")
+    manager._start_missing(manager._planned(), mapping, platform)
+    assert started == ["d"] and manager.chains == {}
 
 
 def test_a_stage_whose_publish_fails_while_it_is_stopped_is_not_a_failure() -> None:

@@ -57,7 +57,7 @@ def test_every_way_is_measured_at_every_point(tmp_path):
         (["--best-effort", "resnet5"], "unknown model 'resnet5'"),
         (["--cpu", "4096"], "CPU 4096 is not available"),
         (["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),
-        (["--period", "nan"], "argument --period: must be a finite number > 0, got nan"),
+        (["--period", "nan"], "argument --period: must be a finite number >= 0.001 and <= 3600, got nan"),
         (["--seconds", "0"], "argument --seconds: must be a finite number > 0 and <= 3.2e+07, got 0"),
         (["--device", "npu"], "--device 'npu': expected cpu, cuda or cuda:N"),
         (["--device", "cuda:64"], "--device 'cuda:64': this machine has"),

@@ -188,7 +188,9 @@ def _matches(pattern: str, fq_name: str) -> bool:
     return re.fullmatch(regex, fq_name) is not None
 
 
-def params_file_values(path: Path, fq_name: str) -> dict[str, Any]:
+def params_file_values(path: Path, fq_name: str, named_only: bool = False) -> dict[str, Any]:
+    """The values a parameters file gives the node `fq_name`, later sections winning, as rcl merges
+    them; `named_only`: only from sections that name the node itself (not `/**:` for every node)."""
     try:
         data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -203,6 +205,6 @@ def params_file_values(path: Path, fq_name: str) -> dict[str, Any]:
     for pattern, params in _sections(data):
         if not isinstance(params, dict):
             raise RosArgumentError(f"parameters file {path}: {pattern} ros__parameters must be a mapping")
-        if _matches(pattern, fq_name):
+        if _matches(pattern, fq_name) and not (named_only and "*" in pattern.rsplit("/", 1)[-1]):
             values.update(_flatten(params))
     return values

@@ -31,9 +31,8 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from rankmap_ros.ros.dds.distro import HUMBLE_LIKE, distro
-from rankmap_ros.ros.share import find_share
+from rankmap_ros.ros.share import PACKAGE, find_share
 
-PACKAGE = "rankmap_ros"
 EMPTY_MEMBER = "structure_needs_at_least_one_member"
 SHIPPED = Path(__file__).resolve().parents[1] / "interfaces"
 
