@@ -261,6 +261,16 @@ def cmd_experiment_search(args: argparse.Namespace) -> None:
     emit(args, result, text)
 
 
+def cmd_experiment_priority(args: argparse.Namespace) -> None:
+    from rankmap_ros.experiments.priority_study import markdown, run_priority_study
+
+    out = Path(args.out) if args.out else None
+    result = run_priority_study(out, per_size=args.per_size, budget=args.budget)
+    text = markdown(result) + f"\n{result['platform']} (simulated); docs/PLANNER.md, 'Figure 9 and GA', reads it"
+    text += f"\nwrote {out}/priority_study.json, .md and .png" if out else ""
+    emit(args, result, text)
+
+
 def cmd_experiment_correction(args: argparse.Namespace) -> None:
     from rankmap_ros.experiments.correction import STRATEGIES, run_correction
 
@@ -394,6 +404,14 @@ def register(sub: Any, experiments: Any) -> None:
     p.add_argument("--budget", type=integer(1), default=3000)
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", help="directory for search.json and search.png (also the resume cache)")
+    p.set_defaults(resume_hint="With --out, run the same command again to go on from its cache.")
+
+    p = add_command(
+        experiments, "priority", cmd_experiment_priority, "what RankMap_D's and GA's objectives reward (Figure 9)"
+    )
+    p.add_argument("--per-size", type=integer(1), default=12, help="mixes per size (default 12)")
+    p.add_argument("--budget", type=integer(1), default=3000)
+    p.add_argument("--out", help="directory for priority_study.json, .md and .png (also the resume cache)")
     p.set_defaults(resume_hint="With --out, run the same command again to go on from its cache.")
 
     p = add_command(
