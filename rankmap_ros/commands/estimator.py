@@ -111,6 +111,13 @@ def _train(
         bars[name].update(1)
         bars[name].set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
 
+    def on_vq_step(step: int, steps: int, loss: float) -> None:
+        if "vqvae" not in bars:
+            bars["vqvae"] = tqdm(total=steps, desc="fitting the VQ-VAE", unit="step", file=sys.stderr)
+        bars["vqvae"].update(1)
+        if step % 50 == 0:
+            bars["vqvae"].set_postfix(loss=f"{loss:.4f}")
+
     started = time.monotonic()
     try:
         checkpoint = fit(
@@ -126,6 +133,7 @@ def _train(
             log=lambda text: print(text, file=sys.stderr),
             on_epoch=on_epoch,
             on_start=on_start,
+            on_vq_step=on_vq_step,
         )
     finally:
         for bar in bars.values():

@@ -73,7 +73,13 @@ def _input_stats(table: np.ndarray) -> dict[str, torch.Tensor]:
     return {"mean": torch.as_tensor(real.mean(axis=0)), "std": torch.as_tensor(real.std(axis=0) + 1e-6)}
 
 
-def _vqvae(options: FitOptions, scaler: VectorScaler, state: Path | None, log: Log) -> tuple[UnitVQVAE, dict]:
+def _vqvae(
+    options: FitOptions,
+    scaler: VectorScaler,
+    state: Path | None,
+    log: Log,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> tuple[UnitVQVAE, dict]:
     """Fit the VQ-VAE, or take it from the state file of an interrupted run with the same settings."""
     settings = {"config": options.vq.to_dict(), "steps": options.vq_steps, "seed": options.train.seed}
     saved = read_state(state) if state is not None else None
@@ -88,7 +94,7 @@ def _vqvae(options: FitOptions, scaler: VectorScaler, state: Path | None, log: L
         return vq.eval(), saved["report"]
     log(f"fitting the VQ-VAE ({options.vq.in_dim} -> {options.vq.latent_dim}) on the zoo's unit vectors")
     raw = np.concatenate([vectors(m) for m in zoo.names()])
-    vq, report = fit_vqvae(raw, scaler, options.vq, steps=options.vq_steps, seed=options.train.seed)
+    vq, report = fit_vqvae(raw, scaler, options.vq, steps=options.vq_steps, seed=options.train.seed, on_step=on_step)
     if state is not None:
         save_checkpoint({"settings": settings, "state": vq.state_dict(), "report": report.to_dict()}, state)
     return vq, report.to_dict()
@@ -101,11 +107,13 @@ def fit(
     log: Log = print,
     on_epoch: Callable[[str, int, float, float], None] | None = None,
     on_start: Callable[[str, int, int], None] | None = None,
+    on_vq_step: Callable[[int, int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Train every requested variant and return the checkpoint dict (see checkpoint.py).
 
-    `on_start(variant, first_epoch, epochs)` and `on_epoch(variant, epoch, train_loss, val_loss)`
-    report progress; `state_dir` keeps what an interrupted run resumes from.
+    `on_start(variant, first_epoch, epochs)`, `on_epoch(variant, epoch, train_loss, val_loss)`
+    and `on_vq_step(step, steps, loss)` report progress; `state_dir` keeps what an interrupted
+    run resumes from.
     """
     unknown = set(options.variants) - set(VARIANTS)
     if unknown:
@@ -119,7 +127,7 @@ def fit(
         state_dir.mkdir(parents=True, exist_ok=True)
     max_units = int(dataset.meta["max_units"])
     scaler = VectorScaler.fit(names)
-    vq, vq_report = _vqvae(options, scaler, state_dir / "vqvae.pt" if state_dir else None, log)
+    vq, vq_report = _vqvae(options, scaler, state_dir / "vqvae.pt" if state_dir else None, log, on_vq_step)
 
     raw_tables = {
         "vq": unit_table(names, lambda raw: vq.codes(scaler.transform(raw)), max_units),
