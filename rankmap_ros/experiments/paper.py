@@ -323,6 +323,15 @@ def run_paper(
             result = run_mix(models, settings, throughput_model, plat)
             write_cached(path, result)
         results.append(result)
+    scenarios: dict[str, Any] = {}
+    for name, scenario in (("arrival", arrival_scenario), ("priority_shift", priority_shift_scenario)):
+        path = None if cache is None else cache / f"{name}.json"  # a resumed run does not plan them again
+        scenarios[name] = read_cached(path)
+        if scenarios[name] is None:
+            say = f"paper: the {name.replace('_', ' ')} scenario (simulated)"
+            print(say, file=sys.stderr)
+            scenarios[name] = scenario(throughput_model, plat, settings)
+            write_cached(path, scenarios[name])
     report: dict[str, Any] = {
         "experiment": "paper",
         "simulated": True,
@@ -332,8 +341,7 @@ def run_paper(
         "quick": quick,
         "starvation_epsilon": STARVATION_EPSILON,
         **summarize(results),
-        "arrival": arrival_scenario(throughput_model, plat, settings),
-        "priority_shift": priority_shift_scenario(throughput_model, plat, settings),
+        **scenarios,
         "mixes": results,
         "paper": PAPER,
     }

@@ -51,6 +51,8 @@ def test_tiny_run_writes_outputs_and_resumes(tmp_path: Path) -> None:
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = run_paper(tmp_path, settings=TINY, model="simulator")  # every mix comes from the cache
     assert again["mixes"] == json.loads(json.dumps(report["mixes"]))
+    assert again["arrival"] == report["arrival"] and again["priority_shift"] == report["priority_shift"]
+    assert len(list((tmp_path / "cache").glob("*/arrival.json"))) == 1  # not planned again on a resume
     # a mix file left empty by a Ctrl-C in an older version is computed again, not a traceback
     (torn,) = list((tmp_path / "cache").glob("*/mix_000.json"))
     torn.write_text("")
