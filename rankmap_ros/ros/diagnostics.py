@@ -9,6 +9,7 @@ array per period stamped with the node clock, status names prefixed `"<node name
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,11 @@ class Status:
 
 
 def format_value(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    """Four significant digits: a GPU stage's 0.0004 s service time must not read 0.000; '-' for
+    what is not known yet (NaN), which rqt would show as 'nan'."""
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
 
 
 class Updater:
@@ -62,7 +67,9 @@ class Updater:
         self._node = node
         self.hardware_id = hardware_id
         self._collect = collect
-        self._prefix = f"{node.get_name()}: "
+        # diagnostic_updater's `node: status`; in a namespace the node's full name, or two robots'
+        # managers on one /diagnostics would overwrite each other's statuses in the aggregator
+        self._prefix = f"{node.get_name() if node.get_namespace() == '/' else node.get_fully_qualified_name()}: "
         self._publisher = node.create_publisher(DiagnosticArray, endpoints.DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self._timer = node.create_timer(period, self.update, clock=clock)  # None: the node's clock
 

@@ -213,8 +213,8 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     (
         "diagnostics_period",
         1.0,
-        "seconds between /diagnostics arrays",
-        {"floating_point_range": _float_range(0.1, 60.0)},
+        "seconds between /diagnostics arrays; at most 2.5, half the aggregator's 5 s stale timeout",
+        {"floating_point_range": _float_range(0.1, 2.5)},
     ),
 )
 
@@ -1188,8 +1188,8 @@ def stage_statuses(chain: Chain) -> list[Status]:
             status.add(key, stats[key])
         if chain.config.policy not in ("time_sharing", "fifo"):  # what orders its best-effort jobs now
             status.add("priority", float(chain.board.rows["priority"][p.index]))
-        ok = stats["state"] == "ready"
-        status.summary(diagnostics.OK if ok else diagnostics.WARN, str(stats["state"]))
+        level = {"ready": diagnostics.OK, "failed": diagnostics.ERROR}.get(str(stats["state"]), diagnostics.WARN)
+        status.summary(level, str(stats["state"]))
         out.append(status)
     return out
 

@@ -512,6 +512,34 @@ def test_manager_config_declares_only_known_parameters() -> None:
     assert {"dnns", "stages", "components"} <= set(agg["analyzers"]["ros__parameters"])
 
 
+def test_statuses_land_in_one_aggregator_group_each_and_name_a_namespaced_manager() -> None:
+    """diagnostic_aggregator's GenericAnalyzer matches `contains` on the published names: every
+    status of the manager, in the root namespace or in a robot's, goes to exactly one group; DNNs
+    and stages that go away are dropped, not left STALE (which turns the groups above ERROR)."""
+    import yaml
+
+    from rankmap_ros.ros.diagnostics import Status, Updater, format_value
+
+    analyzers = yaml.safe_load((ROOT / "config" / "diagnostics_aggregator.yaml").read_text())["analyzers"]
+    groups = {k: v for k, v in analyzers["ros__parameters"].items() if isinstance(v, dict)}
+    assert all(groups[g]["discard_stale"] and groups[g]["num_items"] == 0 for g in ("dnns", "stages"))
+    published = []
+    for namespace in ("/", "/robot1"):
+        node = SimpleNamespace(
+            get_name=lambda: "rankmap_manager", get_namespace=lambda namespace=namespace: namespace,
+            get_fully_qualified_name=lambda namespace=namespace: f"{namespace}/rankmap_manager",
+            create_publisher=lambda *_a: None, create_timer=lambda *_a, **_k: None,
+        )  # fmt: skip
+        updater = Updater(node, "host/board", list)
+        for name in ("dnn cam0", "stage cam0[0:12]@gpu", "component big"):
+            published.append(updater._message(Status(name)).name)
+    assert published[3] == "/robot1/rankmap_manager: dnn cam0"  # not the root manager's name
+    for name in published:
+        matched = [g for g, a in groups.items() if any(text in name for text in a["contains"])]
+        assert len(matched) == 1, (name, matched)
+    assert [format_value(v) for v in (0.0004, 12.3456, math.nan, 3)] == ["0.0004", "12.35", "-", "3"]
+
+
 def test_manager_plans_with_the_shipped_estimator_where_one_fits() -> None:
     from dataclasses import replace
 
@@ -587,6 +615,12 @@ def test_a_failed_hosted_stage_is_a_failure_of_its_chain() -> None:
         failure = check_chain(chain, now + 0.25, 5.0, 60.0)
         assert failure is not None and failure.pid == 4242 and failure.component == "cpu"
         assert failure.reason == "RuntimeError: unit exploded"
+        from rankmap_ros.ros.diagnostics import ERROR
+        from rankmap_ros.ros.manager_node import stage_statuses
+
+        chain.channels.append(SimpleNamespace(written=3, depth=0, dropped=0))  # type: ignore[arg-type]
+        (status,) = stage_statuses(chain)  # in rqt: an error, not a warning like a stage starting
+        assert status.level == ERROR and status.message == "failed"
     finally:
         board.detach()
         board.unlink()
