@@ -64,6 +64,10 @@ def _manager(context: LaunchContext) -> list[Node]:
             emulate_tty=True,
             respawn=respawn == "true",
             respawn_delay=respawn_delay,
+            # launch's default sends SIGKILL 10 s after the shutdown began; stopping the executors,
+            # their containers and shared memory can take longer on a loaded board
+            sigterm_timeout="10",
+            sigkill_timeout="10",
         )
     ]
 

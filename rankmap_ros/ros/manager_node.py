@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import socket
 import threading
@@ -69,6 +70,7 @@ from rankmap_ros.runtime.host import unpinned_warning
 from rankmap_ros.runtime.stage import boundary_shapes, stage_threads
 
 MAPPING_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+Float64 = msg("std_msgs/msg/Float64")
 FAILURE_WINDOW_S = 60.0
 # Start errors that follow the DNN wherever it runs (its model file or its card, e.g. replaced by a
 # corrupt one after registration), not the component: restarting cannot help, and counting them
@@ -394,6 +396,7 @@ class Manager(Node):
             msg(endpoints.MAPPING_TYPE), self._rel(endpoints.MAPPING_TOPIC), MAPPING_QOS
         )
         self.rate_pub = self.create_publisher(msg(endpoints.THROUGHPUT_TYPE), self._rel(endpoints.THROUGHPUT_TOPIC), 10)
+        self.dnn_rate_pubs: dict[str, Any] = {}  # DNN -> its /rankmap/<dnn>/rate publisher (the rates timer's)
         timers = MutuallyExclusiveCallbackGroup()
         # Executors compute in wall time whatever the simulation does: under `use_sim_time` a paused
         # or slow simulation must not pause supervision or hide a crashed executor from rqt.
@@ -1019,6 +1022,14 @@ class Manager(Node):
         out = array_type(data=rates)
         out.layout.dim = [dim(label=",".join(names), size=len(names), stride=len(names))]
         self.rate_pub.publish(out)
+        # one topic per DNN too: data[i] of the array follows registration order, so an unregister
+        # moves every later DNN's curve in rqt_plot; /rankmap/<dnn>/rate stays that DNN's
+        for gone in set(self.dnn_rate_pubs) - set(names):
+            self.destroy_publisher(self.dnn_rate_pubs.pop(gone))
+        for name, rate in zip(names, rates, strict=True):
+            if name not in self.dnn_rate_pubs:
+                self.dnn_rate_pubs[name] = self.create_publisher(Float64, self._rel(results.rate_topic(name)), 10)
+            self.dnn_rate_pubs[name].publish(Float64(data=rate))
 
     def collect_diagnostics(self) -> list[Status]:
         with self.lock:
@@ -1086,17 +1097,26 @@ class Manager(Node):
         return out
 
     def close(self) -> None:
-        """Stop planning and every executor, free the shared memory."""
+        """Stop planning and every executor, free the shared memory.
+
+        Each step runs even when one before it failed: what it leaves would outlive the manager.
+        The planner is not waited for long: it is a daemon thread, and once `closing` is set it
+        applies nothing (launch sends SIGKILL 5 s after SIGTERM).
+        """
         with self.lock:
             self.closing = True
             chains, self.chains = list(self.chains.values()), {}
         self.wake.set()
-        stop_chains(chains)
-        self.planner_thread.join(timeout=5.0)
-        if self.arbiters is not None:
-            self.arbiters.close()
-        if self.containers is not None:
-            self.containers.close()
+        try:
+            stop_chains(chains)
+        finally:
+            self.planner_thread.join(timeout=1.0)
+            try:
+                if self.arbiters is not None:
+                    self.arbiters.close()
+            finally:
+                if self.containers is not None:
+                    self.containers.close()
 
 
 def dnn_status(
@@ -1212,6 +1232,9 @@ def spin_serving(executor: Any, logger: Any) -> None:
 def main(args: list[str] | None = None) -> None:
     follow_parent()
     rclpy.init(args=args)
+    # an SSH session closed under `ros2 launch` hangs the terminal's processes up: clean up as on
+    # SIGTERM (rclpy's handler), not die with executors and shared memory left behind
+    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
     node = None
     try:
         try:
@@ -1225,8 +1248,8 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        # a second Ctrl-C (a terminal's, then launch's) must not cut the clean-up short: executors
-        # would be left to their owner watch and shared memory to the next manager
+        # a second Ctrl-C at the terminal must not cut the clean-up short: executors would be left
+        # to their owner watch and shared memory to the next manager
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.close()

@@ -37,6 +37,11 @@ def output_topic(dnn: str, kind: str) -> str:
     return f"rankmap/{dnn}/{TOPIC_SUFFIX[kind]}"
 
 
+def rate_topic(dnn: str) -> str:
+    """Where the manager publishes a DNN's measured rate (std_msgs/Float64), relative to its namespace."""
+    return f"rankmap/{dnn}/rate"
+
+
 @dataclass(frozen=True)
 class Decoding:
     """How results are cut down: classes kept per classification, detection score and NMS thresholds."""

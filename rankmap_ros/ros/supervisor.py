@@ -162,7 +162,8 @@ class ExecutorProcess:
             os.kill(self.pid, sig)
 
     def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
+        if self.poll() is None:  # once reaped, its pid may be another process's
+            self.send_signal(signal.SIGKILL)
 
     def wait(self, timeout: float | None = None) -> int:
         self._process.join(timeout)
@@ -248,11 +249,12 @@ class Containers:
         if container is not None:
             self._dispose(container)
 
-    def _dispose(self, container: Container) -> None:
+    def _dispose(self, container: Container, deadline: float | None = None) -> None:
         if container.process.poll() is None:
             container.process.send_signal(signal.SIGTERM)
+            wait = STOP_GRACE_S if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                container.process.wait(timeout=STOP_GRACE_S)
+                container.process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 container.process.kill()
                 container.process.wait()
@@ -264,8 +266,9 @@ class Containers:
         for container in self.running.values():
             if container.process.poll() is None:
                 container.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S  # one grace period for all, not one each
         for container in self.running.values():
-            self._dispose(container)
+            self._dispose(container, deadline)
         self.running.clear()
 
 

@@ -187,6 +187,16 @@ def test_diagnostics_at_one_hertz_with_the_right_levels(stack: Stack) -> None:
     stage = next(s for n, s in latest.items() if n.startswith("stage squeeze["))
     assert {"service_time_s", "compute_cpu_s", "queue_depth", "drops", "pid"} <= {kv.key for kv in stage.values}
     assert all(s.hardware_id for s in stack.diagnostics[-1][1].status)
+    # each DNN's rate on a topic of its own, for rqt_plot (the array's indices move on an unregister)
+    from rankmap_ros.ros.rclpy_compat import msg
+
+    rates: list[float] = []
+    sub = stack.node.create_subscription(msg("std_msgs/msg/Float64"), "/rankmap/squeeze/rate", rates.append, 10)
+    try:
+        stack.spin_until(lambda: len(rates) >= 2, 10.0, "two rates of squeeze")
+    finally:
+        stack.node.destroy_subscription(sub)
+    assert rates[-1].data > 0
 
 
 def test_a_minimum_rate_out_of_reach_is_a_warning(stack: Stack) -> None:
@@ -374,7 +384,8 @@ def test_undecodable_requests_do_not_stop_the_manager(stack: Stack) -> None:
 def test_shutdown_leaves_no_process_or_shared_memory(stack: Stack) -> None:
     pids = [p for name in ("squeeze", "shuffle", "greedy") for p in stack.stage_pids(name)]
     assert pids and _manager_entries(stack.manager.pid)
-    stack.manager.send_signal(signal.SIGINT)
+    # the hang-up of a closed SSH session (SIGINT, a terminal's Ctrl-C, is every other module's stop)
+    stack.manager.send_signal(signal.SIGHUP)
     assert stack.manager.wait(timeout=20) == 0
     assert not [p for p in pids if _alive(p)]
     assert _manager_entries(stack.manager.pid) == []
