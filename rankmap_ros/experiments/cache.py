@@ -54,10 +54,12 @@ def source_digest(*files: str) -> str:
 
 
 def core_digest() -> str:
-    """The digest of every core module (zoo, simulator, planner, estimator code): rows computed
-    before a change to any of them are not mixed with rows computed after it."""
-    core = Path(__file__).resolve().parent.parent / "core"
-    return source_digest(*sorted(str(f) for f in core.rglob("*.py")))
+    """The digest of every core and experiment module (zoo, simulator, planner, estimator code,
+    the experiments' own mixes and scenarios): rows computed before a change to any of them are
+    not mixed with rows computed after it."""
+    package = Path(__file__).resolve().parent.parent
+    files = [*(package / "core").rglob("*.py"), *(package / "experiments").rglob("*.py")]
+    return source_digest(*sorted(str(f) for f in files))
 
 
 def write_report(out_dir: Path | None, stem: str, report: Any, plot: Callable[[Path, Any], None]) -> None:

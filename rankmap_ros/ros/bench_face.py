@@ -17,6 +17,7 @@ stage -> stage (shared memory), last stage -> this node (DDS).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import statistics
@@ -235,7 +236,7 @@ def _window(
         else:
             loss[n] = None
         chain = stages.get(n, {})
-        dnn_s = sum(float(v["service_time_s"]) + float(v["queue_wait_s"]) for v in chain.values())
+        dnn_s = sum(_number(v["service_time_s"]) + _number(v["queue_wait_s"]) for v in chain.values())
         hops = len(chain) + 1
         age = statistics.median(latest) if latest else float("nan")
         per_hop[n] = round((age - dnn_s) / hops * 1e3, 2)
@@ -266,3 +267,8 @@ def report(result: dict[str, Any]) -> str:
         f"left behind: {len(result['leftover_processes'])} processes, {len(result['leftover_shm'])} shm entries",
     ]
     return "\n".join(lines)
+
+
+def _number(value: str) -> float:
+    """A diagnostic value as a number: '-' (not measured yet) is NaN."""
+    return math.nan if value == "-" else float(value)

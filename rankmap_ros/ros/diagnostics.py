@@ -49,7 +49,9 @@ def format_value(value: object) -> str:
     """Four significant digits: a GPU stage's 0.0004 s service time must not read 0.000; '-' for
     what is not known yet (NaN), which rqt would show as 'nan'."""
     if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.4g}"
+        if math.isnan(value):
+            return "-"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"  # 12345, not 1.234e+04
     return str(value)
 
 

@@ -1045,7 +1045,26 @@ class Manager(Node):
                 if chain is not None:
                     statuses += stage_statuses(chain)
             statuses += self._component_statuses()
-            return statuses
+            return [self._manager_status(now), *statuses]
+
+    def _manager_status(self, now: float) -> Status:
+        """The manager itself, always published: the aggregator drops DNNs and stages gone stale,
+        so without it a manager that died would leave its groups OK and empty, not STALE."""
+        status = Status("manager")
+        registered, running = len(self.registry.dnns), len(self.chains)
+        status.add("platform", self.platform.name)
+        status.add("planner", self.plan.planner)
+        status.add("scheduling_policy", self.policy.value)
+        status.add("registered", registered)
+        status.add("running", running)
+        status.add("parked", len(self.parked))
+        status.add("excluded_components", ",".join(sorted(self.excluded)) or "-")
+        status.add("plan_age_s", now - self.plan.applied if self.plan.mapping is not None else math.nan)
+        if self.excluded:
+            status.summary(diagnostics.WARN, f"planning without {', '.join(sorted(self.excluded))} (failed)")
+        else:
+            status.summary(diagnostics.OK, f"{running} of {registered} DNNs running")
+        return status
 
     def _component_statuses(self) -> list[Status]:
         """Under an arbitrated policy, each component's arbiter: decisions and their cost."""
@@ -1101,7 +1120,7 @@ class Manager(Node):
 
         Each step runs even when one before it failed: what it leaves would outlive the manager.
         The planner is not waited for long: it is a daemon thread, and once `closing` is set it
-        applies nothing (launch sends SIGKILL 5 s after SIGTERM).
+        applies nothing (launch escalates to SIGKILL within 20 s, rankmap.launch.py).
         """
         with self.lock:
             self.closing = True
@@ -1234,7 +1253,8 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     # an SSH session closed under `ros2 launch` hangs the terminal's processes up: clean up as on
     # SIGTERM (rclpy's handler), not die with executors and shared memory left behind
-    signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # under nohup it stays ignored
+        signal.signal(signal.SIGHUP, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
     node = None
     try:
         try:

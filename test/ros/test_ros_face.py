@@ -523,6 +523,7 @@ def test_statuses_land_in_one_aggregator_group_each_and_name_a_namespaced_manage
     analyzers = yaml.safe_load((ROOT / "config" / "diagnostics_aggregator.yaml").read_text())["analyzers"]
     groups = {k: v for k, v in analyzers["ros__parameters"].items() if isinstance(v, dict)}
     assert all(groups[g]["discard_stale"] and groups[g]["num_items"] == 0 for g in ("dnns", "stages"))
+    assert "discard_stale" not in groups["manager"]  # a dead manager must go STALE, not vanish
     published = []
     for namespace in ("/", "/robot1"):
         node = SimpleNamespace(
@@ -531,13 +532,13 @@ def test_statuses_land_in_one_aggregator_group_each_and_name_a_namespaced_manage
             create_publisher=lambda *_a: None, create_timer=lambda *_a, **_k: None,
         )  # fmt: skip
         updater = Updater(node, "host/board", list)
-        for name in ("dnn cam0", "stage cam0[0:12]@gpu", "component big"):
+        for name in ("manager", "dnn cam0", "stage cam0[0:12]@gpu", "component big"):
             published.append(updater._message(Status(name)).name)
-    assert published[3] == "/robot1/rankmap_manager: dnn cam0"  # not the root manager's name
+    assert published[5] == "/robot1/rankmap_manager: dnn cam0"  # not the root manager's name
     for name in published:
         matched = [g for g, a in groups.items() if any(text in name for text in a["contains"])]
         assert len(matched) == 1, (name, matched)
-    assert [format_value(v) for v in (0.0004, 12.3456, math.nan, 3)] == ["0.0004", "12.35", "-", "3"]
+    assert [format_value(v) for v in (0.0004, 12.3456, 12345.6, math.nan, 3)] == ["0.0004", "12.35", "12346", "-", "3"]
 
 
 def test_manager_plans_with_the_shipped_estimator_where_one_fits() -> None:

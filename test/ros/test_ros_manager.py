@@ -187,6 +187,8 @@ def test_diagnostics_at_one_hertz_with_the_right_levels(stack: Stack) -> None:
     stage = next(s for n, s in latest.items() if n.startswith("stage squeeze["))
     assert {"service_time_s", "compute_cpu_s", "queue_depth", "drops", "pid"} <= {kv.key for kv in stage.values}
     assert all(s.hardware_id for s in stack.diagnostics[-1][1].status)
+    manager = latest["manager"]  # the heartbeat the aggregator keeps when DNNs come and go
+    assert level_value(manager.level) == 0 and manager.message == "4 of 4 DNNs running"
     # each DNN's rate on a topic of its own, for rqt_plot (the array's indices move on an unregister)
     from rankmap_ros.ros.rclpy_compat import msg
 
