@@ -93,7 +93,7 @@ def resolve_model(model: str, allowed_dirs: Sequence[str]) -> tuple[str, str | N
     except zoo.ZooError as exc:
         raise RequestError(f"model file {path.name}: name it '<zoo model>[-tag].pt'; {exc}") from exc
     try:
-        zoo.build(canonical, path)
+        zoo.build(canonical, path, check_finite=True)
         read_card(path, zoo.get_spec(canonical).num_classes)
     except (zoo.ZooError, ModelCardError) as exc:
         raise RequestError(str(exc)) from exc

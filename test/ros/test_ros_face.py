@@ -170,11 +170,20 @@ def test_registry_refusals_change_nothing(tmp_path: Path) -> None:
     model_dir.mkdir()
     (tmp_path / "squeezenet_v2.pt").write_bytes(b"x")
     (model_dir / "squeezenet_v2-broken.pt").write_bytes(b"not a state dict")
+    import torch
+
+    from rankmap_ros.core import zoo
+
+    diverged = {
+        k: v * math.nan if v.is_floating_point() else v for k, v in zoo.build("squeezenet_v2").state_dict().items()
+    }
+    torch.save(diverged, model_dir / "squeezenet_v2-nan.pt")
     bad = {
         "already registered": _reg("a"),
         "unknown model": _reg("b", model="nonet"),
         "outside the allowed model directories": _reg("b", model=str(tmp_path / "squeezenet_v2.pt")),
         "cannot read weights file": _reg("b", model=str(model_dir / "squeezenet_v2-broken.pt")),
+        "holds NaN or infinite values": _reg("b", model=str(model_dir / "squeezenet_v2-nan.pt")),
         "input_topic is empty": _reg("b", input_topic=""),
         "not a valid ROS topic name": _reg("b", input_topic="/bad topic"),
         # what ROS refuses too (rcl: no part starting with a digit), and the executors, other
