@@ -138,7 +138,9 @@ def test_split_is_refused_without_measured_and_a_bad_split_names_the_cpu(capsys:
     assert code == 2 and not out and "CPU 99 is not available here" in err
 
 
-def test_a_split_host_is_measured_per_cluster_and_deadlines_follow_the_fastest(tmp_path: Path) -> None:
+def test_a_split_host_is_measured_per_cluster_and_deadlines_follow_the_fastest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each cluster gets its own fitted rates and profiled units; a resumed run reuses them."""
     tiny = Scenario(
         "tiny",
@@ -160,8 +162,19 @@ def test_a_split_host_is_measured_per_cluster_and_deadlines_follow_the_fastest(t
     saved = json.loads(moved.read_text())
     moved.write_text(json.dumps({**saved, "row": {**saved["row"], "host": "another machine"}}))
     kept = (tmp_path / "units_little.json").read_bytes()
+    from rankmap_ros.runtime import profiler
+
+    asked: list[list[str]] = []
+    row = saved["row"]
+    big = profiler.UnitTimes("big", {m: tuple(t) for m, t in row["times"].items()}, {}, row["chains"])
+
+    def profile_again(host: object, components: list[str], models: list[str]) -> dict[str, object]:
+        asked.append(list(components))  # what is measured again (timing it for real takes a while)
+        return {"big": big}
+
+    monkeypatch.setattr(profiler, "profile_components", profile_again)
     host_setup((tiny,), tmp_path, split="big:0,little:1")
-    assert json.loads(moved.read_text())["row"]["host"] != "another machine"
+    assert asked == [["big"]] and json.loads(moved.read_text())["row"]["host"] == saved["row"]["host"]
     assert (tmp_path / "units_little.json").read_bytes() == kept
 
 
