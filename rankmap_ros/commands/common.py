@@ -62,6 +62,18 @@ def parse_workload(text: str) -> Any:
     return Workload.from_models([m.strip() for m in text.split(",") if m.strip()])
 
 
+def read_mapping(text: str, workload: Any, example: str = "all-big") -> Any:
+    """`all-<component>` (every unit of every DNN there), or a mapping JSON file."""
+    from rankmap_ros.core.mapping import Mapping
+
+    if text.startswith("all-"):
+        return Mapping.all_on(workload, text.removeprefix("all-"))
+    path = Path(text)
+    if not path.is_file():
+        raise CliError(f"mapping file {path} does not exist (or use all-<component>, e.g. {example})")
+    return Mapping.from_json(read_text(path, "mapping file"))
+
+
 def read_text(path: Path, what: str) -> str:
     """A user's text file (`what`: e.g. 'mapping file'); unreadable or not UTF-8 is one clear line."""
     try:

@@ -7,7 +7,6 @@ import json
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from rankmap_ros.commands.common import POSITIVE, SECONDS, CliError, add_command, command_group, integer, number, table
@@ -66,16 +65,15 @@ def summary(report: Any) -> str:
 
 def _check_params_file(options: Any) -> None:
     """The manager's parameters as it will get them: the file, then the demo's own `-p` values."""
-    from rankmap_ros.ros.dds.args import Override, RosArgumentError, params_file_values, parse
+    from rankmap_ros.ros.dds.args import Override, RosArgumentError, parse
     from rankmap_ros.ros.demo import node_commands
-    from rankmap_ros.ros.manager_node import check_parameters
+    from rankmap_ros.ros.manager_node import check_parameters_file
 
     argv = node_commands(options)["manager"]
     try:
         ros_args = parse(argv[argv.index("--ros-args") :])
-        named = params_file_values(Path(options.params_file), "/rankmap_manager", named_only=True)
-        overrides = {o.name for o in ros_args.overrides if isinstance(o, Override)}
-        check_parameters(ros_args.parameters_for("rankmap_manager", "/rankmap_manager"), {*named, *overrides})
+        overrides = {o.name: o.value for o in ros_args.overrides if isinstance(o, Override)}
+        check_parameters_file(options.params_file, "/rankmap_manager", overrides)
     except (RosArgumentError, ValueError) as exc:
         raise CliError(f"--params-file {options.params_file}: {exc}") from exc
 

@@ -168,10 +168,12 @@ def _state_dir(out: Path, args: argparse.Namespace) -> Path:
 def _drop_states(state_dir: Path, variants: tuple[str, ...]) -> None:
     """Once every output is written: until then a rerun resumes from the states in seconds
     instead of training every variant again."""
+    from rankmap_ros.core.files import temp_files
+
     for name in variants:
         (state_dir / f"{name}.pt").unlink(missing_ok=True)
     (state_dir / "vqvae.pt").unlink(missing_ok=True)
-    for left in state_dir.glob(".*.tmp") if state_dir.is_dir() else ():  # of a write killed half way
+    for left in temp_files(state_dir):  # of a write killed half way
         left.unlink(missing_ok=True)
     if state_dir.is_dir() and not any(state_dir.iterdir()):
         state_dir.rmdir()
@@ -262,13 +264,13 @@ def cmd_estimator_eval(args: argparse.Namespace) -> None:
 def cmd_estimator_build(args: argparse.Namespace) -> None:
     from rankmap_ros.core.estimator.checkpoint import shipped_path
     from rankmap_ros.core.files import write_text_atomic
+    from rankmap_ros.core.platform import builtin_platforms
 
     variants = _variants(args.variants)
-    from_file = Path(args.platform).suffix in (".yaml", ".yml") or "/" in args.platform
-    if from_file and not args.out:
+    if args.platform not in builtin_platforms() and not args.out:
         raise CliError("--out is needed with a platform file: the package ships checkpoints for built-in platforms")
     _threads(args)
-    name = Path(args.platform).stem if from_file else args.platform  # file names, not the path
+    name = Path(args.platform).stem  # for file names: a built-in platform's name, a file's stem
     work = Path(args.workdir)
     out = Path(args.out) if args.out else shipped_path(args.platform)
     train_path = work / f"{name}-train-{args.samples}-seed{args.seed}.npz"

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rankmap_ros.commands.common import SEED, CliError, add_command, emit, integer, parse_workload, read_text, table
+from rankmap_ros.commands.common import (
+    SEED,
+    add_command,
+    emit,
+    integer,
+    parse_workload,
+    read_mapping,
+    table,
+)
 
 
 def _shape(dims: Any) -> str:
@@ -81,20 +89,12 @@ def cmd_units(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from rankmap_ros.core.mapping import Mapping
     from rankmap_ros.core.platform import load_platform
     from rankmap_ros.core.simulator import ideal_throughput, simulate
 
     platform = load_platform(args.platform)
     workload = parse_workload(args.workload)
-    if args.mapping.startswith("all-"):
-        component = args.mapping.removeprefix("all-")
-        mapping = Mapping.all_on(workload, component)
-    else:
-        path = Path(args.mapping)
-        if not path.is_file():
-            raise CliError(f"mapping file {path} does not exist (or use all-<component>, e.g. all-gpu)")
-        mapping = Mapping.from_json(read_text(path, "mapping file"))
+    mapping = read_mapping(args.mapping, workload, "all-gpu")
     mapping.validate(workload, platform.component_names)
     result = simulate(platform, workload, mapping)
     dnns = []

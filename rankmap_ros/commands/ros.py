@@ -83,9 +83,10 @@ def _model_argument(model: str) -> str:
 def cmd_check_dnns(args: argparse.Namespace) -> None:
     """The manager's start-up checks of a dnns_file, without starting anything: for a robot's CI."""
     from rankmap_ros.core import zoo
-    from rankmap_ros.ros.dds.args import RosArgumentError, params_file_values
+    from rankmap_ros.ros.dds.args import RosArgumentError
+    from rankmap_ros.ros.dds.names import expand
     from rankmap_ros.ros.dnns_file import register_file
-    from rankmap_ros.ros.manager_node import check_parameters
+    from rankmap_ros.ros.manager_node import check_parameters_file
     from rankmap_ros.ros.model_card import read_card
     from rankmap_ros.ros.planning import load_platform
     from rankmap_ros.ros.registry import Registry, RequestError
@@ -93,20 +94,15 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
 
     namespace = _namespace(args.namespace)
     try:
-        given: dict[str, Any] = {}
-        named: dict[str, Any] = {}
-        if args.params_file:  # the sections that reach the manager where it runs
-            given = params_file_values(Path(args.params_file), f"{namespace}/rankmap_manager")
-            named = params_file_values(Path(args.params_file), f"{namespace}/rankmap_manager", named_only=True)
-        try:
-            v = check_parameters(given, named)
+        try:  # the sections that reach the manager where it runs
+            v = check_parameters_file(args.params_file or "", f"{namespace}/rankmap_manager")
         except ValueError as exc:
             raise CliError(f"{args.params_file}: {exc}") from exc
         path = args.file or v["dnns_file"]
         if not path:
             raise CliError("give a dnns_file, or a parameters file that names one")
         platform = load_platform(v["platform"], v["host_split"], v["opencl_cpu_as_gpu"])
-        registry = Registry(v["max_dnns"], platform, lambda t: t if t.startswith("/") else f"{namespace}/{t}")
+        registry = Registry(v["max_dnns"], platform, lambda t: expand(t, "rankmap_manager", namespace or "/"))
         registry.mode = v["priority_mode"]
         stored = register_file(registry, path, v["allowed_model_dirs"])
     except (RequestError, RosArgumentError) as exc:
@@ -114,7 +110,7 @@ def cmd_check_dnns(args: argparse.Namespace) -> None:
     rows, data = [], []
     for reg in stored:
         card = read_card(reg.weights, zoo.get_spec(reg.model).num_classes)
-        topic = f"{namespace}/{output_topic(reg.name, reg.output_kind)}"
+        topic = expand(output_topic(reg.name, reg.output_kind), "rankmap_manager", namespace or "/")
         timing = f"{reg.period:g}/{reg.task.deadline:g} s" if reg.period else "best-effort"
         names = f"{len(card.labels)} names" if card.labels else "indices"
         rows.append([reg.name, reg.model, reg.weights or "(zoo)", topic, timing, names])

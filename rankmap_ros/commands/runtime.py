@@ -22,7 +22,7 @@ from rankmap_ros.commands.common import (
     host_split,
     integer,
     parse_workload,
-    read_text,
+    read_mapping,
     table,
     write_output,
 )
@@ -51,17 +51,6 @@ def _platform_args(p: argparse.ArgumentParser, default: str = "host") -> None:
     )
 
 
-def _mapping(text: str, workload: Any) -> Any:
-    from rankmap_ros.core.mapping import Mapping
-
-    if text.startswith("all-"):
-        return Mapping.all_on(workload, text.removeprefix("all-"))
-    path = Path(text)
-    if not path.is_file():
-        raise CliError(f"mapping file {path} does not exist (or use all-<component>, e.g. all-big)")
-    return Mapping.from_json(read_text(path, "mapping file"))
-
-
 def _say(args: argparse.Namespace) -> Any:
     def say(message: str) -> None:
         print(f"[rankmap] {message}", file=sys.stderr, flush=True)
@@ -74,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     platform = _platform(args)
     workload = parse_workload(args.workload)
-    mapping = _mapping(args.mapping, workload)
+    mapping = read_mapping(args.mapping, workload)
     pipeline = Pipeline(platform, workload)
     with stop_on_signals(pipeline), pipeline:
         pipeline.start(mapping)

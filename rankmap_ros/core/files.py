@@ -40,6 +40,11 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+def temp_files(directory: Path) -> list[Path]:
+    """The temporary files `write_atomic` left in `directory` when its process was killed mid-write."""
+    return list(Path(directory).glob(".*.tmp")) if Path(directory).is_dir() else []
+
+
 def not_a_file(path: Path) -> str:
     """Why `path` cannot be read as a file, for a message: a directory is not 'missing'."""
     return "is a directory, not a file" if Path(path).is_dir() else "does not exist"

@@ -34,7 +34,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from rankmap_ros.core import correction, zoo
 from rankmap_ros.core.correction import CorrectedModel, Observations
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, RankMapPlanner
@@ -43,7 +42,7 @@ from rankmap_ros.core.platform import MeasuredUnits, Platform, load_platform
 from rankmap_ros.core.simulator import model_costs
 from rankmap_ros.core.throughput import SimulatorModel, ThroughputModel
 from rankmap_ros.core.workload import Workload
-from rankmap_ros.experiments.cache import cache_dir, core_digest, read_cached, source_digest, write_cached, write_report
+from rankmap_ros.experiments.cache import cache_dir, core_digest, read_cached, write_cached, write_report
 from rankmap_ros.experiments.paper import critical_priorities, make_mixes
 
 STRATEGIES = ("none", "per_dnn", "mapping", "oracle")
@@ -167,11 +166,8 @@ def run_correction(
     settings = {"mixes_per_size": mixes_per_size, "rounds": rounds, "budget": budget, "seed": seed}
     cache = None
     if out_dir is not None:
-        # the correction's source and this module's: a change to the formula or the truths must not reuse a row
-        code = source_digest(correction.__file__, __file__)
-        cache = cache_dir(
-            out_dir, [settings, plat.to_dict(), zoo.names(), STRATEGIES, _constants(), code, core_digest()]
-        )
+        # core_digest covers the correction's formula, the truths and the strategies: a change must not reuse a row
+        cache = cache_dir(out_dir, [settings, plat.to_dict(), core_digest()])
     rows = []
     for index, models in enumerate(tqdm(mixes, desc="measured correction (simulated)", file=sys.stderr, disable=None)):
         path = None if cache is None else cache / f"mix_{index:03d}.json"

@@ -22,7 +22,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from rankmap_ros.core import correction
 from rankmap_ros.core.correction import CorrectedModel, Observations
 from rankmap_ros.core.mapping import Mapping
 from rankmap_ros.core.planner import Budget, RankMapPlanner
@@ -33,7 +32,6 @@ from rankmap_ros.experiments.cache import (
     cache_dir,
     core_digest,
     read_cached,
-    source_digest,
     write_cached,
     write_report,
 )
@@ -70,8 +68,7 @@ def run_correction_measured(
     settings = {"rounds": rounds, "seconds": seconds, "warmup_s": warmup_s, "budget": budget, "seed": seed}
     cache = None
     if out_dir is not None:
-        code = source_digest(correction.__file__, __file__)
-        cache = cache_dir(out_dir, [settings, platform.to_dict(), code, core_digest()])
+        cache = cache_dir(out_dir, [settings, platform.to_dict(), core_digest()])
     rows = []
     bar = tqdm(
         total=len(workloads) * rounds * len(STRATEGIES), desc="measured correction", file=sys.stderr, disable=None

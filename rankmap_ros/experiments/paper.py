@@ -288,9 +288,7 @@ def _fingerprint(settings: Settings, model_name: str, platform: Platform) -> str
 
     weights = shipped_path(platform.name) if model_name == "estimator" else None
     model = hashlib.sha256(weights.read_bytes()).hexdigest() if weights is not None and weights.is_file() else ""
-    text = json.dumps(
-        [asdict(settings), model_name, model, platform.to_dict(), zoo.names(), core_digest()], sort_keys=True
-    )
+    text = json.dumps([asdict(settings), model_name, model, platform.to_dict(), core_digest()], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

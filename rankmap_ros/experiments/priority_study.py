@@ -137,7 +137,7 @@ def run_priority_study(
     per-mix cache an interrupted run resumes from."""
     platform = load_platform(platform_name)
     settings = {"per_size": per_size, "budget": budget}
-    cache = None if out_dir is None else cache_dir(out_dir, [settings, platform.to_dict(), VARIANTS, core_digest()])
+    cache = None if out_dir is None else cache_dir(out_dir, [settings, platform.to_dict(), core_digest()])
     mixes = []
     for index, models in enumerate(
         tqdm(make_mixes(0, per_size), desc="priority study (simulated)", file=sys.stderr, disable=None)

@@ -25,7 +25,6 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from rankmap_ros.core import zoo
 from rankmap_ros.core.planner import Budget, RankMapPlanner
 from rankmap_ros.core.planner.ga import evolve
 from rankmap_ros.core.planner.mcts import Tree
@@ -92,7 +91,7 @@ def _row(
 
 def _cache_dir(out_dir: Path, settings: dict[str, Any], platform: dict[str, Any]) -> Path:
     """A directory per set of what the rows depend on, so other settings never reuse a row."""
-    return cache_dir(out_dir, [settings, platform, zoo.names(), VARIANTS, core_digest()])
+    return cache_dir(out_dir, [settings, platform, core_digest()])
 
 
 def run_search_comparison(

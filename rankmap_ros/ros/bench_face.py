@@ -17,7 +17,6 @@ stage -> stage (shared memory), last stage -> this node (DDS).
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import statistics
@@ -30,6 +29,7 @@ from typing import Any
 
 from rankmap_ros.ros import endpoints
 from rankmap_ros.ros.demo import auto_split, demo_environment, descendants, memory_of, stop_nodes
+from rankmap_ros.ros.diagnostics import parse_value
 from rankmap_ros.ros.perception_demo_node import DEMO_DNNS
 
 STATUS_CALLS = 50
@@ -236,7 +236,7 @@ def _window(
         else:
             loss[n] = None
         chain = stages.get(n, {})
-        dnn_s = sum(_number(v["service_time_s"]) + _number(v["queue_wait_s"]) for v in chain.values())
+        dnn_s = sum(parse_value(v["service_time_s"]) + parse_value(v["queue_wait_s"]) for v in chain.values())
         hops = len(chain) + 1
         age = statistics.median(latest) if latest else float("nan")
         per_hop[n] = round((age - dnn_s) / hops * 1e3, 2)
@@ -267,8 +267,3 @@ def report(result: dict[str, Any]) -> str:
         f"left behind: {len(result['leftover_processes'])} processes, {len(result['leftover_shm'])} shm entries",
     ]
     return "\n".join(lines)
-
-
-def _number(value: str) -> float:
-    """A diagnostic value as a number: '-' (not measured yet) is NaN."""
-    return math.nan if value == "-" else float(value)

@@ -95,7 +95,8 @@ class Camera(Node):
 
     def tick(self) -> None:
         rgb = self.frame()
-        pixels = self.encode(rgb).reshape(self.height, -1)
+        encoded = self.encode(rgb)
+        pixels = encoded.reshape(self.height, -1)
         if self.padding:
             pixels = np.pad(pixels, ((0, 0), (0, self.padding)))
         image = Image(
@@ -109,13 +110,17 @@ class Camera(Node):
         image.header.frame_id = self.frame_id
         self.publisher.publish(image)
         if self.compressed is not None:
-            self.compressed.publish(self.compress(rgb, image.header))
+            self.compressed.publish(self.compress(rgb, encoded, image.header))
         self.count += 1
 
-    def compress(self, rgb: np.ndarray, header: Any) -> Any:
-        """The frame as image_transport's compressed plugin sends it: colour as BGR (OpenCV's order)."""
+    def compress(self, rgb: np.ndarray, encoded: np.ndarray, header: Any) -> Any:
+        """The frame as image_transport's compressed plugin sends it: colour as BGR (OpenCV's order),
+        from the pixels `encode` made where they are already grey or BGR."""
         mono = self.encoding == "mono8"
-        pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if mono else np.ascontiguousarray(rgb[..., ::-1])
+        if mono:
+            pixels = encoded[..., 0]
+        else:
+            pixels = np.ascontiguousarray(encoded if self.encoding == "bgr8" else rgb[..., ::-1])
         ok, data = cv2.imencode(".jpg" if self.compression == "jpeg" else ".png", pixels)
         if not ok:
             raise RuntimeError(f"OpenCV could not encode a {self.compression} frame")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rankmap_ros.ros import endpoints
-from rankmap_ros.ros.diagnostics import level_value
+from rankmap_ros.ros.diagnostics import level_value, parse_value
 from rankmap_ros.ros.parent import PARENT_ENV
 from rankmap_ros.ros.share import find_share
 
@@ -251,10 +251,7 @@ def _watch(
                 name = s.name.split(": ", 1)[-1]
                 if name.startswith("dnn "):
                     values = {kv.key: kv.value for kv in s.values}
-                    try:
-                        arriving = float(values.get("input_rate", "nan"))
-                    except ValueError:
-                        arriving = math.nan
+                    arriving = parse_value(values.get("input_rate", "-"))
                     levels[name[4:]] = (LEVELS[level_value(s.level)], s.message, arriving)
 
         def on_mapping(state: Any) -> None:

@@ -55,6 +55,14 @@ def format_value(value: object) -> str:
     return str(value)
 
 
+def parse_value(text: str) -> float:
+    """A number `format_value` wrote, back: '-' (or any text that is no number) is NaN."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 class Updater:
     """Publishes the statuses that `collect()` returns, every `period` seconds of `clock`."""
 

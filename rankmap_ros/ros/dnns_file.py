@@ -59,9 +59,8 @@ def register_file(registry: Registry, path: str | Path, allowed_dirs: Sequence[s
     The manager does this at start, and `rankmap check-dnns` before a robot is started.
     """
     entries = read_dnns_file(path)
-    before = dict(registry.dnns)
     stored = []
-    try:
+    with registry.unchanged_on_error():  # all or none
         for index, reg in enumerate(entries):
             try:
                 stored.append(registry.register(reg, allowed_dirs, priorities=False))
@@ -71,9 +70,6 @@ def register_file(registry: Registry, path: str | Path, allowed_dirs: Sequence[s
             registry.check_priorities()  # of the whole set, whatever the order of its entries
         except RequestError as exc:
             raise RequestError(f"dnns_file {path}: {exc}") from exc
-    except RequestError:
-        registry.dnns = before  # all or none
-        raise
     return stored
 
 

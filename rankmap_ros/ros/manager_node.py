@@ -19,14 +19,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from rankmap_ros.core.correction import Observations
 from rankmap_ros.core.mapping import Mapping
-from rankmap_ros.core.realtime import RealTimeError, parse_policy
+from rankmap_ros.core.realtime import Policy, RealTimeError, parse_policy
 from rankmap_ros.ros import diagnostics, endpoints, image_codec, planning, results
+from rankmap_ros.ros.dds.args import params_file_values
 from rankmap_ros.ros.diagnostics import Status
 from rankmap_ros.ros.dnns_file import register_file
 from rankmap_ros.ros.parent import follow_parent
@@ -221,8 +223,9 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
 )
 
 
-def check_choices(v: dict[str, Any]) -> None:
-    """The values a descriptor cannot say: one of a few words, and which go together."""
+def check_choices(v: dict[str, Any]) -> Policy:
+    """The values a descriptor cannot say: one of a few words, and which go together; returns the
+    scheduling policy."""
     for key, allowed in (
         ("planner", planning.PLANNERS),
         ("priority_mode", planning.MODES),
@@ -241,6 +244,7 @@ def check_choices(v: dict[str, Any]) -> None:
             "parameter executor: component needs an arbitrated scheduling_policy (fifo, rms, dms, np_edf "
             f"or edf), not {policy.value}: its loop is the component's scheduler"
         )
+    return policy
 
 
 def check_parameters(given: dict[str, Any], named: Collection[str] | None = None) -> dict[str, Any]:
@@ -273,6 +277,15 @@ def check_parameters(given: dict[str, Any], named: Collection[str] | None = None
     return values
 
 
+def check_parameters_file(path: str, fq_name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`check_parameters` on what a parameters file (empty: none) and command-line `-p` values
+    give the manager `fq_name`, the file read once. Raises RosArgumentError or ValueError."""
+    named: set[str] = set()
+    given = params_file_values(Path(path), fq_name, named) if path else {}
+    given.update(overrides or {})
+    return check_parameters(given, named | set(overrides or {}))
+
+
 @dataclass
 class PlanInForce:
     mapping: Mapping | None
@@ -298,8 +311,7 @@ class Manager(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=text, read_only=True, **extra))
         v = {name: self.get_parameter(name).value for name, *_ in PARAMETERS}
         self.v = v
-        check_choices(v)  # types and ranges: the descriptors, checked by rclpy
-        self.policy = parse_policy(v["scheduling_policy"])
+        self.policy = check_choices(v)  # types and ranges: the descriptors, checked by rclpy
         self.composed = v["executor"] == "component"
         shm.remove_stale()
         if foreign := shm.stale_entries():
@@ -442,7 +454,7 @@ class Manager(Node):
             # outside the lock: a model file is checked by building the model (seconds for a large
             # one), and supervision, status and other requests must not wait for that
             resolved = resolve_model(reg.model, self.v["allowed_model_dirs"])
-            with self.lock, self._unchanged_on_error():
+            with self.lock, self.registry.unchanged_on_error():
                 stored = self._with_output_topic(self.registry.register(reg, self.v["allowed_model_dirs"], resolved))
                 self._replan("registered " + reg.name)
         except Exception as exc:
@@ -484,7 +496,7 @@ class Manager(Node):
 
     def on_unregister(self, request: Any, response: Any) -> Any:
         try:
-            with self.lock, self._unchanged_on_error():
+            with self.lock, self.registry.unchanged_on_error():
                 self.registry.unregister(request.name)
                 self._replan("unregistered " + request.name)
                 self.parked.pop(request.name, None)
@@ -529,7 +541,7 @@ class Manager(Node):
     def on_set_priorities(self, request: Any, response: Any) -> Any:
         names = list(request.names)
         try:
-            with self.lock, self._unchanged_on_error():
+            with self.lock, self.registry.unchanged_on_error():
                 self.registry.set_priorities(request.mode, names, [float(p) for p in request.priorities])
                 self._replan(f"priorities ({request.mode})")
                 self._order_jobs()
@@ -551,16 +563,6 @@ class Manager(Node):
     def on_status(self, request: Any, response: Any) -> Any:
         response.state = self.mapping_state()
         return response
-
-    @contextlib.contextmanager
-    def _unchanged_on_error(self) -> Iterator[None]:
-        """A request that fails half way, for whatever reason, leaves the registrations as they were."""
-        dnns, mode = dict(self.registry.dnns), self.registry.mode
-        try:
-            yield
-        except BaseException:
-            self.registry.dnns, self.registry.mode = dnns, mode
-            raise
 
     def _refuse(self, response: Any, what: str, exc: Exception) -> Any:
         """A refusal answers the caller; any other error too (with its type), and the manager serves on.
@@ -717,16 +719,20 @@ class Manager(Node):
         stop_chains(to_stop)
         if outcome is None:
             return
-        self._start_missing(dnns, outcome.mapping, platform)
+        self._start_missing(dnns, outcome.mapping, platform, threads)
         summary = "; ".join(
             f"{n}: " + " ".join(f"{a}-{b - 1}@{c}" for a, b, c in stages_of(outcome.mapping, n)) for n in dnns
         )
         self.get_logger().info(f"mapping ({outcome.planner}, {outcome.seconds:.2f} s): {summary}")
 
-    def _start_missing(self, dnns: dict[str, Registration], mapping: Mapping, platform: Any) -> None:
+    def _start_missing(
+        self, dnns: dict[str, Registration], mapping: Mapping, platform: Any, split: dict[str, int] | None = None
+    ) -> None:
         """Start the chains the mapping has and nothing runs yet, except those waiting out a backoff
-        and those whose unregistered namesake is still stopping (started when it has stopped)."""
-        threads = tuple(sorted(stage_threads(platform, mapping, self.policy).items()))
+        and those whose unregistered namesake is still stopping (started when it has stopped).
+        `split`: the mapping's `stage_threads`, where the caller has it."""
+        split = split if split is not None else stage_threads(platform, mapping, self.policy)
+        threads = tuple(sorted(split.items()))
         mapped = {(d.name, d.model) for d in mapping.dnns}  # a name registered again with another model waits
         for name, reg in dnns.items():
             if (name, reg.model) in mapped and not (
@@ -1028,7 +1034,7 @@ class Manager(Node):
             self.destroy_publisher(self.dnn_rate_pubs.pop(gone))
         for name, rate in zip(names, rates, strict=True):
             if name not in self.dnn_rate_pubs:
-                self.dnn_rate_pubs[name] = self.create_publisher(Float64, self._rel(results.rate_topic(name)), 10)
+                self.dnn_rate_pubs[name] = self.create_publisher(Float64, results.rate_topic(name), 10)
             self.dnn_rate_pubs[name].publish(Float64(data=rate))
 
     def collect_diagnostics(self) -> list[Status]:

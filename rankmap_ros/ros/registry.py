@@ -6,8 +6,9 @@ request leaves the registry exactly as it was and the message says what is wrong
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from rankmap_ros.core.platform import Platform
 from rankmap_ros.core.realtime import RealTimeError, TaskClass, infeasibility
 from rankmap_ros.core.simulator import rate_bound
 from rankmap_ros.core.workload import DnnSpec, Workload, WorkloadError
-from rankmap_ros.ros import planning, results
+from rankmap_ros.ros import endpoints, planning, results
 from rankmap_ros.ros.model_card import ModelCardError, read_card
 
 # absolute or relative to the manager's namespace; no `~` or `{node}`: the executors that
@@ -171,7 +172,7 @@ class Registry:
         that never come, as a type mismatch DDS reports nowhere."""
         if self.resolve is None:
             return
-        ours, resolved = self.resolve("rankmap"), self.resolve(topic)
+        ours, resolved = self.resolve(endpoints.NAMESPACE.lstrip("/")), self.resolve(topic)
         if resolved == ours or resolved.startswith(ours + "/"):
             raise RequestError(
                 f"input_topic {topic!r} ({resolved}) is one of the manager's own topics under {ours}/ (results, "
@@ -214,6 +215,16 @@ class Registry:
         self._checked({**self.dnns, reg.name: stored}, priorities)
         self.dnns[reg.name] = stored
         return stored
+
+    @contextlib.contextmanager
+    def unchanged_on_error(self) -> Iterator[None]:
+        """A change that fails half way, for whatever reason, leaves the registrations as they were."""
+        dnns, mode = dict(self.dnns), self.mode
+        try:
+            yield
+        except BaseException:
+            self.dnns, self.mode = dnns, mode
+            raise
 
     def check_priorities(self) -> None:
         """The static priorities of the whole set, once `register(..., priorities=False)` filled it."""

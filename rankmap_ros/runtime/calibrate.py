@@ -34,7 +34,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -148,14 +148,18 @@ def fit_component(platform: Platform, measured: UnitTimes, bandwidth_gbs: float)
     return replace(platform, components=tuple(new if c.name == comp.name else c for c in platform.components))
 
 
-def quality(platform: Platform, measured: UnitTimes) -> FitQuality:
+def predictions(platform: Platform, measured: UnitTimes) -> Iterator[tuple[str, list[float], list[float]]]:
+    """(model, the simulator's unit times, the measured ones) for every model that ran whole."""
     where = platform.index(measured.component)
-    unit_err, model_err = [], []
     for model, times in measured.times.items():
-        units = profile(model)
-        if any(t is None for t in times):
-            continue
-        predicted = [float(unit_time(platform, u)[where]) for u in units]
+        if times and all(t is not None for t in times):
+            predicted = [float(unit_time(platform, u)[where]) for u in profile(model)]
+            yield model, predicted, [float(t or 0.0) for t in times]
+
+
+def quality(platform: Platform, measured: UnitTimes) -> FitQuality:
+    unit_err, model_err = [], []
+    for _, predicted, times in predictions(platform, measured):
         unit_err += [abs(p / t - 1) for p, t in zip(predicted, times, strict=True) if t]
         model_err.append(abs(sum(predicted) / sum(t for t in times if t) - 1))
     if not unit_err:

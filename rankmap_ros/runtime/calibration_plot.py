@@ -10,9 +10,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from rankmap_ros.core.simulator import unit_time
-from rankmap_ros.core.unitvec import profile
-from rankmap_ros.runtime.calibrate import Calibration
+from rankmap_ros.runtime.calibrate import Calibration, predictions
 
 
 def plot_calibration(calibration: Calibration, path: Path) -> None:
@@ -24,16 +22,15 @@ def plot_calibration(calibration: Calibration, path: Path) -> None:
     names = list(calibration.unit_times)
     models: list[str] = []
     low, high = float("inf"), 0.0
+    width = 0.8 / len(names)
     for k, comp in enumerate(names):
-        where = platform.index(comp)
         measured, simulated, errors = [], [], {}
-        for model, times in calibration.unit_times[comp].chain_scaled().times.items():
-            if not times or any(t is None or t <= 0 for t in times):
-                continue  # the backend cannot run it: nothing to compare
-            predicted = [float(unit_time(platform, u)[where]) * 1e3 for u in profile(model)]
-            measured += [float(t or 0.0) * 1e3 for t in times]
-            simulated += predicted
-            errors[model] = 100.0 * (sum(predicted) / (1e3 * sum(t or 0.0 for t in times)) - 1.0)
+        for model, predicted, times in predictions(platform, calibration.unit_times[comp].chain_scaled()):
+            if min(times) <= 0:
+                continue  # not timed: nothing to compare
+            measured += [t * 1e3 for t in times]
+            simulated += [p * 1e3 for p in predicted]
+            errors[model] = 100.0 * (sum(predicted) / sum(times) - 1.0)
             if model not in models:
                 models.append(model)
         if not measured:
@@ -42,7 +39,6 @@ def plot_calibration(calibration: Calibration, path: Path) -> None:
         label = f"{comp}: unit median {quality.unit_median:.0%}, worst {quality.unit_worst:.0%}"
         units_ax.scatter(measured, simulated, s=9, alpha=0.6, label=label)
         low, high = min(low, *measured, *simulated), max(high, *measured, *simulated)
-        width = 0.8 / len(names)
         positions = [models.index(m) + (k - (len(names) - 1) / 2) * width for m in errors]
         models_ax.bar(positions, list(errors.values()), width=width, label=comp)
     if high > 0:

@@ -130,15 +130,13 @@ def build(name: str, weights: str | Path | None = None, check_finite: bool = Fal
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ZooError(f"weights file {path} does not fit {name}: {_misfit(model.state_dict(), state)}") from exc
-        bad = [
-            k
-            for k, v in state.items()
-            if check_finite and isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()
-        ]
-        if bad:
-            raise ZooError(
-                f"weights file {path} holds NaN or infinite values ({bad[0]}{' ...' if len(bad) > 1 else ''})"
-            )
+        if check_finite:
+            floats = [(k, v) for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
+            bad = [k for k, v in floats if not v.isfinite().all()]
+            if bad:
+                raise ZooError(
+                    f"weights file {path} holds NaN or infinite values ({bad[0]}{' ...' if len(bad) > 1 else ''})"
+                )
     return model.eval()
 
 

@@ -188,9 +188,9 @@ def _matches(pattern: str, fq_name: str) -> bool:
     return re.fullmatch(regex, fq_name) is not None
 
 
-def params_file_values(path: Path, fq_name: str, named_only: bool = False) -> dict[str, Any]:
+def params_file_values(path: Path, fq_name: str, named: set[str] | None = None) -> dict[str, Any]:
     """The values a parameters file gives the node `fq_name`, later sections winning, as rcl merges
-    them; `named_only`: only from sections that name the node itself (not `/**:` for every node)."""
+    them; `named` collects the names given in sections that name the node itself (not `/**:`)."""
     try:
         data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -205,6 +205,9 @@ def params_file_values(path: Path, fq_name: str, named_only: bool = False) -> di
     for pattern, params in _sections(data):
         if not isinstance(params, dict):
             raise RosArgumentError(f"parameters file {path}: {pattern} ros__parameters must be a mapping")
-        if _matches(pattern, fq_name) and not (named_only and "*" in pattern.rsplit("/", 1)[-1]):
-            values.update(_flatten(params))
+        if _matches(pattern, fq_name):
+            flat = _flatten(params)
+            values.update(flat)
+            if named is not None and "*" not in pattern.rsplit("/", 1)[-1]:
+                named.update(flat)
     return values
